@@ -1,0 +1,727 @@
+//! The opening handshake: keys, the upgrade request and the response (RFC 6455 §4.1, §4.2.2).
+
+use crate::url::WebSocketUrl;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// The GUID that RFC 6455 §1.3 appends to the key before hashing.
+pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Largest response header block accepted, in bytes.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Most response header lines accepted.
+pub const MAX_HEADERS: usize = 256;
+
+/// How many bytes of a refused response's body are kept for the error.
+pub const MAX_BODY_EXCERPT: usize = 4096;
+
+/// Why the upgrade failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// The status line is not `HTTP/1.1 NNN reason`.
+    #[error("invalid status line {0:?}")]
+    InvalidStatusLine(String),
+    /// A header line is not `name: value`.
+    #[error("invalid header line {0:?}")]
+    InvalidHeaderLine(String),
+    /// The header block grew past [`MAX_HEADER_BYTES`].
+    #[error("response headers exceed {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// More than [`MAX_HEADERS`] header lines.
+    #[error("response has more than {limit} headers")]
+    TooManyHeaders {
+        /// The limit in lines.
+        limit: usize,
+    },
+    /// The server answered with a status other than 101.
+    #[error("server rejected WebSocket connection: HTTP {status}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The response headers.
+        headers: Vec<(String, String)>,
+        /// The first bytes of the body, if any arrived with the headers.
+        body: Vec<u8>,
+    },
+    /// `Upgrade` is missing or is not `websocket`.
+    #[error("invalid Upgrade header: {0:?}")]
+    InvalidUpgrade(Option<String>),
+    /// `Connection` is missing or lacks the `upgrade` token.
+    #[error("invalid Connection header: {0:?}")]
+    InvalidConnection(Option<String>),
+    /// `Sec-WebSocket-Accept` is missing.
+    #[error("missing Sec-WebSocket-Accept header")]
+    MissingAccept,
+    /// `Sec-WebSocket-Accept` does not match the key.
+    #[error("invalid Sec-WebSocket-Accept {got:?}: expected {expected:?}")]
+    AcceptMismatch {
+        /// What the key implies.
+        expected: String,
+        /// What the server sent.
+        got: String,
+    },
+    /// The server chose a subprotocol the client did not offer.
+    #[error("server chose subprotocol {0:?}, which was not offered")]
+    UnexpectedSubprotocol(String),
+    /// The server enabled an extension the client did not offer.
+    #[error("server enabled extension {0:?}, which was not offered")]
+    UnexpectedExtension(String),
+    /// A request header name or value would break the request.
+    #[error("invalid request header {name:?}: {why}")]
+    InvalidRequestHeader {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The connection ended before the response was complete.
+    #[error("connection closed during the opening handshake")]
+    UnexpectedEof,
+}
+
+/// Encodes bytes as standard base64 with padding.
+pub fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sextet = |shift: u32| char::from(ALPHABET[((n >> shift) & 63) as usize]);
+        out.push(sextet(18));
+        out.push(sextet(12));
+        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
+        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
+    }
+    out
+}
+
+/// Fills `buf` from the operating system's random generator.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), std::io::Error> {
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| std::io::Error::other("the operating system's random generator failed"))
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded (RFC 6455 §4.1 item 7).
+pub fn generate_key() -> Result<String, std::io::Error> {
+    let mut nonce = [0u8; 16];
+    fill_random(&mut nonce)?;
+    Ok(base64_encode(&nonce))
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2 item 5.4).
+pub fn accept_key(key: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.trim().as_bytes());
+    ctx.update(GUID.as_bytes());
+    base64_encode(ctx.finish().as_ref())
+}
+
+/// What the client puts in its upgrade request besides the URL and key.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// Extra headers, sent in order after the standard ones.
+    pub headers: Vec<(String, String)>,
+    /// Offered subprotocols, in order of preference.
+    pub subprotocols: Vec<String>,
+    /// The `Origin` header.
+    pub origin: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), HandshakeError> {
+    if !is_token(name) {
+        return Err(HandshakeError::InvalidRequestHeader {
+            name: name.to_string(),
+            why: "the name is not an HTTP token",
+        });
+    }
+    // RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value; they would let a value
+    // smuggle extra headers into the request.
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(HandshakeError::InvalidRequestHeader {
+            name: name.to_string(),
+            why: "the value contains CR, LF or NUL",
+        });
+    }
+    Ok(())
+}
+
+/// Headers the library sets itself; a caller may not send them a second time.
+const RESERVED_HEADERS: [&str; 5] = [
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+];
+
+/// Builds the HTTP/1.1 upgrade request (RFC 6455 §4.1).
+pub fn build_request(
+    url: &WebSocketUrl,
+    key: &str,
+    options: &RequestOptions,
+) -> Result<Vec<u8>, HandshakeError> {
+    let mut lines: Vec<(String, String)> = vec![
+        ("Host".into(), url.host_header()),
+        ("Upgrade".into(), "websocket".into()),
+        ("Connection".into(), "Upgrade".into()),
+        ("Sec-WebSocket-Key".into(), key.to_string()),
+        ("Sec-WebSocket-Version".into(), "13".into()),
+    ];
+    if let Some(origin) = &options.origin {
+        lines.push(("Origin".into(), origin.clone()));
+    }
+    if !options.subprotocols.is_empty() {
+        for p in &options.subprotocols {
+            if !is_token(p) {
+                return Err(HandshakeError::InvalidRequestHeader {
+                    name: "Sec-WebSocket-Protocol".into(),
+                    why: "a subprotocol is not an HTTP token",
+                });
+            }
+        }
+        lines.push((
+            "Sec-WebSocket-Protocol".into(),
+            options.subprotocols.join(", "),
+        ));
+    }
+    if let Some(ua) = &options.user_agent {
+        lines.push(("User-Agent".into(), ua.clone()));
+    }
+    for (name, value) in &options.headers {
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(HandshakeError::InvalidRequestHeader {
+                name: name.clone(),
+                why: "the library sets this header itself",
+            });
+        }
+        lines.push((name.clone(), value.clone()));
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(url.resource.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &lines {
+        check_header(name, value)?;
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(out)
+}
+
+/// Parses `HTTP/1.1 101 Switching Protocols` into its status code.
+pub fn parse_status_line(line: &str) -> Result<u16, HandshakeError> {
+    let bad = || HandshakeError::InvalidStatusLine(line.to_string());
+    let line = line.trim_end_matches(['\r', '\n']);
+    let mut parts = line.splitn(3, ' ');
+    let version = parts.next().ok_or_else(bad)?;
+    // RFC 6455 §4.1: the response is an HTTP/1.1 (or later) response.
+    if !(version == "HTTP/1.1" || version.starts_with("HTTP/1.") && version.len() == 8) {
+        return Err(bad());
+    }
+    let code = parts.next().ok_or_else(bad)?;
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let status: u16 = code.parse().map_err(|_| bad())?;
+    if !(100..=599).contains(&status) {
+        return Err(bad());
+    }
+    Ok(status)
+}
+
+/// A parsed HTTP response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header lines in order, names as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The first value of a header, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(&self.headers, name)
+    }
+
+    /// Every value of a header, case-insensitively, in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The first value of `name` in `headers`, case-insensitively.
+pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Finds the end of the header block: the offset just past the empty line.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + pos;
+        // An empty line is "\n" or "\r\n" right after the previous line's "\n".
+        if nl >= 1 && buf[nl - 1] == b'\n' {
+            return Some(nl + 1);
+        }
+        if nl >= 2 && buf[nl - 1] == b'\r' && buf[nl - 2] == b'\n' {
+            return Some(nl + 1);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Parses a response head from the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete, or the response and the number of bytes it
+/// used. Bytes past that are the start of the WebSocket stream (or the body of a refusal).
+pub fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, HandshakeError> {
+    let Some(end) = find_head_end(buf) else {
+        if buf.len() > MAX_HEADER_BYTES {
+            return Err(HandshakeError::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            });
+        }
+        return Ok(None);
+    };
+    if end > MAX_HEADER_BYTES {
+        return Err(HandshakeError::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        });
+    }
+    // Header bytes are ISO-8859-1 at worst (RFC 9110 §5.5); decode lossily for messages.
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let status = parse_status_line(lines.next().unwrap_or_default())?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        // RFC 9112 §5.2: obsolete line folding is rejected.
+        if line.starts_with([' ', '\t']) {
+            return Err(HandshakeError::InvalidHeaderLine(line.to_string()));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| HandshakeError::InvalidHeaderLine(line.to_string()))?;
+        if !is_token(name) {
+            return Err(HandshakeError::InvalidHeaderLine(line.to_string()));
+        }
+        if headers.len() == MAX_HEADERS {
+            return Err(HandshakeError::TooManyHeaders { limit: MAX_HEADERS });
+        }
+        headers.push((
+            name.to_string(),
+            value.trim_matches([' ', '\t']).to_string(),
+        ));
+    }
+    Ok(Some((Response { status, headers }, end)))
+}
+
+/// What the server agreed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// The chosen subprotocol.
+    pub subprotocol: Option<String>,
+}
+
+/// Splits comma-separated header values into trimmed, non-empty items.
+fn list_items<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    values
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Checks a response head against the request (RFC 6455 §4.1, client requirements 1–6).
+///
+/// `body` is whatever followed the head, kept for the error of a refused upgrade.
+pub fn validate_response(
+    response: &Response,
+    key: &str,
+    offered_subprotocols: &[String],
+    body: &[u8],
+) -> Result<Accepted, HandshakeError> {
+    // RFC 6455 §4.1: "If the status code received from the server is not 101, the client
+    // handles the response per HTTP [RFC2616] procedures."
+    if response.status != 101 {
+        return Err(HandshakeError::Status {
+            status: response.status,
+            headers: response.headers.clone(),
+            body: body[..body.len().min(MAX_BODY_EXCERPT)].to_vec(),
+        });
+    }
+    // RFC 6455 §4.1: "If the response lacks an |Upgrade| header field or the |Upgrade| header
+    // field contains a value that is not an ASCII case-insensitive match for the value
+    // "websocket", the client MUST _Fail the WebSocket Connection_."
+    match response.header("Upgrade") {
+        Some(v) if v.trim().eq_ignore_ascii_case("websocket") => {}
+        other => return Err(HandshakeError::InvalidUpgrade(other.map(str::to_string))),
+    }
+    // RFC 6455 §4.1: "If the response lacks a |Connection| header field or the |Connection|
+    // header field doesn't contain a token that is an ASCII case-insensitive match for the value
+    // "Upgrade", the client MUST _Fail the WebSocket Connection_."
+    let connection = list_items(response.header_values("Connection"));
+    if !connection.iter().any(|t| t.eq_ignore_ascii_case("upgrade")) {
+        return Err(HandshakeError::InvalidConnection(
+            response.header("Connection").map(str::to_string),
+        ));
+    }
+    // RFC 6455 §4.1: "If the response lacks a |Sec-WebSocket-Accept| header field or the
+    // |Sec-WebSocket-Accept| contains a value other than the base64-encoded SHA-1 of the
+    // concatenation of the |Sec-WebSocket-Key| ... the client MUST _Fail the WebSocket
+    // Connection_."
+    let expected = accept_key(key);
+    match response.header("Sec-WebSocket-Accept") {
+        None => return Err(HandshakeError::MissingAccept),
+        Some(got) if got.trim() != expected => {
+            return Err(HandshakeError::AcceptMismatch {
+                expected,
+                got: got.to_string(),
+            })
+        }
+        Some(_) => {}
+    }
+    // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and
+    // this header field indicates the use of an extension that was not present in the client's
+    // handshake ... the client MUST _Fail the WebSocket Connection_." This client offers none.
+    if let Some(ext) = list_items(response.header_values("Sec-WebSocket-Extensions")).first() {
+        return Err(HandshakeError::UnexpectedExtension(ext.to_string()));
+    }
+    // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Protocol| header field and this
+    // header field indicates the use of a subprotocol that was not present in the client's
+    // handshake ... the client MUST _Fail the WebSocket Connection_."
+    let chosen = list_items(response.header_values("Sec-WebSocket-Protocol"));
+    let subprotocol = match chosen.as_slice() {
+        [] => None,
+        [one] if offered_subprotocols.iter().any(|o| o == one) => Some(one.to_string()),
+        _ => {
+            return Err(HandshakeError::UnexpectedSubprotocol(chosen.join(", ")));
+        }
+    };
+    Ok(Accepted { subprotocol })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::url::parse_url;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (input, output) in vectors {
+            assert_eq!(base64_encode(input.as_bytes()), output);
+        }
+    }
+
+    #[test]
+    fn rfc6455_1_3_accept_key_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_24_chars_and_differ() {
+        let a = generate_key().unwrap();
+        let b = generate_key().unwrap();
+        assert_eq!(a.len(), 24);
+        assert!(a.ends_with("=="));
+        assert_ne!(a, b);
+    }
+
+    fn request(url: &str, options: &RequestOptions) -> String {
+        let url = parse_url(url).unwrap();
+        String::from_utf8(build_request(&url, "KEY", options).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn request_has_the_required_headers() {
+        let r = request("ws://example.com:9000/chat?x=1", &RequestOptions::default());
+        assert!(r.starts_with("GET /chat?x=1 HTTP/1.1\r\n"));
+        assert!(r.contains("\r\nHost: example.com:9000\r\n"));
+        assert!(r.contains("\r\nUpgrade: websocket\r\n"));
+        assert!(r.contains("\r\nConnection: Upgrade\r\n"));
+        assert!(r.contains("\r\nSec-WebSocket-Key: KEY\r\n"));
+        assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(r.ends_with("\r\n\r\n"));
+        assert!(!r.contains("Origin"));
+    }
+
+    #[test]
+    fn request_optional_headers() {
+        let options = RequestOptions {
+            headers: vec![("Authorization".into(), "Bearer t".into())],
+            subprotocols: vec!["chat".into(), "superchat".into()],
+            origin: Some("http://example.com".into()),
+            user_agent: Some("sigil-ws/0".into()),
+        };
+        let r = request("wss://example.com/", &options);
+        assert!(r.contains("\r\nHost: example.com\r\n"));
+        assert!(r.contains("\r\nOrigin: http://example.com\r\n"));
+        assert!(r.contains("\r\nSec-WebSocket-Protocol: chat, superchat\r\n"));
+        assert!(r.contains("\r\nUser-Agent: sigil-ws/0\r\n"));
+        assert!(r.contains("\r\nAuthorization: Bearer t\r\n"));
+    }
+
+    #[test]
+    fn request_refuses_header_injection() {
+        let url = parse_url("ws://h/").unwrap();
+        for (name, value) in [
+            ("X-A", "v\r\nEvil: 1"),
+            ("X-A", "v\nx"),
+            ("X-A", "v\0"),
+            ("X A", "v"),
+            ("X-A\r\n", "v"),
+            ("", "v"),
+            ("host", "other"),
+        ] {
+            let options = RequestOptions {
+                headers: vec![(name.into(), value.into())],
+                ..Default::default()
+            };
+            assert!(
+                matches!(
+                    build_request(&url, "K", &options),
+                    Err(HandshakeError::InvalidRequestHeader { .. })
+                ),
+                "{name:?}: {value:?}"
+            );
+        }
+        let options = RequestOptions {
+            origin: Some("a\r\nb".into()),
+            ..Default::default()
+        };
+        assert!(build_request(&url, "K", &options).is_err());
+        let options = RequestOptions {
+            subprotocols: vec!["a b".into()],
+            ..Default::default()
+        };
+        assert!(build_request(&url, "K", &options).is_err());
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            parse_status_line("HTTP/1.1 101 Switching Protocols").unwrap(),
+            101
+        );
+        assert_eq!(
+            parse_status_line("HTTP/1.1 404 Not Found\r\n").unwrap(),
+            404
+        );
+        assert_eq!(parse_status_line("HTTP/1.1 200").unwrap(), 200);
+        for bad in [
+            "",
+            "HTTP/1.1",
+            "HTTP/1.1 1O1 x",
+            "HTTP/1.1 1010 x",
+            "HTTP/2 101 x",
+            "FOO 101 x",
+            "HTTP/1.1 099 x",
+        ] {
+            assert!(
+                matches!(
+                    parse_status_line(bad),
+                    Err(HandshakeError::InvalidStatusLine(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    fn good_head(key: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, \
+             Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(key)
+        )
+    }
+
+    #[test]
+    fn response_parse_keeps_trailing_bytes() {
+        let mut buf = good_head("k").into_bytes();
+        let head_len = buf.len();
+        buf.extend_from_slice(b"\x81\x02hi");
+        let (resp, used) = parse_response(&buf).unwrap().unwrap();
+        assert_eq!(used, head_len);
+        assert_eq!(&buf[used..], b"\x81\x02hi");
+        assert_eq!(resp.status, 101);
+        assert_eq!(resp.header("upgrade"), Some("WebSocket"));
+        validate_response(&resp, "k", &[], &[]).unwrap();
+    }
+
+    #[test]
+    fn response_parse_needs_the_whole_head() {
+        let buf = good_head("k").into_bytes();
+        for cut in 0..buf.len() {
+            assert_eq!(parse_response(&buf[..cut]).unwrap(), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn response_parse_accepts_bare_lf_and_multi_values() {
+        let buf = b"HTTP/1.1 101 OK\nUpgrade: websocket\nX-A: 1\nx-a: 2\n\nrest";
+        let (resp, used) = parse_response(buf).unwrap().unwrap();
+        assert_eq!(&buf[used..], b"rest");
+        assert_eq!(resp.header_values("X-A").collect::<Vec<_>>(), ["1", "2"]);
+    }
+
+    #[test]
+    fn response_parse_limits() {
+        let mut big = b"HTTP/1.1 101 OK\r\n".to_vec();
+        while big.len() <= MAX_HEADER_BYTES {
+            big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert!(matches!(
+            parse_response(&big),
+            Err(HandshakeError::HeadersTooLarge { .. })
+        ));
+        let mut many = b"HTTP/1.1 101 OK\r\n".to_vec();
+        for _ in 0..=MAX_HEADERS {
+            many.extend_from_slice(b"X: y\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            parse_response(&many),
+            Err(HandshakeError::TooManyHeaders { .. })
+        ));
+        for bad in [
+            &b"HTTP/1.1 101 OK\r\nno colon\r\n\r\n"[..],
+            b"HTTP/1.1 101 OK\r\nBad Name: v\r\n\r\n",
+            b"HTTP/1.1 101 OK\r\nA: b\r\n folded\r\n\r\n",
+        ] {
+            assert!(matches!(
+                parse_response(bad),
+                Err(HandshakeError::InvalidHeaderLine(_))
+            ));
+        }
+        assert!(matches!(
+            parse_response(b"garbage\r\n\r\n"),
+            Err(HandshakeError::InvalidStatusLine(_))
+        ));
+    }
+
+    fn validate(head: &str, offered: &[&str]) -> Result<Accepted, HandshakeError> {
+        let (resp, used) = parse_response(head.as_bytes()).unwrap().unwrap();
+        let offered: Vec<String> = offered.iter().map(|s| s.to_string()).collect();
+        validate_response(&resp, "k", &offered, &head.as_bytes()[used..])
+    }
+
+    #[test]
+    fn validation_failures() {
+        let accept = accept_key("k");
+        let e = validate("HTTP/1.1 403 Forbidden\r\nX: y\r\n\r\nnope", &[]).unwrap_err();
+        assert_eq!(
+            e,
+            HandshakeError::Status {
+                status: 403,
+                headers: vec![("X".into(), "y".into())],
+                body: b"nope".to_vec()
+            }
+        );
+        let e = validate(
+            &format!(
+                "HTTP/1.1 101 OK\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e, HandshakeError::InvalidUpgrade(None));
+        let e = validate(
+            &format!("HTTP/1.1 101 OK\r\nUpgrade: h2c\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e, HandshakeError::InvalidUpgrade(Some("h2c".into())));
+        let e = validate(
+            &format!("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e, HandshakeError::InvalidConnection(Some("close".into())));
+        let e = validate(
+            "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e, HandshakeError::MissingAccept);
+        let e = validate(
+            "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: xxx\r\n\r\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(matches!(e, HandshakeError::AcceptMismatch { .. }));
+        let base = format!(
+            "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+        );
+        let e = validate(
+            &format!("{base}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            HandshakeError::UnexpectedExtension("permessage-deflate".into())
+        );
+        let e = validate(&format!("{base}Sec-WebSocket-Protocol: chat\r\n\r\n"), &[]).unwrap_err();
+        assert_eq!(e, HandshakeError::UnexpectedSubprotocol("chat".into()));
+        let e = validate(
+            &format!("{base}Sec-WebSocket-Protocol: chat, other\r\n\r\n"),
+            &["chat", "other"],
+        )
+        .unwrap_err();
+        assert!(matches!(e, HandshakeError::UnexpectedSubprotocol(_)));
+        let ok = validate(
+            &format!("{base}Sec-WebSocket-Protocol: chat\r\n\r\n"),
+            &["x", "chat"],
+        )
+        .unwrap();
+        assert_eq!(ok.subprotocol.as_deref(), Some("chat"));
+        assert_eq!(
+            validate(&format!("{base}\r\n"), &["chat"])
+                .unwrap()
+                .subprotocol,
+            None
+        );
+    }
+}
