@@ -4,5 +4,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod protocol;
+pub mod tls;
 pub mod url;
 pub mod utf8;

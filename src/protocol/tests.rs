@@ -1,0 +1,667 @@
+//! Engine tests: bytes in, events and `data_to_send` out, grouped by RFC section.
+
+use super::*;
+use crate::frame::decode_header;
+use crate::handshake::accept_key;
+use crate::mask::apply_mask;
+use crate::url::parse_url;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn response() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        accept_key(KEY)
+    )
+    .into_bytes()
+}
+
+fn engine_with(config: Config) -> Protocol {
+    let url = parse_url("ws://example.com/chat").unwrap();
+    Protocol::client(&url, KEY.into(), &RequestOptions::default(), config, None).unwrap()
+}
+
+/// An engine past the handshake, with the request already taken.
+fn open() -> Protocol {
+    open_with(Config::default())
+}
+
+fn open_with(config: Config) -> Protocol {
+    let mut p = engine_with(config);
+    take(&mut p);
+    p.receive_data(&response(), 0.0).unwrap();
+    assert_eq!(p.next_event().unwrap(), None);
+    assert_eq!(p.state(), State::Open);
+    p
+}
+
+fn take(p: &mut Protocol) -> Vec<u8> {
+    let mut out = Vec::new();
+    p.take_data_to_send(&mut out);
+    out
+}
+
+/// A server frame (unmasked).
+fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(
+        &mut out,
+        OpCode::from_u8(opcode).unwrap(),
+        fin,
+        &[payload],
+        None,
+    );
+    out
+}
+
+/// Owned copy of an event, for comparing sequences.
+#[derive(Debug, PartialEq, Eq)]
+enum Ev {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(u16, String),
+}
+
+fn events(p: &mut Protocol) -> Result<Vec<Ev>, Error> {
+    let mut all = Vec::new();
+    while let Some(e) = p.next_event()? {
+        all.push(match e {
+            Event::Text(t) => Ev::Text(t.to_string()),
+            Event::Binary(b) => Ev::Binary(b.to_vec()),
+            Event::Ping(b) => Ev::Ping(b.to_vec()),
+            Event::Pong(b) => Ev::Pong(b.to_vec()),
+            Event::Close { code, reason } => Ev::Close(code, reason.to_string()),
+        });
+    }
+    Ok(all)
+}
+
+/// Decodes the client frames in `bytes`, checking each is masked, and unmasks them.
+fn client_frames(mut bytes: &[u8]) -> Vec<(OpCode, bool, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let (h, n) = decode_header(bytes).unwrap().unwrap();
+        let key = h.mask.expect("client frames are masked");
+        let len = h.payload_len as usize;
+        let mut payload = bytes[n..n + len].to_vec();
+        apply_mask(&mut payload, key, 0);
+        frames.push((h.opcode, h.fin, payload));
+        bytes = &bytes[n + len..];
+    }
+    frames
+}
+
+fn expect_failure(p: &mut Protocol, data: &[u8], code: u16) -> ProtocolError {
+    p.receive_data(data, 0.0).unwrap();
+    let err = loop {
+        match p.next_event() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("no failure"),
+            Err(Error::Protocol(e)) => break e,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    };
+    assert_eq!(err.close_code(), code, "{err}");
+    assert_eq!(p.state(), State::Closed);
+    let sent = client_frames(&take(p));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, OpCode::Close);
+    assert_eq!(&sent[0].2[..2], &code.to_be_bytes());
+    let t = p.termination().unwrap();
+    assert_eq!(t.code, code);
+    assert_eq!(t.cause.as_ref(), Some(&err));
+    // Input after the failure is ignored.
+    p.receive_data(&frame(1, true, b"late"), 0.0).unwrap();
+    assert_eq!(p.next_event().unwrap(), None);
+    err
+}
+
+mod rfc6455_4_handshake {
+    use super::*;
+
+    #[test]
+    fn request_is_queued_at_creation() {
+        let mut p = engine_with(Config::default());
+        let req = String::from_utf8(take(&mut p)).unwrap();
+        assert!(req.starts_with("GET /chat HTTP/1.1\r\n"));
+        assert!(req.contains(&format!("Sec-WebSocket-Key: {KEY}\r\n")));
+        assert_eq!(p.state(), State::Connecting);
+    }
+
+    #[test]
+    fn response_split_at_every_byte_then_frames_in_the_same_read() {
+        let mut stream = response();
+        stream.extend(frame(1, true, b"first"));
+        stream.extend(frame(2, true, b"second"));
+        for split in 0..stream.len() {
+            let mut p = engine_with(Config::default());
+            p.receive_data(&stream[..split], 0.0).unwrap();
+            let mut got = events(&mut p).unwrap();
+            p.receive_data(&stream[split..], 0.0).unwrap();
+            got.extend(events(&mut p).unwrap());
+            assert_eq!(
+                got,
+                vec![Ev::Text("first".into()), Ev::Binary(b"second".to_vec())],
+                "split {split}"
+            );
+            assert_eq!(p.state(), State::Open);
+        }
+    }
+
+    #[test]
+    fn bad_accept_fails_the_handshake() {
+        let mut p = engine_with(Config::default());
+        p.receive_data(
+            b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+              Sec-WebSocket-Accept: nope\r\n\r\n",
+            0.0,
+        )
+        .unwrap();
+        assert!(matches!(
+            p.next_event(),
+            Err(Error::Handshake(HandshakeError::AcceptMismatch { .. }))
+        ));
+        assert_eq!(p.state(), State::Closed);
+        assert_eq!(p.next_event().unwrap(), None);
+    }
+
+    #[test]
+    fn eof_during_handshake() {
+        let mut p = engine_with(Config::default());
+        p.receive_data(b"HTTP/1.1 101 OK\r\n", 0.0).unwrap();
+        p.receive_eof();
+        assert!(matches!(
+            p.next_event(),
+            Err(Error::Handshake(HandshakeError::UnexpectedEof))
+        ));
+    }
+
+    #[test]
+    fn sending_before_open_is_refused() {
+        let mut p = engine_with(Config::default());
+        assert!(matches!(p.send_text("x"), Err(Error::InvalidArgument(_))));
+    }
+}
+
+mod rfc6455_5_data_frames {
+    use super::*;
+
+    #[test]
+    fn client_frames_are_masked_with_fresh_keys() {
+        let mut p = open();
+        p.send_text("hello").unwrap();
+        p.send_binary(&[1, 2, 3]).unwrap();
+        let out = take(&mut p);
+        let (h1, n1) = decode_header(&out).unwrap().unwrap();
+        let (h2, _) = decode_header(&out[n1 + 5..]).unwrap().unwrap();
+        assert_ne!(h1.mask, h2.mask);
+        assert_eq!(
+            client_frames(&out),
+            vec![
+                (OpCode::Text, true, b"hello".to_vec()),
+                (OpCode::Binary, true, vec![1, 2, 3])
+            ]
+        );
+    }
+
+    #[test]
+    fn large_messages_use_extended_lengths() {
+        let mut p = open();
+        let big = vec![0xabu8; 70_000];
+        p.send_binary(&big).unwrap();
+        let frames = client_frames(&take(&mut p));
+        assert_eq!(frames[0].2, big);
+        let mut incoming = frame(2, true, &big);
+        incoming.extend(frame(2, true, &big[..300]));
+        p.receive_data(&incoming, 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Binary(big.clone()), Ev::Binary(big[..300].to_vec())]
+        );
+    }
+
+    #[test]
+    fn frames_split_at_every_byte() {
+        let mut stream = frame(1, false, "héllo ".as_bytes());
+        stream.extend(frame(9, true, b"ping!"));
+        stream.extend(frame(0, true, "wörld".as_bytes()));
+        stream.extend(frame(2, true, &[0, 1, 2]));
+        for split in 0..stream.len() {
+            let mut p = open();
+            p.receive_data(&stream[..split], 0.0).unwrap();
+            let mut got = events(&mut p).unwrap();
+            p.receive_data(&stream[split..], 0.0).unwrap();
+            got.extend(events(&mut p).unwrap());
+            assert_eq!(
+                got,
+                vec![
+                    Ev::Ping(b"ping!".to_vec()),
+                    Ev::Text("héllo wörld".into()),
+                    Ev::Binary(vec![0, 1, 2])
+                ],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let mut stream = frame(2, false, b"ab");
+        stream.extend(frame(0, false, b""));
+        stream.extend(frame(0, true, b"cd"));
+        let mut p = open();
+        let mut got = Vec::new();
+        for b in &stream {
+            p.receive_data(&[*b], 0.0).unwrap();
+            got.extend(events(&mut p).unwrap());
+        }
+        assert_eq!(got, vec![Ev::Binary(b"abcd".to_vec())]);
+    }
+
+    #[test]
+    fn empty_messages() {
+        let mut p = open();
+        let mut stream = frame(1, true, b"");
+        stream.extend(frame(2, true, b""));
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Text(String::new()), Ev::Binary(Vec::new())]
+        );
+    }
+
+    #[test]
+    fn reserved_bits_fail_with_1002() {
+        for bits in 1..8u8 {
+            let mut p = open();
+            let mut f = frame(1, true, b"x");
+            f[0] |= bits << 4;
+            let e = expect_failure(&mut p, &f, 1002);
+            assert_eq!(e, ProtocolError::ReservedBits { bits });
+        }
+    }
+
+    #[test]
+    fn reserved_opcodes_fail_with_1002() {
+        for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
+            let mut p = open();
+            let e = expect_failure(&mut p, &[0x80 | op, 0], 1002);
+            assert_eq!(e, ProtocolError::ReservedOpcode { opcode: op });
+        }
+    }
+
+    #[test]
+    fn masked_server_frame_fails_with_1002() {
+        let mut p = open();
+        let e = expect_failure(&mut p, &[0x81, 0x81, 1, 2, 3, 4, b'x' ^ 1], 1002);
+        assert_eq!(e, ProtocolError::MaskedFrame);
+    }
+
+    #[test]
+    fn continuation_without_start_fails() {
+        let mut p = open();
+        let e = expect_failure(&mut p, &frame(0, true, b"x"), 1002);
+        assert_eq!(e, ProtocolError::UnexpectedContinuation);
+    }
+
+    #[test]
+    fn new_message_inside_fragmented_one_fails() {
+        let mut p = open();
+        let mut stream = frame(1, false, b"a");
+        stream.extend(frame(2, true, b"b"));
+        let e = expect_failure(&mut p, &stream, 1002);
+        assert_eq!(e, ProtocolError::ExpectedContinuation { opcode: 2 });
+    }
+
+    #[test]
+    fn msb_of_64_bit_length_fails() {
+        let mut p = open();
+        let e = expect_failure(&mut p, &[0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 1], 1002);
+        assert!(matches!(e, ProtocolError::InvalidLength { .. }));
+    }
+}
+
+mod rfc6455_5_5_control_frames {
+    use super::*;
+
+    #[test]
+    fn ping_gets_an_automatic_pong_with_the_same_payload() {
+        let mut p = open();
+        p.receive_data(&frame(9, true, b"are you there"), 0.0)
+            .unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Ping(b"are you there".to_vec())]
+        );
+        assert_eq!(
+            client_frames(&take(&mut p)),
+            vec![(OpCode::Pong, true, b"are you there".to_vec())]
+        );
+    }
+
+    #[test]
+    fn control_frames_over_125_bytes_fail() {
+        for op in [8u8, 9, 10] {
+            let mut p = open();
+            let mut f = vec![0x80 | op, 126, 0, 126];
+            f.extend([b'a'; 126]);
+            let e = expect_failure(&mut p, &f, 1002);
+            assert_eq!(e, ProtocolError::ControlFrameTooLong { len: 126 });
+        }
+    }
+
+    #[test]
+    fn fragmented_control_frames_fail() {
+        for op in [8u8, 9, 10] {
+            let mut p = open();
+            let e = expect_failure(&mut p, &[op, 0], 1002);
+            assert_eq!(e, ProtocolError::FragmentedControlFrame { opcode: op });
+        }
+    }
+
+    #[test]
+    fn pong_matches_ping_and_sets_latency() {
+        let mut p = open();
+        p.send_ping(b"1", 10.0).unwrap();
+        p.send_ping(b"2", 10.5).unwrap();
+        assert_eq!(p.latency(), 0.0);
+        p.receive_data(&frame(10, true, b"unsolicited"), 11.0)
+            .unwrap();
+        events(&mut p).unwrap();
+        assert_eq!(p.latency(), 0.0);
+        p.receive_data(&frame(10, true, b"2"), 10.75).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Pong(b"2".to_vec())]);
+        assert!((p.latency() - 0.25).abs() < 1e-9);
+        // Ping 1 was dropped with 2: a late pong for it changes nothing.
+        p.receive_data(&frame(10, true, b"1"), 20.0).unwrap();
+        events(&mut p).unwrap();
+        assert!((p.latency() - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ping_payload_limit() {
+        let mut p = open();
+        assert!(matches!(
+            p.send_ping(&[0; 126], 0.0),
+            Err(Error::InvalidArgument(m)) if m.contains("126")
+        ));
+        p.send_ping(&[0; 125], 0.0).unwrap();
+    }
+}
+
+mod rfc6455_7_closing {
+    use super::*;
+
+    #[test]
+    fn client_initiated_close() {
+        let mut p = open();
+        p.send_close(Some(1000), "bye").unwrap();
+        assert_eq!(p.state(), State::Closing);
+        assert!(p.close_expected());
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend(b"bye");
+        assert_eq!(
+            client_frames(&take(&mut p)),
+            vec![(OpCode::Close, true, payload.clone())]
+        );
+        // Idempotent.
+        p.send_close(Some(1000), "again").unwrap();
+        assert!(take(&mut p).is_empty());
+        // Messages cannot be sent while closing.
+        assert!(matches!(p.send_text("x"), Err(Error::Closed(t)) if t.code == 1000));
+        // Data the server sent before its close is still delivered.
+        let mut stream = frame(1, true, b"late");
+        stream.extend(frame(8, true, &payload));
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Text("late".into()), Ev::Close(1000, "bye".into())]
+        );
+        assert_eq!(p.state(), State::Closed);
+        assert!(take(&mut p).is_empty(), "no second close frame");
+        let t = p.termination().unwrap();
+        assert_eq!((t.code, t.reason.as_str()), (1000, "bye"));
+        assert!(t.is_normal());
+    }
+
+    #[test]
+    fn server_initiated_close_is_echoed() {
+        let mut p = open();
+        let mut payload = 1001u16.to_be_bytes().to_vec();
+        payload.extend(b"going away");
+        p.receive_data(&frame(8, true, &payload), 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Close(1001, "going away".into())]
+        );
+        assert_eq!(
+            client_frames(&take(&mut p)),
+            vec![(OpCode::Close, true, 1001u16.to_be_bytes().to_vec())]
+        );
+        assert_eq!(p.state(), State::Closed);
+        // Frames after the close are ignored.
+        p.receive_data(&frame(1, true, b"x"), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn empty_close_is_1005_and_echoed_empty() {
+        let mut p = open();
+        p.receive_data(&frame(8, true, b""), 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Close(1005, String::new())]
+        );
+        assert_eq!(
+            client_frames(&take(&mut p)),
+            vec![(OpCode::Close, true, vec![])]
+        );
+        assert!(p.termination().unwrap().is_normal());
+    }
+
+    #[test]
+    fn invalid_close_payloads() {
+        let mut p = open();
+        assert_eq!(
+            expect_failure(&mut p, &frame(8, true, &[3]), 1002),
+            ProtocolError::ClosePayloadTooShort
+        );
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            let mut p = open();
+            assert_eq!(
+                expect_failure(&mut p, &frame(8, true, &code.to_be_bytes()), 1002),
+                ProtocolError::InvalidCloseCode { code }
+            );
+        }
+        let mut p = open();
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend([
+            0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
+        ]);
+        assert_eq!(
+            expect_failure(&mut p, &frame(8, true, &payload), 1007),
+            ProtocolError::InvalidUtf8 {
+                context: "close reason"
+            }
+        );
+    }
+
+    #[test]
+    fn eof_without_close_is_1006() {
+        let mut p = open();
+        p.receive_data(&frame(1, true, b"x")[..2], 0.0).unwrap();
+        p.receive_eof();
+        assert_eq!(events(&mut p).unwrap(), vec![]);
+        assert_eq!(p.state(), State::Closed);
+        let t = p.termination().unwrap();
+        assert_eq!(t.code, 1006);
+        assert!(!t.is_normal());
+    }
+
+    #[test]
+    fn send_close_validates_arguments() {
+        let mut p = open();
+        for code in [999u16, 1004, 1005, 1006, 1015, 2000, 5000] {
+            assert!(matches!(
+                p.send_close(Some(code), ""),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert!(matches!(
+            p.send_close(Some(1000), &"x".repeat(124)),
+            Err(Error::InvalidArgument(m)) if m.contains("124")
+        ));
+        assert!(matches!(
+            p.send_close(None, "why"),
+            Err(Error::InvalidArgument(_))
+        ));
+        p.send_close(Some(4000), &"x".repeat(123)).unwrap();
+        assert_eq!(p.state(), State::Closing);
+    }
+}
+
+mod rfc6455_8_1_utf8 {
+    use super::*;
+
+    #[test]
+    fn invalid_text_fails_with_1007() {
+        let mut p = open();
+        let e = expect_failure(&mut p, &frame(1, true, &[b'a', 0xff]), 1007);
+        assert_eq!(
+            e,
+            ProtocolError::InvalidUtf8 {
+                context: "text message"
+            }
+        );
+    }
+
+    #[test]
+    fn fails_fast_in_a_partial_frame() {
+        let mut p = open();
+        let mut f = frame(1, true, &[b'a'; 1000]);
+        f[10] = 0xff;
+        // Only the first 20 bytes have arrived: the error is found already.
+        let e = expect_failure(&mut p, &f[..20], 1007);
+        assert!(matches!(e, ProtocolError::InvalidUtf8 { .. }));
+    }
+
+    #[test]
+    fn fails_fast_in_an_unfinished_fragmented_message() {
+        let mut p = open();
+        let mut stream = frame(1, false, "κόσμε".as_bytes());
+        stream.extend(frame(0, false, &[0xce, 0xb5, 0xed, 0xa0, 0x80]));
+        let e = expect_failure(&mut p, &stream, 1007);
+        assert!(matches!(e, ProtocolError::InvalidUtf8 { .. }));
+    }
+
+    #[test]
+    fn code_point_split_across_fragments_is_valid() {
+        let mut p = open();
+        let euro = "€".as_bytes();
+        let mut stream = frame(1, false, &euro[..1]);
+        stream.extend(frame(0, false, &euro[1..2]));
+        stream.extend(frame(0, true, &euro[2..]));
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Text("€".into())]);
+    }
+
+    #[test]
+    fn unfinished_code_point_at_message_end_fails() {
+        let mut p = open();
+        let mut stream = frame(1, false, b"a");
+        stream.extend(frame(0, true, &[0xe2, 0x82]));
+        expect_failure(&mut p, &stream, 1007);
+    }
+}
+
+mod max_size {
+    use super::*;
+
+    #[test]
+    fn declared_length_over_limit_fails_before_the_payload_arrives() {
+        let mut p = open_with(Config {
+            max_size: Some(1000),
+        });
+        let f = [0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let e = expect_failure(&mut p, &f, 1009);
+        assert!(matches!(
+            e,
+            ProtocolError::MessageTooBig { limit: 1000, .. }
+        ));
+    }
+
+    #[test]
+    fn fragments_adding_up_over_limit_fail() {
+        let mut p = open_with(Config { max_size: Some(10) });
+        let mut stream = frame(2, false, &[0; 6]);
+        stream.extend(frame(0, true, &[0; 5]));
+        let e = expect_failure(&mut p, &stream, 1009);
+        assert_eq!(
+            e,
+            ProtocolError::MessageTooBig {
+                size: 11,
+                limit: 10
+            }
+        );
+    }
+
+    #[test]
+    fn exactly_at_limit_is_fine_and_none_is_unlimited() {
+        let mut p = open_with(Config { max_size: Some(10) });
+        p.receive_data(&frame(2, true, &[0; 10]), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Binary(vec![0; 10])]);
+        let mut p = open_with(Config { max_size: None });
+        p.receive_data(&frame(2, true, &[0; 100_000]), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap().len(), 1);
+    }
+}
+
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any message sequence, fragmented any way and split at any point, comes out whole.
+        #[test]
+        fn reassembly(msgs in proptest::collection::vec(("\\PC{0,40}", 1usize..5, any::<bool>()), 1..6), cut in any::<prop::sample::Index>()) {
+            let mut stream = Vec::new();
+            let mut expected = Vec::new();
+            for (text, pieces, binary) in &msgs {
+                let bytes = text.as_bytes();
+                let chunk = bytes.len().div_ceil(*pieces).max(1);
+                let parts: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(chunk).collect() };
+                for (i, part) in parts.iter().enumerate() {
+                    let op = if i > 0 { 0 } else if *binary { 2 } else { 1 };
+                    stream.extend(frame(op, i + 1 == parts.len(), part));
+                    if i == 0 { stream.extend(frame(9, true, b"p")); }
+                }
+                expected.push(Ev::Ping(b"p".to_vec()));
+                expected.push(if *binary { Ev::Binary(bytes.to_vec()) } else { Ev::Text(text.clone()) });
+            }
+            let split = cut.index(stream.len() + 1);
+            let mut p = open();
+            p.receive_data(&stream[..split], 0.0).unwrap();
+            let mut got = events(&mut p).unwrap();
+            p.receive_data(&stream[split..], 0.0).unwrap();
+            got.extend(events(&mut p).unwrap());
+            // Pings come out where they sit in the stream: compare messages and pings apart.
+            let (gp, gm): (Vec<_>, Vec<_>) = got.into_iter().partition(|e| matches!(e, Ev::Ping(_)));
+            let (ep, em): (Vec<_>, Vec<_>) = expected.into_iter().partition(|e| matches!(e, Ev::Ping(_)));
+            prop_assert_eq!(gm, em);
+            prop_assert_eq!(gp, ep);
+        }
+
+        /// Arbitrary bytes never panic; they end in events, a need for more, or a failure.
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut p = open_with(Config { max_size: Some(200) });
+            p.receive_data(&data, 0.0).unwrap();
+            let _ = events(&mut p);
+            p.receive_eof();
+            let _ = events(&mut p);
+        }
+    }
+}
