@@ -113,11 +113,11 @@ pub struct Protocol {
     /// Arrival time of the bytes being processed.
     now: f64,
     eof: bool,
+    /// The upgrade succeeded.
+    opened: bool,
     close_sent: Option<(u16, String)>,
     close_received: Option<(u16, String)>,
     termination: Option<Termination>,
-    /// The error that failed the opening handshake, reported once.
-    handshake_error: Option<Error>,
 }
 
 impl Protocol {
@@ -166,10 +166,10 @@ impl Protocol {
             latency: 0.0,
             now: 0.0,
             eof: false,
+            opened: false,
             close_sent: None,
             close_received: None,
             termination: None,
-            handshake_error: None,
         };
         engine.write_plain(&request_bytes)?;
         Ok(engine)
@@ -180,6 +180,11 @@ impl Protocol {
     /// The connection state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// True once the upgrade succeeded (also after the connection closed).
+    pub fn handshake_complete(&self) -> bool {
+        self.opened
     }
 
     /// The subprotocol the server chose.
@@ -283,9 +288,6 @@ impl Protocol {
     /// queued, the state becomes `Closed`, and the error is returned once; later calls return
     /// `None` and [`Protocol::termination`] tells what happened.
     pub fn next_event(&mut self) -> Result<Option<Event<'_>>, Error> {
-        if let Some(e) = self.handshake_error.take() {
-            return Err(e);
-        }
         if self.message_delivered {
             self.message_delivered = false;
             self.message.clear();
@@ -293,24 +295,10 @@ impl Protocol {
                 self.message = Vec::new();
             }
         }
-        match self.state {
-            State::Connecting => {
-                if let Err(e) = self.receive_handshake() {
-                    self.state = State::Closed;
-                    self.termination = Some(Termination {
-                        code: 1006,
-                        reason: String::new(),
-                        cause: None,
-                    });
-                    return Err(e);
-                }
-                if self.state == State::Connecting {
-                    return Ok(None);
-                }
-                // The response may have arrived with the first frames: go on decoding.
-            }
-            State::Closed => return Ok(None),
+        match self.poll_handshake()? {
+            // The response may have arrived with the first frames: go on decoding.
             State::Open | State::Closing => {}
+            State::Connecting | State::Closed => return Ok(None),
         }
         match self.decode_frame() {
             Ok(Some(step)) => Ok(Some(self.event_for(step))),
@@ -333,6 +321,25 @@ impl Protocol {
         }
     }
 
+    /// Processes the upgrade response, if it is still awaited, without decoding any frame.
+    ///
+    /// Returns the state afterwards; a refused or malformed upgrade is returned as an error
+    /// once, and leaves the engine `Closed`.
+    pub fn poll_handshake(&mut self) -> Result<State, Error> {
+        if self.state == State::Connecting {
+            if let Err(e) = self.receive_handshake() {
+                self.state = State::Closed;
+                self.termination = Some(Termination {
+                    code: 1006,
+                    reason: String::new(),
+                    cause: None,
+                });
+                return Err(e);
+            }
+        }
+        Ok(self.state)
+    }
+
     fn receive_handshake(&mut self) -> Result<(), Error> {
         let pending = &self.inbuf[self.in_pos..];
         let Some((response, used)) = handshake::parse_response(pending)? else {
@@ -351,6 +358,7 @@ impl Protocol {
         self.subprotocol = accepted.subprotocol;
         self.response_headers = response.headers;
         self.state = State::Open;
+        self.opened = true;
         Ok(())
     }
 

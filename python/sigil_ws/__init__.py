@@ -1,0 +1,58 @@
+"""sigil-ws: a fast, thread-friendly WebSocket client with a Rust core.
+
+Example:
+    >>> import sigil_ws
+    >>> with sigil_ws.connect("ws://127.0.0.1:8765") as ws:  # doctest: +SKIP
+    ...     ws.send("hello")
+    ...     print(ws.recv())
+"""
+
+from . import handshake
+from ._core import Connection, Protocol, __version__
+from .client import connect
+from .events import Close, Message, MessageType, Ping, Pong
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    InvalidStatus,
+    InvalidURL,
+    PayloadTooBig,
+    ProtocolError,
+    TLSError,
+    WebSocketError,
+)
+from .headers import Headers
+from .state import State
+from .tls import TLSConfig
+from .url import WebSocketURL, parse_url
+
+__all__ = [
+    "Close",
+    "ConcurrencyError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "Headers",
+    "InvalidStatus",
+    "InvalidURL",
+    "Message",
+    "MessageType",
+    "PayloadTooBig",
+    "Ping",
+    "Pong",
+    "Protocol",
+    "ProtocolError",
+    "State",
+    "TLSConfig",
+    "WebSocketError",
+    "WebSocketURL",
+    "__version__",
+    "connect",
+    "handshake",
+    "parse_url",
+]

@@ -1,0 +1,41 @@
+"""What the sans-IO :class:`sigil_ws.Protocol` reports from ``events()``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import NamedTuple
+
+__all__ = ["Close", "Message", "MessageType", "Ping", "Pong"]
+
+
+class MessageType(Enum):
+    """The type of a data message."""
+
+    TEXT = "text"
+    BINARY = "binary"
+
+
+class Message(NamedTuple):
+    """A complete received message: ``str`` data for text, ``bytes`` for binary."""
+
+    type: MessageType
+    data: str | bytes
+
+
+class Ping(NamedTuple):
+    """The peer sent a ping; the pong is already queued in ``data_to_send()``."""
+
+    data: bytes
+
+
+class Pong(NamedTuple):
+    """The peer sent a pong."""
+
+    data: bytes
+
+
+class Close(NamedTuple):
+    """The peer's close frame (code 1005 when it had none); the reply is already queued."""
+
+    code: int
+    reason: str

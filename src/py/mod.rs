@@ -1,0 +1,23 @@
+//! The `sigil_ws._core` extension module: registration only.
+
+mod building_blocks;
+mod connection;
+mod errors;
+mod objects;
+mod options;
+mod protocol;
+
+use pyo3::prelude::*;
+
+pub(crate) use objects::headers_object;
+
+/// The Rust core of sigil-ws.
+#[pymodule(name = "_core", gil_used = false)]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<connection::PyConnection>()?;
+    m.add_class::<protocol::PyProtocol>()?;
+    m.add_function(wrap_pyfunction!(connection::connect, m)?)?;
+    building_blocks::register(m)?;
+    Ok(())
+}

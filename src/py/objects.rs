@@ -1,0 +1,80 @@
+//! The pure-Python types the bindings return (`Headers`, `State`, `Message`, …), imported once.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
+
+use crate::protocol::{Event, State};
+
+static HEADERS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static STATE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static MESSAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static MESSAGE_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static PING: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static PONG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static CLOSE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `sigil_ws.Headers` built from header pairs.
+pub fn headers_object<'py>(
+    py: Python<'py>,
+    headers: &[(String, String)],
+) -> PyResult<Bound<'py, PyAny>> {
+    let pairs = PyList::empty(py);
+    for (name, value) in headers {
+        pairs.append(PyTuple::new(py, [name.as_str(), value.as_str()])?)?;
+    }
+    HEADERS
+        .import(py, "sigil_ws.headers", "Headers")?
+        .call1((pairs,))
+}
+
+/// `sigil_ws.State` for an engine state.
+pub fn state_object(py: Python<'_>, state: State) -> PyResult<Bound<'_, PyAny>> {
+    STATE
+        .import(py, "sigil_ws.state", "State")?
+        .call1((state as u8,))
+}
+
+/// A message payload as `str` (text) or `bytes` (binary), copied once from the engine.
+pub fn payload_object<'py>(py: Python<'py>, text: bool, data: &[u8]) -> Bound<'py, PyAny> {
+    if text {
+        // The engine validated the payload as UTF-8 before handing it out.
+        match std::str::from_utf8(data) {
+            Ok(s) => PyString::new(py, s).into_any(),
+            Err(_) => PyBytes::new(py, data).into_any(),
+        }
+    } else {
+        PyBytes::new(py, data).into_any()
+    }
+}
+
+/// The Python event object for an engine event (`Message`, `Ping`, `Pong`, `Close`).
+pub fn event_object<'py>(py: Python<'py>, event: &Event<'_>) -> PyResult<Bound<'py, PyAny>> {
+    match event {
+        Event::Text(text) => {
+            let kind = MESSAGE_TYPE
+                .import(py, "sigil_ws.events", "MessageType")?
+                .getattr("TEXT")?;
+            MESSAGE
+                .import(py, "sigil_ws.events", "Message")?
+                .call1((kind, PyString::new(py, text)))
+        }
+        Event::Binary(data) => {
+            let kind = MESSAGE_TYPE
+                .import(py, "sigil_ws.events", "MessageType")?
+                .getattr("BINARY")?;
+            MESSAGE
+                .import(py, "sigil_ws.events", "Message")?
+                .call1((kind, PyBytes::new(py, data)))
+        }
+        Event::Ping(data) => PING
+            .import(py, "sigil_ws.events", "Ping")?
+            .call1((PyBytes::new(py, data),)),
+        Event::Pong(data) => PONG
+            .import(py, "sigil_ws.events", "Pong")?
+            .call1((PyBytes::new(py, data),)),
+        Event::Close { code, reason } => CLOSE
+            .import(py, "sigil_ws.events", "Close")?
+            .call1((*code, *reason)),
+    }
+}

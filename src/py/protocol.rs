@@ -1,0 +1,214 @@
+//! `sigil_ws.Protocol`: the sans-IO engine for drivers written in Python (asyncio, trio,
+//! gevent, custom loops).
+
+use std::time::Instant;
+
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::error::Error;
+use crate::handshake::generate_key;
+use crate::protocol::{Config, Protocol};
+use crate::tls::client_config;
+use crate::url::parse_url;
+
+use super::errors::to_pyerr;
+use super::objects::{event_object, headers_object, state_object};
+use super::options::{max_size, request_options, tls_options};
+
+/// The default `User-Agent`.
+pub const DEFAULT_USER_AGENT: &str = concat!("sigil-ws/", env!("CARGO_PKG_VERSION"));
+
+/// The sans-IO WebSocket client engine: bytes in, events out; messages in, bytes out.
+///
+/// Creating it queues the upgrade request. Feed what the socket reads to `receive_data()`
+/// (and `receive_eof()` at end of stream), collect `events()`, and after every call write
+/// `data_to_send()` to the socket. It does no I/O and starts no threads.
+#[pyclass(name = "Protocol", module = "sigil_ws")]
+pub struct PyProtocol {
+    engine: Protocol,
+    origin: Instant,
+    /// An error found after some events were already collected, raised by the next call.
+    deferred: Option<Error>,
+}
+
+impl PyProtocol {
+    fn now(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+}
+
+#[pymethods]
+impl PyProtocol {
+    #[new]
+    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(DEFAULT_USER_AGENT.to_string()), max_size=Some(16 * 1024 * 1024), tls=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        url: &str,
+        key: Option<String>,
+        headers: Option<Vec<(String, String)>>,
+        subprotocols: Option<Vec<String>>,
+        origin: Option<String>,
+        user_agent: Option<String>,
+        max_size: Option<i64>,
+        tls: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let build = || -> Result<Protocol, Error> {
+            let parsed = parse_url(url)?;
+            let key = match key {
+                Some(k) => k,
+                None => generate_key()?,
+            };
+            let tls_opts =
+                tls_options(tls.as_ref()).map_err(|e| Error::TlsConfig(e.to_string()))?;
+            let tls = if parsed.secure() {
+                Some((client_config(&tls_opts)?, tls_opts.server_hostname.clone()))
+            } else {
+                None
+            };
+            Protocol::client(
+                &parsed,
+                key,
+                &request_options(headers, subprotocols, origin, user_agent),
+                Config {
+                    max_size: self::max_size(max_size)
+                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+                },
+                tls.as_ref().map(|(c, name)| (c.clone(), name.as_deref())),
+            )
+        };
+        let engine = build().map_err(|e| to_pyerr(py, e))?;
+        Ok(PyProtocol {
+            engine,
+            origin: Instant::now(),
+            deferred: None,
+        })
+    }
+
+    /// Feeds bytes read from the socket.
+    fn receive_data(&mut self, py: Python<'_>, data: PyBackedBytes) -> PyResult<()> {
+        let now = self.now();
+        self.engine
+            .receive_data(&data, now)
+            .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Signals that the socket reached end of stream.
+    fn receive_eof(&mut self) {
+        self.engine.receive_eof();
+    }
+
+    /// Every event the received bytes complete: `Message`, `Ping`, `Pong` and `Close`.
+    ///
+    /// Raises:
+    ///     HandshakeError: the upgrade was refused or malformed.
+    ///     ProtocolError: the peer broke RFC 6455; the close frame is in `data_to_send()`.
+    fn events<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        if let Some(e) = self.deferred.take() {
+            return Err(to_pyerr(py, e));
+        }
+        let list = PyList::empty(py);
+        loop {
+            match self.engine.next_event() {
+                Ok(Some(event)) => list.append(event_object(py, &event)?)?,
+                Ok(None) => return Ok(list),
+                Err(e) if list.is_empty() => return Err(to_pyerr(py, e)),
+                Err(e) => {
+                    self.deferred = Some(e);
+                    return Ok(list);
+                }
+            }
+        }
+    }
+
+    /// Queues a text message.
+    fn send_text(&mut self, py: Python<'_>, text: &str) -> PyResult<()> {
+        self.engine.send_text(text).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Queues a binary message.
+    fn send_binary(&mut self, py: Python<'_>, data: PyBackedBytes) -> PyResult<()> {
+        self.engine.send_binary(&data).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Queues a ping (at most 125 bytes); its pong updates `latency`.
+    #[pyo3(signature = (data=None))]
+    fn send_ping(&mut self, py: Python<'_>, data: Option<PyBackedBytes>) -> PyResult<()> {
+        let now = self.now();
+        let payload = data.as_deref().unwrap_or_default();
+        self.engine
+            .send_ping(payload, now)
+            .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Queues a pong (at most 125 bytes).
+    #[pyo3(signature = (data=None))]
+    fn send_pong(&mut self, py: Python<'_>, data: Option<PyBackedBytes>) -> PyResult<()> {
+        let payload = data.as_deref().unwrap_or_default();
+        self.engine.send_pong(payload).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Starts the closing handshake; does nothing once closing.
+    #[pyo3(signature = (code=Some(1000), reason=""))]
+    fn send_close(&mut self, py: Python<'_>, code: Option<u16>, reason: &str) -> PyResult<()> {
+        self.engine
+            .send_close(code, reason)
+            .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// The bytes to write to the socket, in order; empties the outgoing buffer.
+    fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut out = Vec::new();
+        self.engine.take_data_to_send(&mut out);
+        PyBytes::new(py, &out)
+    }
+
+    /// True while the peer's close frame is awaited: arm a close timeout.
+    fn close_expected(&self) -> bool {
+        self.engine.close_expected()
+    }
+
+    /// `sigil_ws.State`.
+    #[getter]
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        state_object(py, self.engine.state())
+    }
+
+    /// True once the upgrade succeeded.
+    #[getter]
+    fn handshake_complete(&self) -> bool {
+        self.engine.handshake_complete()
+    }
+
+    /// The subprotocol the server chose, or `None`.
+    #[getter]
+    fn subprotocol(&self) -> Option<String> {
+        self.engine.subprotocol().map(str::to_string)
+    }
+
+    /// The headers of the 101 response.
+    #[getter]
+    fn response_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        headers_object(py, self.engine.response_headers())
+    }
+
+    /// The close code once closed, else `None`.
+    #[getter]
+    fn close_code(&self) -> Option<u16> {
+        self.engine.termination().map(|t| t.code)
+    }
+
+    /// The close reason once closed, else `None`.
+    #[getter]
+    fn close_reason(&self) -> Option<String> {
+        self.engine.termination().map(|t| t.reason.clone())
+    }
+
+    /// Seconds of the last ping/pong round trip; 0.0 before any.
+    #[getter]
+    fn latency(&self) -> f64 {
+        self.engine.latency()
+    }
+}
