@@ -49,6 +49,7 @@ __all__ = [
     "ProtocolError",
     "State",
     "TLSConfig",
+    "TLSError",
     "WebSocketError",
     "WebSocketURL",
     "__version__",

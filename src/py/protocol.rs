@@ -42,7 +42,8 @@ impl PyProtocol {
 #[pymethods]
 impl PyProtocol {
     #[new]
-    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(DEFAULT_USER_AGENT.to_string()), max_size=Some(16 * 1024 * 1024), tls=None))]
+    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(DEFAULT_USER_AGENT.to_string()), max_size=Some(16 * 1024 * 1024), tls=None),
+        text_signature = "(url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=..., max_size=16777216, tls=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -151,7 +152,7 @@ impl PyProtocol {
     }
 
     /// Starts the closing handshake; does nothing once closing.
-    #[pyo3(signature = (code=Some(1000), reason=""))]
+    #[pyo3(signature = (code=Some(1000), reason=""), text_signature = "(self, code=1000, reason='')")]
     fn send_close(&mut self, py: Python<'_>, code: Option<u16>, reason: &str) -> PyResult<()> {
         self.engine
             .send_close(code, reason)

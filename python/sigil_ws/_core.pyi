@@ -1,0 +1,226 @@
+"""Stubs of the Rust extension module ``sigil_ws._core`` (checked by mypy's stubtest)."""
+
+from typing_extensions import Buffer
+from typing import Any, final
+
+from .events import Close, Message, Ping, Pong
+from .headers import Headers
+from .state import State
+
+__all__ = [
+    "Connection",
+    "Protocol",
+    "__version__",
+    "accept_key",
+    "build_request",
+    "connect",
+    "generate_key",
+    "parse_status_line",
+    "parse_url",
+    "validate_response",
+]
+
+__version__: str
+
+@final
+class Connection:
+    """A WebSocket connection driven by blocking sockets.
+
+    Every method is safe to call from any thread; ``send()`` never waits for a ``recv()``
+    blocked in another thread. Create it with ``sigil_ws.connect()``.
+    """
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        """Receives the next message: ``str`` for text, ``bytes`` for binary.
+
+        Blocks with the GIL released. Replies to pings, reassembles fragments and validates
+        UTF-8 on the way.
+
+        Raises:
+            TimeoutError: no message within ``timeout``; the connection stays usable.
+            ConnectionClosedOK: the peer closed normally (1000/1001).
+            ConnectionClosedError: the connection failed or closed with another code.
+            ConcurrencyError: another thread is already in ``recv()``.
+        """
+
+    def send(self, message: str | Buffer) -> None:
+        """Sends a message: ``str`` as text, ``bytes``/``bytearray``/``memoryview`` as binary."""
+
+    def ping(self, data: str | Buffer | None = None) -> None:
+        """Sends a ping (at most 125 bytes); the matching pong updates ``latency``."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Closes the connection: close frame, wait up to ``close_timeout``, close the socket."""
+
+    def __enter__(self) -> Connection: ...
+    def __exit__(self, *_args: object) -> None: ...
+    def __iter__(self) -> Connection: ...
+    def __next__(self) -> str | bytes: ...
+    @property
+    def state(self) -> State:
+        """The connection state."""
+
+    @property
+    def url(self) -> str:
+        """The URL as connected, normalised (``ws://host:port/path?query``)."""
+
+    @property
+    def host(self) -> str:
+        """The host of the URL."""
+
+    @property
+    def port(self) -> int:
+        """The port connected to."""
+
+    @property
+    def path(self) -> str:
+        """The resource name: path and query."""
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server chose, or ``None``."""
+
+    @property
+    def response_headers(self) -> Headers:
+        """The headers of the server's 101 response."""
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed, else ``None``."""
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once the connection is closed, else ``None``."""
+
+    @property
+    def latency(self) -> float:
+        """Seconds of the last ping/pong round trip; 0.0 before any."""
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the local end."""
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the server."""
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+
+@final
+class Protocol:
+    """The sans-IO WebSocket client engine: bytes in, events out; messages in, bytes out.
+
+    Creating it queues the upgrade request. Feed what the socket reads to ``receive_data()``
+    (and ``receive_eof()`` at end of stream), collect ``events()``, and after every call write
+    ``data_to_send()`` to the socket. It does no I/O and starts no threads.
+    """
+
+    def __new__(
+        cls,
+        url: str,
+        *,
+        key: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        subprotocols: list[str] | None = None,
+        origin: str | None = None,
+        user_agent: str | None = ...,
+        max_size: int | None = 16777216,
+        tls: Any = None,
+    ) -> Protocol: ...
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feeds bytes read from the socket."""
+
+    def receive_eof(self) -> None:
+        """Signals that the socket reached end of stream."""
+
+    def events(self) -> list[Message | Ping | Pong | Close]:
+        """Every event the received bytes complete."""
+
+    def send_text(self, text: str) -> None:
+        """Queues a text message."""
+
+    def send_binary(self, data: bytes | bytearray) -> None:
+        """Queues a binary message."""
+
+    def send_ping(self, data: bytes | bytearray | None = None) -> None:
+        """Queues a ping (at most 125 bytes); its pong updates ``latency``."""
+
+    def send_pong(self, data: bytes | bytearray | None = None) -> None:
+        """Queues a pong (at most 125 bytes)."""
+
+    def send_close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Starts the closing handshake; does nothing once closing."""
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the socket, in order; empties the outgoing buffer."""
+
+    def close_expected(self) -> bool:
+        """True while the peer's close frame is awaited: arm a close timeout."""
+
+    @property
+    def state(self) -> State:
+        """The connection state."""
+
+    @property
+    def handshake_complete(self) -> bool:
+        """True once the upgrade succeeded."""
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server chose, or ``None``."""
+
+    @property
+    def response_headers(self) -> Headers:
+        """The headers of the 101 response."""
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once closed, else ``None``."""
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once closed, else ``None``."""
+
+    @property
+    def latency(self) -> float:
+        """Seconds of the last ping/pong round trip; 0.0 before any."""
+
+def connect(
+    url: str,
+    *,
+    open_timeout: float | None,
+    close_timeout: float | None,
+    headers: list[tuple[str, str]] | None,
+    subprotocols: list[str] | None,
+    origin: str | None,
+    user_agent: str | None,
+    max_size: int | None,
+    tls: Any,
+) -> Connection:
+    """Opens a connection (the Rust half of ``sigil_ws.connect``)."""
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """Parses a ``ws://`` or ``wss://`` URL into ``(scheme, host, port, path)``."""
+
+def generate_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64-encoded (24 characters)."""
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a key: base64(SHA-1(key + RFC 6455 GUID))."""
+
+def build_request(
+    url: str,
+    key: str,
+    headers: list[tuple[str, str]] | None = None,
+    subprotocols: list[str] | None = None,
+) -> bytes:
+    """The HTTP/1.1 upgrade request for ``url`` and ``key``."""
+
+def parse_status_line(line: str | bytes) -> int:
+    """The status code of an HTTP/1.x status line; raises ``HandshakeError``."""
+
+def validate_response(
+    response: bytes, key: str, subprotocols: list[str] | None = None
+) -> Headers:
+    """Checks a complete upgrade response; returns its headers; raises ``HandshakeError``."""

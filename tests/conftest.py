@@ -1,0 +1,312 @@
+"""Peers for the tests, all on 127.0.0.1 port 0.
+
+- ``ws_server``: the ``websockets`` package's sync server (the reference peer), in a thread.
+  Its handler picks a behaviour from the request path (see ``reference_handler``).
+- ``raw_server``: a raw-socket server of our own that plays a script of bytes, for malformed
+  and adversarial traffic.
+- ``tls_certs`` / ``wss_server``: real TLS with certificates made by ``trustme``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import trustme
+from websockets.sync.server import Server, ServerConnection, serve
+
+import sigil_ws
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+# ---- the reference peer ------------------------------------------------------------------------
+
+
+def reference_handler(ws: ServerConnection) -> None:
+    """Behaviour by path: /echo (default), /headers, /close/CODE, /push/N/SIZE, /silent,
+    /ping-then-echo."""
+    assert ws.request is not None
+    path = ws.request.path.split("?")[0]
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] == "echo":
+        for message in ws:
+            ws.send(message)
+    elif parts[0] == "headers":
+        ws.send(json.dumps(dict(ws.request.headers.raw_items())))
+        for message in ws:
+            ws.send(message)
+    elif parts[0] == "close":
+        ws.close(int(parts[1]), "bye" if len(parts) < 3 else parts[2])
+    elif parts[0] == "push":
+        count, size = int(parts[1]), int(parts[2])
+        payload = b"x" * size
+        for _ in range(count):
+            ws.send(payload)
+        ws.close(1000, "done")
+    elif parts[0] == "silent":
+        time.sleep(30)
+    else:
+        ws.close(1008, "unknown path")
+
+
+def _select_subprotocol(ws: ServerConnection, offered: Any) -> str | None:
+    return "chat" if "chat" in offered else None
+
+
+@pytest.fixture(scope="session")
+def ws_server() -> Iterator[str]:
+    """ws://127.0.0.1:PORT of a websockets echo/behaviour server."""
+    server = serve(
+        reference_handler,
+        "127.0.0.1",
+        0,
+        compression=None,
+        max_size=None,
+        select_subprotocol=_select_subprotocol,
+        ping_interval=None,
+    )
+    yield from _run_server(server, "ws")
+
+
+def _run_server(server: Server, scheme: str) -> Iterator[str]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.socket.getsockname()[1]
+    try:
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@dataclass
+class Certs:
+    """A trustme CA and a server certificate for localhost and 127.0.0.1."""
+
+    ca: trustme.CA
+    server_context: ssl.SSLContext
+    ca_pem: bytes
+    ca_file: str
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return Certs(ca, context, ca.cert_pem.bytes(), str(ca_file))
+
+
+@pytest.fixture(scope="session")
+def wss_server(tls_certs: Certs) -> Iterator[str]:
+    """wss://127.0.0.1:PORT of the reference server, with a trustme certificate."""
+    server = serve(
+        reference_handler,
+        "127.0.0.1",
+        0,
+        compression=None,
+        max_size=None,
+        ssl=tls_certs.server_context,
+        select_subprotocol=_select_subprotocol,
+        ping_interval=None,
+    )
+    yield from _run_server(server, "wss")
+
+
+# ---- the raw scripted server -------------------------------------------------------------------
+
+
+def server_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes | None = None,
+    length: int | None = None,
+) -> bytes:
+    """A frame as a (possibly misbehaving) server would send it."""
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([mask_bit | n])
+    elif n < 1 << 16:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", n)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head += mask
+    return head + payload
+
+
+def read_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError("client closed the connection")
+        data += chunk
+    return data
+
+
+def read_client_frame(sock: socket.socket) -> tuple[int, bool, bytes]:
+    """Reads one frame from the client: (opcode, fin, unmasked payload). Asserts it is masked."""
+    b0, b1 = read_exact(sock, 2)
+    assert b1 & 0x80, "client frames must be masked"
+    n = b1 & 0x7F
+    if n == 126:
+        (n,) = struct.unpack("!H", read_exact(sock, 2))
+    elif n == 127:
+        (n,) = struct.unpack("!Q", read_exact(sock, 8))
+    key = read_exact(sock, 4)
+    data = read_exact(sock, n)
+    return b0 & 0x0F, bool(b0 & 0x80), bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def accept_for(request: bytes) -> str:
+    import base64
+    import hashlib
+
+    for line in request.decode("latin-1").split("\r\n"):
+        if line.lower().startswith("sec-websocket-key:"):
+            key = line.split(":", 1)[1].strip()
+            return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    raise AssertionError("no Sec-WebSocket-Key in request")
+
+
+def upgrade_response(request: bytes, extra: str = "") -> bytes:
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_for(request)}\r\n{extra}\r\n"
+    ).encode()
+
+
+@dataclass
+class RawConnection:
+    """The server side of one accepted connection, given to a script."""
+
+    sock: socket.socket
+    request: bytes
+
+    def upgrade(self, extra: str = "", trailing: bytes = b"") -> None:
+        self.sock.sendall(upgrade_response(self.request, extra) + trailing)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_frame(self) -> tuple[int, bool, bytes]:
+        return read_client_frame(self.sock)
+
+    def expect_close(self, code: int) -> bytes:
+        """Reads frames until a close frame; asserts its code; returns its reason."""
+        while True:
+            opcode, _, payload = self.recv_frame()
+            if opcode == 8:
+                assert struct.unpack("!H", payload[:2])[0] == code, payload
+                return payload[2:]
+
+
+Script = Callable[[RawConnection], None]
+
+
+@dataclass
+class RawServer:
+    """Accepts connections and runs ``script`` on each in a thread; records script errors."""
+
+    sock: socket.socket = field(default_factory=lambda: socket.create_server(("127.0.0.1", 0)))
+    script: Script | None = None
+    errors: list[BaseException] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def serve(self, script: Script) -> str:
+        self.script = script
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+        self.threads.append(t)
+        return self.url
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            assert self.script is not None
+            self.script(RawConnection(conn, request))
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            pass
+        except BaseException as e:  # reported by the fixture
+            self.errors.append(e)
+        finally:
+            self.done.set()
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for t in self.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[RawServer]:
+    server = RawServer()
+    try:
+        yield server
+    finally:
+        server.close()
+    if server.errors:
+        raise server.errors[0]
+
+
+def open_fds() -> set[int]:
+    """This process's open file descriptors (Linux)."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[..., sigil_ws.Connection]]:
+    """sigil_ws.connect, closing every connection the test opened."""
+    opened: list[sigil_ws.Connection] = []
+
+    def _connect(url: str, **options: Any) -> sigil_ws.Connection:
+        options.setdefault("open_timeout", 5)
+        options.setdefault("close_timeout", 2)
+        ws = sigil_ws.connect(url, **options)
+        opened.append(ws)
+        return ws
+
+    yield _connect
+    for ws in opened:
+        ws.close()
