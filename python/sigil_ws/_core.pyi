@@ -1,7 +1,8 @@
 """Stubs of the Rust extension module ``sigil_ws._core`` (checked by mypy's stubtest)."""
 
-from typing_extensions import Buffer
 from typing import Any, final
+
+from typing_extensions import Buffer
 
 from .events import Close, Message, Ping, Pong
 from .headers import Headers
@@ -220,7 +221,5 @@ def build_request(
 def parse_status_line(line: str | bytes) -> int:
     """The status code of an HTTP/1.x status line; raises ``HandshakeError``."""
 
-def validate_response(
-    response: bytes, key: str, subprotocols: list[str] | None = None
-) -> Headers:
+def validate_response(response: bytes, key: str, subprotocols: list[str] | None = None) -> Headers:
     """Checks a complete upgrade response; returns its headers; raises ``HandshakeError``."""
