@@ -274,6 +274,11 @@ class RawServer:
             conn.close()
 
     def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone does not on Linux.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for t in self.threads:
             t.join(5)

@@ -1,0 +1,296 @@
+"""Malformed and adversarial servers: a raw-socket peer of our own plays scripted bytes.
+
+Every RFC 6455 §5 violation must fail the connection with the right close code (sent to the
+server and reported by ConnectionClosedError), never a hang, crash or unbounded allocation.
+"""
+
+from __future__ import annotations
+
+import resource
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import sigil_ws
+from sigil_ws import ConnectionClosedError, HandshakeError, InvalidStatus, ProtocolError
+
+from .conftest import RawConnection, RawServer, server_frame
+
+Connect = Callable[..., sigil_ws.Connection]
+
+
+def failing_server(raw_server: RawServer, payload: bytes, code: int) -> tuple[str, list[bytes]]:
+    """A server that upgrades, sends ``payload`` and expects a close frame with ``code``."""
+    reasons: list[bytes] = []
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(payload)
+        reasons.append(conn.expect_close(code))
+
+    return raw_server.serve(script), reasons
+
+
+VIOLATIONS = [
+    pytest.param(server_frame(1, b"x", rsv=4), 1002, "reserved bits", id="rsv1"),
+    pytest.param(server_frame(1, b"x", rsv=2), 1002, "reserved bits", id="rsv2"),
+    pytest.param(server_frame(1, b"x", rsv=1), 1002, "reserved bits", id="rsv3"),
+    pytest.param(server_frame(3, b""), 1002, "reserved opcode 0x3", id="opcode-3"),
+    pytest.param(server_frame(0xB, b""), 1002, "reserved opcode 0xb", id="opcode-b"),
+    pytest.param(server_frame(1, b"hi", mask=b"abcd"), 1002, "masked frame", id="masked"),
+    pytest.param(server_frame(9, b"x" * 126), 1002, "126 bytes exceeds 125", id="ping-126"),
+    pytest.param(server_frame(8, b"\x03\xe8" + b"x" * 124), 1002, "exceeds 125", id="close-126"),
+    pytest.param(server_frame(9, b"", fin=False), 1002, "fragmented control", id="frag-ping"),
+    pytest.param(server_frame(0, b"x"), 1002, "continuation frame without", id="lone-cont"),
+    pytest.param(
+        server_frame(1, b"a", fin=False) + server_frame(1, b"b"),
+        1002,
+        "inside a fragmented message",
+        id="interleaved",
+    ),
+    pytest.param(server_frame(8, b"\x03"), 1002, "close frame payload of 1 byte", id="close-1"),
+    pytest.param(server_frame(8, struct.pack("!H", 1005)), 1002, "close code 1005", id="1005"),
+    pytest.param(server_frame(8, struct.pack("!H", 999)), 1002, "close code 999", id="999"),
+    pytest.param(server_frame(8, struct.pack("!H", 2000)), 1002, "close code 2000", id="2000"),
+    pytest.param(server_frame(1, b"\xce\xba\xed\xa0\x80"), 1007, "invalid UTF-8", id="utf8"),
+    pytest.param(
+        server_frame(8, b"\x03\xe8\xff"), 1007, "invalid UTF-8 in a close reason", id="reason"
+    ),
+    pytest.param(
+        b"\x82\x7f" + struct.pack("!Q", 2**63), 1002, "invalid payload length", id="len-msb"
+    ),
+    pytest.param(
+        b"\x82\x7f" + struct.pack("!Q", 2**63 - 1), 1009, "exceeds the limit", id="len-2^63-1"
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload", "code", "match"), VIOLATIONS)
+def test_violation_fails_connection(
+    raw_server: RawServer, connect: Connect, payload: bytes, code: int, match: str
+) -> None:
+    url, reasons = failing_server(raw_server, payload, code)
+    ws = connect(url)
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == code
+    assert isinstance(info.value.__cause__, ProtocolError)
+    assert match in str(info.value.__cause__)
+    assert ws.state is sigil_ws.State.CLOSED
+    assert ws.close_code == code
+    raw_server.done.wait(5)
+    assert reasons == [b""], "the server received a close frame with the code"
+    # Later calls report the same closure.
+    with pytest.raises(ConnectionClosedError):
+        ws.recv()
+    with pytest.raises(ConnectionClosedError):
+        ws.send("x")
+
+
+def test_invalid_utf8_fails_fast_mid_message(raw_server: RawServer, connect: Connect) -> None:
+    """The first fragment is invalid; the rest never comes. The client fails at once."""
+    url, _ = failing_server(raw_server, server_frame(1, b"ok \xff", fin=False), 1007)
+    ws = connect(url)
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1007
+
+
+def test_invalid_utf8_fails_fast_in_partial_frame(raw_server: RawServer, connect: Connect) -> None:
+    frame = server_frame(1, b"a" * 10 + b"\xff" + b"a" * 100_000)
+    url, _ = failing_server(raw_server, frame[:100], 1007)
+    ws = connect(url)
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1007
+
+
+def test_huge_length_header_allocates_nothing(raw_server: RawServer, connect: Connect) -> None:
+    """max_size=None and a 2^63-1 byte frame header: memory grows only with data received."""
+    release = threading.Event()
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(b"\x82\x7f" + struct.pack("!Q", 2**63 - 1) + b"x" * 1000)
+        release.wait(10)
+
+    ws = connect(raw_server.serve(script), max_size=None)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0.3)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert after - before < 64 * 1024, "KiB of peak RSS added"
+    release.set()
+
+
+def test_stall_mid_frame_then_resume(raw_server: RawServer, connect: Connect) -> None:
+    go = threading.Event()
+    frame = server_frame(2, b"0123456789" * 100)
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(frame[:500])
+        go.wait(10)
+        conn.send(frame[500:])
+        conn.expect_close(1000)
+
+    ws = connect(raw_server.serve(script))
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0.3)
+    go.set()
+    assert ws.recv(timeout=5) == b"0123456789" * 100
+    ws.close()
+    assert raw_server.done.wait(5)
+
+
+def test_server_vanishes_mid_frame(raw_server: RawServer, connect: Connect) -> None:
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(server_frame(1, b"whole") + server_frame(2, b"x" * 100)[:50])
+
+    ws = connect(raw_server.serve(script))
+    assert ws.recv(timeout=5) == "whole"
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1006
+    assert info.value.__cause__ is None
+    assert ws.state is sigil_ws.State.CLOSED
+
+
+def test_server_vanishes_between_frames(raw_server: RawServer, connect: Connect) -> None:
+    ws = connect(raw_server.serve(lambda conn: conn.upgrade()))
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1006
+
+
+def test_frames_in_the_same_packet_as_the_101(raw_server: RawServer, connect: Connect) -> None:
+    def script(conn: RawConnection) -> None:
+        conn.upgrade(trailing=server_frame(1, b"early") + server_frame(2, b"bird"))
+        conn.expect_close(1000)
+
+    ws = connect(raw_server.serve(script))
+    assert ws.recv(timeout=5) == "early"
+    assert ws.recv(timeout=5) == b"bird"
+
+
+def test_slow_drip_byte_by_byte(raw_server: RawServer, connect: Connect) -> None:
+    stream = (
+        server_frame(1, "κό".encode(), fin=False)
+        + server_frame(9, b"p")
+        + server_frame(0, "σμε".encode())
+    )
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        for b in stream:
+            conn.send(bytes([b]))
+            time.sleep(0.001)
+        assert conn.recv_frame() == (0xA, True, b"p")
+        conn.expect_close(1000)
+
+    ws = connect(raw_server.serve(script))
+    assert ws.recv(timeout=5) == "κόσμε"
+
+
+def test_ping_is_answered_and_close_echoed(raw_server: RawServer, connect: Connect) -> None:
+    seen: list[tuple[int, bool, bytes]] = []
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(server_frame(9, b"are you there?") + server_frame(1, b"msg"))
+        seen.append(conn.recv_frame())
+        conn.send(server_frame(8, struct.pack("!H", 4001) + b"custom"))
+        seen.append(conn.recv_frame())
+
+    ws = connect(raw_server.serve(script))
+    assert ws.recv(timeout=5) == "msg"
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert (info.value.code, info.value.reason) == (4001, "custom")
+    raw_server.done.wait(5)
+    assert seen == [(0xA, True, b"are you there?"), (8, True, struct.pack("!H", 4001))]
+
+
+def test_close_waits_for_server_then_times_out(raw_server: RawServer, connect: Connect) -> None:
+    """A server that never answers the close frame: close() returns after close_timeout."""
+    hold = threading.Event()
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.expect_close(1000)
+        hold.wait(10)
+
+    ws = connect(raw_server.serve(script), close_timeout=0.3)
+    start = time.monotonic()
+    ws.close()
+    assert 0.25 < time.monotonic() - start < 3
+    assert ws.state is sigil_ws.State.CLOSED
+    assert ws.close_code == 1006
+    hold.set()
+
+
+# ---- bad handshakes ---------------------------------------------------------------------------
+
+
+def handshake_server(raw_server: RawServer, response: Callable[[bytes], bytes]) -> str:
+    def script(conn: RawConnection) -> None:
+        conn.send(response(conn.request))
+
+    return raw_server.serve(script)
+
+
+def test_non_101_status(raw_server: RawServer) -> None:
+    url = handshake_server(
+        raw_server,
+        lambda _: (
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\n"
+            b"Content-Length: 12\r\n\r\nunauthorized"
+        ),
+    )
+    with pytest.raises(InvalidStatus, match="HTTP 401") as info:
+        sigil_ws.connect(url, open_timeout=5)
+    assert info.value.status_code == 401
+    assert info.value.headers["www-authenticate"] == "Bearer"
+    assert info.value.body == b"unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("response", "match"),
+    [
+        (b"HTTP/1.1 101 OK\r\nConnection: Upgrade\r\n\r\n", "invalid Upgrade header"),
+        (
+            b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: AAAA\r\n\r\n",
+            "invalid Sec-WebSocket-Accept",
+        ),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "invalid status line"),
+        (b"HTTP/1.1 101 OK\r\n" + b"X-Big: " + b"a" * 70_000, "exceed"),
+        (b"HTTP/1.1 101 OK\r\n", "closed during the opening handshake"),
+    ],
+)
+def test_bad_upgrade_responses(raw_server: RawServer, response: bytes, match: str) -> None:
+    url = handshake_server(raw_server, lambda _: response)
+    with pytest.raises(HandshakeError, match=match):
+        sigil_ws.connect(url, open_timeout=5)
+
+
+def test_unoffered_extension_and_subprotocol(raw_server: RawServer) -> None:
+    def script(conn: RawConnection) -> None:
+        conn.upgrade("Sec-WebSocket-Extensions: permessage-deflate\r\n")
+
+    with pytest.raises(HandshakeError, match="permessage-deflate"):
+        sigil_ws.connect(raw_server.serve(script), open_timeout=5)
+
+
+def test_open_timeout_when_server_never_answers(raw_server: RawServer) -> None:
+    hold = threading.Event()
+    url = raw_server.serve(lambda conn: hold.wait(10) and None)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="opening handshake"):
+        sigil_ws.connect(url, open_timeout=0.3)
+    assert time.monotonic() - start < 3
+    hold.set()
