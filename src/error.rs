@@ -122,6 +122,9 @@ pub enum Error {
     /// TLS handshake, certificate or record failure.
     #[error("TLS error: {0}")]
     Tls(#[from] rustls::Error),
+    /// The peer closed the connection before the TLS handshake finished.
+    #[error("TLS error: connection closed during the TLS handshake")]
+    TlsHandshakeEof,
     /// TLS settings that cannot be used (unreadable files, bad PEM, bad names).
     #[error("TLS configuration error: {0}")]
     TlsConfig(String),

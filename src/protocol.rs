@@ -344,6 +344,9 @@ impl Protocol {
         let pending = &self.inbuf[self.in_pos..];
         let Some((response, used)) = handshake::parse_response(pending)? else {
             if self.eof {
+                if self.tls.as_ref().is_some_and(TlsLayer::is_handshaking) {
+                    return Err(Error::TlsHandshakeEof);
+                }
                 return Err(HandshakeError::UnexpectedEof.into());
             }
             return Ok(());

@@ -219,7 +219,11 @@ impl TlsLayer {
     pub fn new(config: Arc<ClientConfig>, host: &str) -> Result<TlsLayer, Error> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| Error::TlsConfig(format!("invalid server name {host:?}")))?;
-        let conn = ClientConnection::new(config, name)?;
+        let mut conn = ClientConnection::new(config, name)?;
+        // The engine drains every record into its own output buffer right after writing, so
+        // rustls' internal cap (which makes `write` stop short at 64 KiB) only gets in the way
+        // of framing a large message in one call.
+        conn.set_buffer_limit(None);
         Ok(TlsLayer { conn })
     }
 
@@ -247,6 +251,11 @@ impl TlsLayer {
     pub fn write(&mut self, plaintext: &[u8]) -> Result<(), Error> {
         self.conn.writer().write_all(plaintext)?;
         Ok(())
+    }
+
+    /// True until the TLS handshake has finished.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
     }
 
     /// Sends close_notify.

@@ -69,7 +69,9 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         }
         Error::Handshake(e) => exc::HandshakeError::new_err(e.to_string()),
         Error::Protocol(e) => protocol_error(&e),
-        Error::Tls(_) | Error::TlsConfig(_) => exc::TLSError::new_err(err.to_string()),
+        Error::Tls(_) | Error::TlsConfig(_) | Error::TlsHandshakeEof => {
+            exc::TLSError::new_err(err.to_string())
+        }
         Error::Dns { .. } => exc::gaierror::new_err(err.to_string()),
         Error::Io(e) => PyErr::from(e),
         Error::Timeout { .. } => PyTimeoutError::new_err(err.to_string()),
