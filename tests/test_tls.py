@@ -47,17 +47,17 @@ def test_close_over_tls(wss_server: str, tls_certs: Certs) -> None:
 
 def test_untrusted_certificate_fails(wss_server: str) -> None:
     other_ca = trustme.CA()
-    with pytest.raises(TLSError, match="(?i)certificate"):
+    with pytest.raises(TLSError, match=r"(?i)certificate"):
         sigil_ws.connect(wss_server, tls=TLSConfig(ca_data=other_ca.cert_pem.bytes()))
 
 
 def test_system_store_does_not_trust_the_test_ca(wss_server: str) -> None:
-    with pytest.raises(TLSError, match="(?i)certificate"):
+    with pytest.raises(TLSError, match=r"(?i)certificate"):
         sigil_ws.connect(wss_server, open_timeout=5)
 
 
 def test_hostname_mismatch_fails(wss_server: str, tls_certs: Certs) -> None:
-    with pytest.raises(TLSError, match="(?i)not valid for name"):
+    with pytest.raises(TLSError, match=r"(?i)not valid for name"):
         sigil_ws.connect(
             wss_server,
             tls=TLSConfig(ca_data=tls_certs.ca_pem, server_hostname="example.org"),
@@ -71,7 +71,7 @@ def test_verify_false_is_explicit(wss_server: str, connect: Connect) -> None:
 
 
 def test_bad_tls_settings(wss_server: str) -> None:
-    with pytest.raises(TLSError, match="cannot read /nonexistent.pem"):
+    with pytest.raises(TLSError, match=r"cannot read /nonexistent\.pem"):
         sigil_ws.connect(wss_server, tls=TLSConfig(ca_file="/nonexistent.pem"))
     with pytest.raises(TLSError, match="no certificate found"):
         sigil_ws.connect(wss_server, tls=TLSConfig(ca_data="not a pem"))
