@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust format, lints and tests; Python lint, types, stubs and tests.
+# shellcheck source=scripts/env.sh
+. "$(dirname "$0")/env.sh"
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy -q --all-targets --all-features -- -D warnings
+echo "== cargo test"
+cargo test -q 2>&1 | grep -v "^$"
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== mypy --strict"
+mypy --strict tests/typing examples python/sigil_ws
+echo "== stubtest"
+python -m mypy.stubtest sigil_ws._core --allowlist stubtest-allowlist.txt
+echo "== pytest"
+python -m pytest -q tests
