@@ -101,9 +101,11 @@ pub struct Termination {
 }
 
 impl Termination {
-    /// 1000 and 1001 are normal closures, and so is a close frame without a code (1005).
+    /// 1000 (normal closure) and 1001 (going away) are normal, as API.md defines
+    /// `ConnectionClosedOK`; everything else, a close frame without a code (1005) included, is
+    /// reported as `ConnectionClosedError`.
     pub fn is_normal(&self) -> bool {
-        self.cause.is_none() && matches!(self.code, 1000 | 1001 | 1005)
+        self.cause.is_none() && matches!(self.code, 1000 | 1001)
     }
 }
 

@@ -294,3 +294,21 @@ def test_open_timeout_when_server_never_answers(raw_server: RawServer) -> None:
         sigil_ws.connect(url, open_timeout=0.3)
     assert time.monotonic() - start < 3
     hold.set()
+
+
+def test_close_without_code_is_1005_and_not_ok(raw_server: RawServer, connect: Connect) -> None:
+    """API.md: ConnectionClosedOK is 1000/1001 only; an empty close frame reports 1005."""
+    replies: list[tuple[int, bool, bytes]] = []
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(server_frame(8, b""))
+        replies.append(conn.recv_frame())
+
+    ws = connect(raw_server.serve(script))
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert (info.value.code, info.value.reason) == (1005, "")
+    assert info.value.__cause__ is None
+    raw_server.done.wait(5)
+    assert replies == [(8, True, b"")], "the empty close is echoed empty"

@@ -28,6 +28,14 @@ def test_text_and_binary_round_trip(ws_server: str, connect: Connect) -> None:
     assert ws.recv() == b"mv"
     ws.send("")
     assert ws.recv() == ""
+    ws.send(memoryview(b"abcdef")[::2])  # not contiguous: copied, then framed
+    assert ws.recv() == b"ace"
+    ws.send(bytearray())
+    assert ws.recv() == b""
+    big = bytearray(b"z" * 200_000)
+    ws.send(big)
+    big.extend(b"resizable again after send() returns")
+    assert ws.recv() == b"z" * 200_000
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 5 * 2**20])

@@ -115,11 +115,15 @@ class ConnectionClosed(WebSocketError):
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """The connection closed normally: code 1000, 1001, or a close frame without a code."""
+    """The connection closed normally: code 1000 or 1001."""
 
 
 class ConnectionClosedError(ConnectionClosed):
-    """The connection closed abnormally or failed; ``__cause__`` holds the protocol error."""
+    """The connection closed with any code but 1000/1001 (1005 included) or failed.
+
+    When the library failed the connection because the peer broke the protocol, ``__cause__``
+    holds the :class:`ProtocolError`.
+    """
 
 
 class TLSError(WebSocketError, OSError):

@@ -459,7 +459,7 @@ mod rfc6455_7_closing {
             client_frames(&take(&mut p)),
             vec![(OpCode::Close, true, vec![])]
         );
-        assert!(p.termination().unwrap().is_normal());
+        assert!(!p.termination().unwrap().is_normal());
     }
 
     #[test]

@@ -72,6 +72,36 @@ impl PyConnection {
         }
     }
 
+    /// Frames a `bytearray`/`memoryview` (any buffer) straight from its memory, with the
+    /// interpreter attached, then writes the frame detached.
+    #[allow(unsafe_code)]
+    fn send_buffer(&self, py: Python<'_>, buffer: &PyBuffer<u8>) -> PyResult<()> {
+        if !buffer.is_c_contiguous() {
+            let data = buffer.to_vec(py)?;
+            let client = &self.client;
+            return blocking(py, || client.send_binary(&data));
+        }
+        let len = buffer.len_bytes();
+        let data: &[u8] = if len == 0 {
+            // A zero-length buffer may have a dangling pointer: never dereference it.
+            &[]
+        } else {
+            // SAFETY: `buffer` holds a buffer export of a C-contiguous object (checked above)
+            // of `len` bytes at `buf_ptr()` (PyBuffer<u8> checked the item size and format).
+            // The export keeps the memory alive and stops it from being resized (`bytearray`
+            // raises BufferError) until `buffer` is dropped, after the slice's last use below.
+            // The slice is only read, while this thread is attached to the interpreter, so no
+            // Python code writes to it meanwhile; native code writing to it without the GIL
+            // would race any consumer of the buffer protocol and is the owner's to prevent.
+            unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, len) }
+        };
+        self.engine(py)
+            .send_binary(data)
+            .map_err(|e| to_pyerr(py, e))?;
+        let client = &self.client;
+        blocking(py, || client.flush())
+    }
+
     fn recv_inner(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let deadline = duration("timeout", timeout)?.map(|t| Instant::now() + t);
         let mut reader = self.client.try_reader().map_err(|e| to_pyerr(py, e))?;
@@ -149,11 +179,7 @@ impl PyConnection {
             return blocking(py, || client.send_binary(&data));
         }
         match PyBuffer::<u8>::get(message) {
-            Ok(buffer) => {
-                // TODO(#7): frame straight from the buffer instead of copying it first.
-                let data = buffer.to_vec(py)?;
-                blocking(py, || client.send_binary(&data))
-            }
+            Ok(buffer) => self.send_buffer(py, &buffer),
             Err(_) => Err(PyTypeError::new_err(format!(
                 "message must be str or a bytes-like object, not {}",
                 message.get_type().name()?
