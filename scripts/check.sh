@@ -12,8 +12,10 @@ echo "== ruff"
 ruff check .
 ruff format --check .
 echo "== mypy --strict"
-mypy --strict tests/typing examples python/sigil_ws
+mypy --strict tests/typing examples conformance python/sigil_ws
 echo "== stubtest"
 python -m mypy.stubtest sigil_ws._core --allowlist stubtest-allowlist.txt
 echo "== pytest"
 python -m pytest -q tests
+echo "== Autobahn|Testsuite, fast profile"
+python conformance/run.py --profile fast --client sync

@@ -1,0 +1,166 @@
+"""Run the Autobahn|Testsuite fuzzing server against sigil-ws and grade the report.
+
+Usage:
+    python conformance/run.py [--profile fast|full] [--client sync]
+
+It makes a Python 2.7 virtualenv with ``autobahntestsuite`` in ``.venv-wstest`` when none exists
+(wstest runs on Python 2.7 only; pyenv provides the interpreter), starts ``wstest -m
+fuzzingserver`` on 127.0.0.1, runs the testee client, and prints a per-section table.
+
+Exit status: non-zero on any FAILED case, and on any UNIMPLEMENTED case outside the
+compression sections (12, 13).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WSTEST_VENV = ROOT / ".venv-wstest"
+BEHAVIORS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
+PROFILES = {
+    # 9.* is performance (messages up to 16 MiB), 12.*/13.* is compression.
+    "fast": ["9.*", "12.*", "13.*"],
+    "full": [],
+}
+TESTEES = {"sync": ROOT / "conformance" / "testee.py"}
+
+
+def python27() -> str:
+    """The pyenv 2.7 interpreter (or $PYTHON27)."""
+    if env := os.environ.get("PYTHON27"):
+        return env
+    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True)
+    versions = sorted((Path(root.stdout.strip()) / "versions").glob("2.7*"))
+    if not versions:
+        sys.exit("no Python 2.7 under pyenv: wstest needs one (pyenv install 2.7.18)")
+    return str(versions[-1] / "bin" / "python")
+
+
+def ensure_wstest() -> Path:
+    wstest = WSTEST_VENV / "bin" / "wstest"
+    if wstest.exists():
+        return wstest
+    print("== creating .venv-wstest (Python 2.7, autobahntestsuite)", flush=True)
+    py27 = python27()
+    quiet = ["-q", "--disable-pip-version-check", "--no-python-version-warning"]
+    subprocess.run([py27, "-m", "pip", "install", *quiet, "virtualenv==20.15.1"], check=True)
+    subprocess.run([py27, "-m", "virtualenv", "-q", str(WSTEST_VENV)], check=True)
+    pip = str(WSTEST_VENV / "bin" / "pip")
+    subprocess.run([pip, "install", *quiet, "autobahntestsuite==25.10.1"], check=True)
+    return wstest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"wstest exited early with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit("wstest did not start listening in time")
+
+
+def section_of(case_id: str) -> str:
+    return case_id.split(".")[0]
+
+
+def grade(results: dict[str, dict[str, str]]) -> tuple[str, list[str]]:
+    """The per-section table and the list of problems that fail the run."""
+    by_section: dict[str, Counter[str]] = defaultdict(Counter)
+    problems = []
+    for case_id, result in results.items():
+        behavior = result["behavior"]
+        by_section[section_of(case_id)][behavior] += 1
+        if behavior == "FAILED":
+            problems.append(f"{case_id}: FAILED")
+        if behavior == "UNIMPLEMENTED" and section_of(case_id) not in ("12", "13"):
+            problems.append(f"{case_id}: UNIMPLEMENTED")
+    header = "| section | " + " | ".join(BEHAVIORS) + " | total |"
+    lines = [header, "|" + "---|" * (len(BEHAVIORS) + 2)]
+    totals: Counter[str] = Counter()
+    for section in sorted(by_section, key=int):
+        counts = by_section[section]
+        totals.update(counts)
+        cells = " | ".join(str(counts.get(b, 0)) for b in BEHAVIORS)
+        lines.append(f"| {section} | {cells} | {sum(counts.values())} |")
+    cells = " | ".join(str(totals.get(b, 0)) for b in BEHAVIORS)
+    lines.append(f"| all | {cells} | {sum(totals.values())} |")
+    return "\n".join(lines), problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=PROFILES, default="fast")
+    parser.add_argument("--client", choices=TESTEES, default="sync")
+    parser.add_argument("--keep-reports", type=Path, help="copy the HTML/JSON reports here")
+    args = parser.parse_args()
+
+    wstest = ensure_wstest()
+    agent = f"sigil-ws-{args.client}"
+    with tempfile.TemporaryDirectory(prefix="autobahn-") as tmp:
+        port = free_port()
+        outdir = Path(tmp) / "reports"
+        spec = {
+            "url": f"ws://127.0.0.1:{port}",
+            "outdir": str(outdir),
+            "cases": ["*"],
+            "exclude-cases": PROFILES[args.profile],
+            "exclude-agent-cases": {},
+        }
+        spec_file = Path(tmp) / "spec.json"
+        spec_file.write_text(json.dumps(spec))
+        server = subprocess.Popen(
+            [str(wstest), "-m", "fuzzingserver", "-s", str(spec_file)],
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port, server)
+            print(f"== Autobahn {args.profile} profile, {agent}", flush=True)
+            start = time.monotonic()
+            subprocess.run(
+                [sys.executable, str(TESTEES[args.client]), f"ws://127.0.0.1:{port}", agent],
+                check=True,
+                timeout=1800,
+            )
+            elapsed = time.monotonic() - start
+        finally:
+            server.terminate()
+            server.wait(10)
+        index = json.loads((outdir / "index.json").read_text())
+        if args.keep_reports:
+            shutil.copytree(outdir, args.keep_reports, dirs_exist_ok=True)
+    table, problems = grade(index[agent])
+    print(table)
+    print(f"\n{len(index[agent])} cases in {elapsed:.1f} s")
+    for problem in problems:
+        print("  " + problem)
+    if problems:
+        print(f"== {len(problems)} cases FAILED or UNIMPLEMENTED")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
