@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -16,15 +17,18 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trustme
 from websockets.sync.server import Server, ServerConnection, serve
 
 import sigil_ws
+import sigil_ws.asyncio
+
+T = TypeVar("T")
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -300,8 +304,72 @@ def open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
+class LoopThread:
+    """An event loop running in its own thread, so sync-style tests can drive asyncio code."""
+
+    def __init__(self, uvloop: bool = False) -> None:
+        if uvloop:
+            import uvloop as uv
+
+            self.loop: asyncio.AbstractEventLoop = uv.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        async def wrapper() -> T:
+            return await awaitable
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(60)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class AsyncioFacade:
+    """The sync Connection API over a sigil_ws.asyncio Connection, for parametrised tests."""
+
+    def __init__(self, runner: LoopThread, connection: sigil_ws.asyncio.Connection) -> None:
+        self._runner = runner
+        self._connection = connection
+
+    def send(self, message: Any) -> None:
+        self._runner.run(self._connection.send(message))
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        return self._runner.run(self._connection.recv(timeout))
+
+    def ping(self, data: Any = None) -> None:
+        self._runner.run(self._connection.ping(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._runner.run(self._connection.close(code, reason))
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        while True:
+            try:
+                yield self.recv()
+            except sigil_ws.ConnectionClosedOK:
+                return
+
+    def __enter__(self) -> AsyncioFacade:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def __repr__(self) -> str:
+        return repr(self._connection)
+
+
 @pytest.fixture
-def connect() -> Iterator[Callable[..., sigil_ws.Connection]]:
+def sync_connect() -> Iterator[Callable[..., sigil_ws.Connection]]:
     """sigil_ws.connect, closing every connection the test opened."""
     opened: list[sigil_ws.Connection] = []
 
@@ -315,3 +383,32 @@ def connect() -> Iterator[Callable[..., sigil_ws.Connection]]:
     yield _connect
     for ws in opened:
         ws.close()
+
+
+@pytest.fixture(params=["sync", "asyncio", "uvloop"])
+def driver(request: pytest.FixtureRequest) -> str:
+    """Which client a behaviour test runs against."""
+    return str(request.param)
+
+
+@pytest.fixture
+def connect(driver: str) -> Iterator[Callable[..., Any]]:
+    """Opens a connection with the driver under test, with the sync API; closes it after."""
+    opened: list[Any] = []
+    runner = None if driver == "sync" else LoopThread(uvloop=driver == "uvloop")
+
+    def _connect(url: str, **options: Any) -> Any:
+        options.setdefault("open_timeout", 5)
+        options.setdefault("close_timeout", 2)
+        if runner is None:
+            ws: Any = sigil_ws.connect(url, **options)
+        else:
+            ws = AsyncioFacade(runner, runner.run(sigil_ws.asyncio.connect(url, **options)))
+        opened.append(ws)
+        return ws
+
+    yield _connect
+    for ws in opened:
+        ws.close()
+    if runner is not None:
+        runner.stop()

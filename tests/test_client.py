@@ -138,7 +138,7 @@ def test_attributes(ws_server: str, connect: Connect) -> None:
         assert sock.getpeername() == ("127.0.0.1", port)
     finally:
         sock.close()
-    assert "sigil_ws.Connection" in repr(ws)
+    assert "Connection ws://127.0.0.1" in repr(ws)
 
 
 def test_no_subprotocol_when_server_picks_none(ws_server: str, connect: Connect) -> None:

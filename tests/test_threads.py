@@ -35,9 +35,9 @@ def recv_timing_out(ws: sigil_ws.Connection, timeout: float, outcome: list[str])
 
 
 def test_python_thread_runs_while_another_is_blocked_in_recv(
-    ws_server: str, connect: Connect
+    ws_server: str, sync_connect: Connect
 ) -> None:
-    ws = connect(ws_server)
+    ws = sync_connect(ws_server)
     baseline = spin(0.3)
     outcome: list[str] = []
     blocked = threading.Thread(target=recv_timing_out, args=(ws, 2, outcome))
@@ -54,12 +54,12 @@ def test_python_thread_runs_while_another_is_blocked_in_recv(
 
 @pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
 def test_send_completes_while_recv_is_blocked(
-    ws_server: str, wss_server: str, tls_certs: Certs, connect: Connect, secure: bool
+    ws_server: str, wss_server: str, tls_certs: Certs, sync_connect: Connect, secure: bool
 ) -> None:
     if secure:
-        ws = connect(wss_server, tls=TLSConfig(ca_data=tls_certs.ca_pem))
+        ws = sync_connect(wss_server, tls=TLSConfig(ca_data=tls_certs.ca_pem))
     else:
-        ws = connect(ws_server)
+        ws = sync_connect(ws_server)
     received: list[str | bytes] = []
     reader = threading.Thread(target=lambda: received.append(ws.recv(timeout=10)))
     reader.start()
@@ -75,8 +75,8 @@ def test_send_completes_while_recv_is_blocked(
         assert ws.recv(timeout=5) == f"from the other thread {i}"
 
 
-def test_two_concurrent_recv_calls_raise(ws_server: str, connect: Connect) -> None:
-    ws = connect(ws_server)
+def test_two_concurrent_recv_calls_raise(ws_server: str, sync_connect: Connect) -> None:
+    ws = sync_connect(ws_server)
     outcome: list[str] = []
     reader = threading.Thread(target=recv_timing_out, args=(ws, 1, outcome))
     reader.start()
@@ -87,8 +87,8 @@ def test_two_concurrent_recv_calls_raise(ws_server: str, connect: Connect) -> No
     assert outcome == ["timeout"]
 
 
-def test_close_from_another_thread_wakes_recv(ws_server: str, connect: Connect) -> None:
-    ws = connect(ws_server)
+def test_close_from_another_thread_wakes_recv(ws_server: str, sync_connect: Connect) -> None:
+    ws = sync_connect(ws_server)
     outcome: list[BaseException] = []
 
     def reader() -> None:
@@ -108,9 +108,9 @@ def test_close_from_another_thread_wakes_recv(ws_server: str, connect: Connect) 
     assert ws.state is sigil_ws.State.CLOSED
 
 
-def test_many_threads_sending_on_one_connection(ws_server: str, connect: Connect) -> None:
+def test_many_threads_sending_on_one_connection(ws_server: str, sync_connect: Connect) -> None:
     """Frames from concurrent senders never interleave: every message comes back whole."""
-    ws = connect(ws_server)
+    ws = sync_connect(ws_server)
     senders, per_sender = 8, 200
     payload = {n: bytes([n]) * (1000 + n) for n in range(senders)}
 
@@ -157,9 +157,9 @@ class Alarm(Exception):
     pass
 
 
-def test_signal_interrupts_recv(ws_server: str, connect: Connect) -> None:
+def test_signal_interrupts_recv(ws_server: str, sync_connect: Connect) -> None:
     """A signal handler's exception surfaces from recv() (so Ctrl-C works), promptly."""
-    ws = connect(ws_server)
+    ws = sync_connect(ws_server)
 
     def on_alarm(signum: int, frame: object) -> None:
         raise Alarm

@@ -5,6 +5,7 @@ from typing import Any, final
 from typing_extensions import Buffer
 
 from .events import Close, Message, Ping, Pong
+from .exceptions import ConnectionClosed
 from .headers import Headers
 from .state import State
 
@@ -137,6 +138,15 @@ class Protocol:
 
     def events(self) -> list[Message | Ping | Pong | Close]:
         """Every event the received bytes complete."""
+
+    def receive_messages(self, data: bytes | bytearray) -> list[str | bytes]:
+        """Feeds bytes; returns the data messages they complete (the drivers' fast path)."""
+
+    def closed_exception(self) -> ConnectionClosed | None:
+        """How the connection ended, as the exception ``recv()`` raises; ``None`` while open."""
+
+    def send_exception(self) -> ConnectionClosed | None:
+        """The exception a send raises once closing or closed; ``None`` while it may send."""
 
     def send_text(self, text: str) -> None:
         """Queues a text message."""

@@ -9,12 +9,12 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::error::Error;
 use crate::handshake::generate_key;
-use crate::protocol::{Config, Protocol};
+use crate::protocol::{Config, Event, Protocol, State};
 use crate::tls::client_config;
 use crate::url::parse_url;
 
-use super::errors::to_pyerr;
-use super::objects::{event_object, headers_object, state_object};
+use super::errors::{closed_error, to_pyerr};
+use super::objects::{event_object, headers_object, payload_object, state_object};
 use super::options::{max_size, request_options, tls_options};
 
 /// The default `User-Agent`.
@@ -121,6 +121,58 @@ impl PyProtocol {
                     return Ok(list);
                 }
             }
+        }
+    }
+
+    /// Feeds bytes and returns the data messages they complete, as `str` or `bytes`: the
+    /// fast path for drivers.
+    ///
+    /// Pings, pongs and close frames are handled on the way (their replies wait in
+    /// `data_to_send()`). When the peer breaks the protocol, the messages before the violation
+    /// are returned, the close frame is queued and the connection is closed: `state` is
+    /// `CLOSED` and `closed_exception()` tells why.
+    ///
+    /// Raises:
+    ///     HandshakeError: the upgrade was refused or malformed.
+    ///     TLSError: the TLS layer failed.
+    fn receive_messages<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: PyBackedBytes,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = self.now();
+        self.engine
+            .receive_data(&data, now)
+            .map_err(|e| to_pyerr(py, e))?;
+        let list = PyList::empty(py);
+        loop {
+            match self.engine.next_event() {
+                Ok(Some(Event::Text(text))) => {
+                    list.append(payload_object(py, true, text.as_bytes()))?
+                }
+                Ok(Some(Event::Binary(data))) => list.append(payload_object(py, false, data))?,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(Error::Protocol(_)) => return Ok(list),
+                Err(e) => return Err(to_pyerr(py, e)),
+            }
+        }
+    }
+
+    /// The `ConnectionClosedOK`/`ConnectionClosedError` that describes how the connection
+    /// ended (with the protocol error as `__cause__`), or `None` while it has not.
+    fn closed_exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.engine
+            .termination()
+            .map(|t| closed_error(py, t).into_value(py).into_any())
+    }
+
+    /// The exception a send on a closing or closed connection raises, or `None` while open.
+    fn send_exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match self.engine.state() {
+            State::Closing | State::Closed => {
+                Some(closed_error(py, &self.engine.closed_info()).into_value(py).into_any())
+            }
+            _ => None,
         }
     }
 

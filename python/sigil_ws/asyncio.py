@@ -1,0 +1,503 @@
+"""The asyncio client: the Rust engine driven from an ``asyncio.Protocol``.
+
+It runs on the event loop's own socket (no thread per connection): ``data_received`` feeds the
+bytes to the engine in one call and gets complete messages back; frames and TLS records go out
+through ``transport.write``. TLS is done by rustls inside the engine, so ``wss://`` behaves the
+same as in the sync client.
+
+Example:
+    >>> import sigil_ws.asyncio
+    >>> async def main() -> None:
+    ...     async with sigil_ws.asyncio.connect("ws://127.0.0.1:8765") as ws:
+    ...         await ws.send("hello")
+    ...         print(await ws.recv())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
+from types import TracebackType
+from typing import Any, cast
+
+from . import _core
+from .client import DEFAULT_USER_AGENT, HeadersLike, normalize_headers, normalize_subprotocols
+from .exceptions import ConcurrencyError, ConnectionClosedOK
+from .headers import Headers
+from .state import State
+from .tls import TLSConfig
+from .url import parse_url
+
+__all__ = ["Connection", "connect"]
+
+Data = str | bytes
+
+
+class _Driver(asyncio.Protocol):
+    """Moves bytes between the transport and the engine; owns the receive queue."""
+
+    def __init__(self, engine: _core.Protocol, max_queue: int | None, write_limit: int) -> None:
+        self.engine = engine
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.handshake: asyncio.Future[None] = self.loop.create_future()
+        self.messages: collections.deque[Data] = collections.deque()
+        self.message_waiter: asyncio.Future[None] | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+        self.terminated: asyncio.Future[None] = self.loop.create_future()
+        self.recv_in_progress = False
+
+    # ---- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        # pause_writing() fires above write_limit, resume_writing() below a quarter of it.
+        self.transport.set_write_buffer_limits(high=self.write_limit)
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.engine.receive_messages(data)
+        except BaseException as exc:  # a refused upgrade, a TLS failure
+            self.fail_handshake(exc)
+            return
+        if messages:
+            self.messages.extend(messages)
+            self.wake_receiver()
+        self.after_input()
+
+    def eof_received(self) -> bool:
+        self.engine.receive_eof()
+        self.data_received(b"")
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.engine.closed_exception() is None:
+            self.engine.receive_eof()
+            try:
+                self.engine.receive_messages(b"")
+            except BaseException as e:
+                self.fail_handshake(e)
+        if not self.handshake.done():
+            self.handshake.set_exception(
+                exc or ConnectionResetError("connection closed during the opening handshake")
+            )
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self.mark_terminated()
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+
+    # ---- engine plumbing ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Writes whatever the engine queued."""
+        data = self.engine.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def after_input(self) -> None:
+        self.flush()
+        if not self.handshake.done() and self.engine.handshake_complete:
+            self.handshake.set_result(None)
+        if self.engine.state is State.CLOSED:
+            self.mark_terminated()
+            if self.transport is not None:
+                # RFC 6455 §7.1.1: the server closes TCP first; give it close_timeout, then the
+                # Connection aborts. Closing our side now just flushes the close reply.
+                self.transport.close()
+        elif (
+            self.max_queue is not None
+            and len(self.messages) >= self.max_queue
+            and not self.reading_paused
+            and self.transport is not None
+        ):
+            self.transport.pause_reading()
+            self.reading_paused = True
+
+    def fail_handshake(self, exc: BaseException) -> None:
+        if not self.handshake.done():
+            self.handshake.set_exception(exc)
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def mark_terminated(self) -> None:
+        if not self.terminated.done():
+            self.terminated.set_result(None)
+        self.wake_receiver()
+
+    def wake_receiver(self) -> None:
+        if self.message_waiter is not None and not self.message_waiter.done():
+            self.message_waiter.set_result(None)
+
+    def pop_message(self) -> Data:
+        message = self.messages.popleft()
+        if (
+            self.reading_paused
+            and self.transport is not None
+            and len(self.messages) <= (self.max_queue or 0) // 4
+        ):
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return message
+
+    async def drain(self) -> None:
+        if self.writing_paused and not self.lost.done():
+            waiter = self.loop.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+
+
+class Connection:
+    """An asyncio WebSocket connection. Create it with :func:`connect`.
+
+    Same members as the sync :class:`sigil_ws.Connection`, awaited where they do I/O.
+    """
+
+    def __init__(self, driver: _Driver, url: str, close_timeout: float | None) -> None:
+        self._driver = driver
+        self._engine = driver.engine
+        self._parsed = parse_url(url)
+        self._close_timeout = close_timeout
+        assert driver.transport is not None
+        self._transport = driver.transport
+        sock = self._transport.get_extra_info("socket")
+        self._local: tuple[str, int] = tuple(self._transport.get_extra_info("sockname")[:2])
+        self._remote: tuple[str, int] = tuple(self._transport.get_extra_info("peername")[:2])
+        self._fileno: int = sock.fileno() if sock is not None else -1
+
+    # ---- receiving ------------------------------------------------------------------------
+
+    async def recv(self, timeout: float | None = None) -> Data:
+        """Receive the next message: ``str`` for text, ``bytes`` for binary.
+
+        Cancelling it loses no message and leaves the connection usable.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits forever.
+
+        Raises:
+            TimeoutError: no message within ``timeout``; the connection stays usable.
+            ConnectionClosedOK: the peer closed normally (1000/1001).
+            ConnectionClosedError: the connection failed or closed with another code.
+            ConcurrencyError: another coroutine is already in ``recv()``.
+        """
+        driver = self._driver
+        if driver.messages:
+            return driver.pop_message()
+        if driver.recv_in_progress:
+            raise ConcurrencyError(
+                "cannot call recv() while another coroutine is already running recv()"
+            )
+        driver.recv_in_progress = True
+        try:
+            async with asyncio.timeout(timeout):
+                while not driver.messages:
+                    exc = self._engine.closed_exception()
+                    if exc is not None:
+                        self._transport.close()
+                        raise exc
+                    driver.message_waiter = driver.loop.create_future()
+                    try:
+                        await driver.message_waiter
+                    finally:
+                        driver.message_waiter = None
+        except TimeoutError:
+            raise TimeoutError("timed out waiting for a message") from None
+        finally:
+            driver.recv_in_progress = False
+        return driver.pop_message()
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosedOK:
+                return
+
+    # ---- sending --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        exc = self._engine.send_exception()
+        if exc is not None:
+            raise exc
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        Waits while the transport holds more than ``write_limit`` bytes.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the message is neither text nor a bytes-like object.
+        """
+        self._check_open()
+        if isinstance(message, str):
+            self._engine.send_text(message)
+        elif isinstance(message, bytes | bytearray):
+            self._engine.send_binary(message)
+        elif isinstance(message, memoryview):
+            self._engine.send_binary(message.tobytes())
+        else:
+            raise TypeError(
+                f"message must be str or a bytes-like object, not {type(message).__name__}"
+            )
+        self._driver.flush()
+        await self._driver.drain()
+
+    async def ping(self, data: str | bytes | None = None) -> None:
+        """Send a ping (at most 125 bytes); the matching pong updates :attr:`latency`."""
+        payload = data.encode() if isinstance(data, str) else data
+        self._check_open()
+        self._engine.send_ping(payload)
+        self._driver.flush()
+        await self._driver.drain()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close: send a close frame, wait up to ``close_timeout`` for the peer's, close the
+        socket. Idempotent.
+
+        Raises:
+            ValueError: the code may not be sent or the reason exceeds 123 bytes.
+        """
+        driver = self._driver
+        if self._engine.state is State.OPEN:
+            self._engine.send_close(code, reason)
+            driver.flush()
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await asyncio.shield(driver.terminated)
+                self._transport.close()
+                await asyncio.shield(driver.lost)
+        except TimeoutError:
+            self._transport.abort()
+            if self._engine.closed_exception() is None:
+                self._engine.receive_eof()
+                self._engine.receive_messages(b"")
+            driver.mark_terminated()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ---- attributes -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The connection state."""
+        return self._engine.state
+
+    @property
+    def url(self) -> str:
+        """The URL as connected, normalised (``ws://host:port/path?query``)."""
+        p = self._parsed
+        host = f"[{p.host}]" if ":" in p.host else p.host
+        return f"{p.scheme}://{host}:{p.port}{p.path}"
+
+    @property
+    def host(self) -> str:
+        """The host of the URL."""
+        return self._parsed.host
+
+    @property
+    def port(self) -> int:
+        """The port connected to."""
+        return self._parsed.port
+
+    @property
+    def path(self) -> str:
+        """The resource name: path and query."""
+        return self._parsed.path
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server chose, or ``None``."""
+        return self._engine.subprotocol
+
+    @property
+    def response_headers(self) -> Headers:
+        """The headers of the server's 101 response."""
+        return self._engine.response_headers
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed, else ``None``."""
+        return self._engine.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once the connection is closed, else ``None``."""
+        return self._engine.close_reason
+
+    @property
+    def latency(self) -> float:
+        """Seconds of the last ping/pong round trip; 0.0 before any."""
+        return self._engine.latency
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the local end."""
+        return self._local
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the server."""
+        return self._remote
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return self._fileno
+
+    def __repr__(self) -> str:
+        return f"<sigil_ws.asyncio.Connection {self.url} {self.state.name}>"
+
+
+async def _open(
+    url: str,
+    *,
+    open_timeout: float | None,
+    close_timeout: float | None,
+    headers: HeadersLike | None,
+    subprotocols: Sequence[str] | None,
+    origin: str | None,
+    user_agent: str | None,
+    max_size: int | None,
+    max_queue: int | None,
+    write_limit: int,
+    tls: TLSConfig | None,
+) -> Connection:
+    if tls is not None and not isinstance(tls, TLSConfig):
+        raise TypeError(f"tls must be a sigil_ws.TLSConfig, not {type(tls).__name__}")
+    if max_queue is not None and max_queue < 1:
+        raise ValueError(f"max_queue must be positive or None, not {max_queue}")
+    if write_limit < 0:
+        raise ValueError(f"write_limit must be non-negative, not {write_limit}")
+    if open_timeout is not None and open_timeout < 0:
+        raise ValueError(
+            f"open_timeout must be a non-negative number of seconds, not {open_timeout}"
+        )
+    parsed = parse_url(url)
+    engine = _core.Protocol(
+        url,
+        headers=normalize_headers(headers),
+        subprotocols=normalize_subprotocols(subprotocols),
+        origin=origin,
+        user_agent=user_agent,
+        max_size=max_size,
+        tls=tls,
+    )
+    loop = asyncio.get_running_loop()
+    transport: asyncio.Transport | None = None
+    try:
+        async with asyncio.timeout(open_timeout):
+            raw_transport, driver = await loop.create_connection(
+                lambda: _Driver(engine, max_queue, write_limit), parsed.host, parsed.port
+            )
+            transport = cast(asyncio.Transport, raw_transport)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await driver.handshake
+    except TimeoutError:
+        if transport is not None:
+            transport.abort()
+        raise TimeoutError("timed out during the opening handshake") from None
+    except BaseException:
+        # Includes cancellation: never leave a socket open behind a failed connect().
+        if transport is not None:
+            transport.abort()
+        raise
+    return Connection(driver, url, close_timeout)
+
+
+class connect:
+    """Open a WebSocket connection: ``await connect(...)`` or ``async with connect(...)``.
+
+    Takes the options of :func:`sigil_ws.connect`, plus:
+
+    Args:
+        max_queue: received messages held before reading from the socket pauses;
+            ``None`` for no bound.
+        write_limit: bytes buffered in the transport above which ``send()`` waits for it to
+            drain.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        open_timeout: float | None = 10.0,
+        close_timeout: float | None = 10.0,
+        headers: HeadersLike | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origin: str | None = None,
+        user_agent: str | None = DEFAULT_USER_AGENT,
+        max_size: int | None = 16 * 2**20,
+        max_queue: int | None = 16,
+        write_limit: int = 32 * 2**10,
+        tls: TLSConfig | None = None,
+    ) -> None:
+        self._options: dict[str, Any] = dict(
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            headers=headers,
+            subprotocols=subprotocols,
+            origin=origin,
+            user_agent=user_agent,
+            max_size=max_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            tls=tls,
+        )
+        self._url = url
+        self._connection: Connection | None = None
+
+    def _open(self) -> Awaitable[Connection]:
+        return _open(self._url, **self._options)
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Connection:
+        self._connection = await self._open()
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            await self._connection.close()
