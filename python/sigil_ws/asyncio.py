@@ -421,10 +421,9 @@ async def _open(
     transport: asyncio.Transport | None = None
     try:
         async with asyncio.timeout(open_timeout):
-            raw_transport, driver = await loop.create_connection(
+            transport, driver = await loop.create_connection(
                 lambda: _Driver(engine, max_queue, write_limit), parsed.host, parsed.port
             )
-            transport = cast(asyncio.Transport, raw_transport)
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
