@@ -1,7 +1,7 @@
 """Run the Autobahn|Testsuite fuzzing server against sigil-ws and grade the report.
 
 Usage:
-    python conformance/run.py [--profile fast|full] [--client sync]
+    python conformance/run.py [--profile fast|full] [--client sync|asyncio|uvloop]
 
 It makes a Python 2.7 virtualenv with ``autobahntestsuite`` in ``.venv-wstest`` when none exists
 (wstest runs on Python 2.7 only; pyenv provides the interpreter), starts ``wstest -m
@@ -33,7 +33,11 @@ PROFILES = {
     "fast": ["9.*", "12.*", "13.*"],
     "full": [],
 }
-TESTEES = {"sync": ROOT / "conformance" / "testee.py"}
+TESTEES: dict[str, list[str | Path]] = {
+    "sync": [ROOT / "conformance" / "testee.py"],
+    "asyncio": [ROOT / "conformance" / "testee_asyncio.py"],
+    "uvloop": [ROOT / "conformance" / "testee_asyncio.py", "--uvloop"],
+}
 
 
 def python27() -> str:
@@ -140,7 +144,13 @@ def main() -> int:
             print(f"== Autobahn {args.profile} profile, {agent}", flush=True)
             start = time.monotonic()
             subprocess.run(
-                [sys.executable, str(TESTEES[args.client]), f"ws://127.0.0.1:{port}", agent],
+                [
+                    sys.executable,
+                    str(TESTEES[args.client][0]),
+                    f"ws://127.0.0.1:{port}",
+                    agent,
+                    *map(str, TESTEES[args.client][1:]),
+                ],
                 check=True,
                 timeout=1800,
             )

@@ -15,7 +15,9 @@ echo "== mypy --strict"
 mypy --strict tests/typing examples conformance python/sigil_ws
 echo "== stubtest"
 python -m mypy.stubtest sigil_ws._core --allowlist stubtest-allowlist.txt
+echo "== Autobahn|Testsuite, fast profile"
+for client in sync asyncio uvloop; do
+    python conformance/run.py --profile fast --client "$client"
+done
 echo "== pytest"
 python -m pytest -q tests
-echo "== Autobahn|Testsuite, fast profile"
-python conformance/run.py --profile fast --client sync

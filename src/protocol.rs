@@ -115,6 +115,10 @@ pub struct Protocol {
     eof: bool,
     /// The upgrade succeeded.
     opened: bool,
+    /// Leave a violating frame unread instead of failing (see `set_defer_failure`).
+    defer_failure: bool,
+    /// A violating frame waits at the head of the buffer.
+    failure_deferred: bool,
     close_sent: Option<(u16, String)>,
     close_received: Option<(u16, String)>,
     termination: Option<Termination>,
@@ -167,6 +171,8 @@ impl Protocol {
             now: 0.0,
             eof: false,
             opened: false,
+            defer_failure: false,
+            failure_deferred: false,
             close_sent: None,
             close_received: None,
             termination: None,
@@ -282,12 +288,26 @@ impl Protocol {
         self.in_pos = 0;
     }
 
+    /// Defers failing the connection while `defer` is set: a frame that breaks the protocol is
+    /// left unread and [`Protocol::failure_deferred`] turns true. A driver that already holds
+    /// messages for its application sets this, so that the application can still answer them
+    /// before the connection fails (as the lazy sync driver naturally allows).
+    pub fn set_defer_failure(&mut self, defer: bool) {
+        self.defer_failure = defer;
+    }
+
+    /// True when a violating frame waits, unread, for deferral to end.
+    pub fn failure_deferred(&self) -> bool {
+        self.failure_deferred
+    }
+
     /// The next event, or `None` when more bytes are needed (or the connection is over).
     ///
     /// A protocol violation fails the connection: the close frame with the matching code is
     /// queued, the state becomes `Closed`, and the error is returned once; later calls return
     /// `None` and [`Protocol::termination`] tells what happened.
     pub fn next_event(&mut self) -> Result<Option<Event<'_>>, Error> {
+        self.failure_deferred = false;
         if self.message_delivered {
             self.message_delivered = false;
             self.message.clear();
@@ -365,61 +385,83 @@ impl Protocol {
         Ok(())
     }
 
-    /// Decodes one frame; returns what it means, or `None` when more bytes are needed.
+    /// Decodes frames up to the next event; `None` when more bytes are needed.
+    ///
+    /// With failures deferred, a frame that breaks the protocol is left unread (nothing of it is
+    /// consumed) and decoding stops, so that it fails the same way once deferral ends.
     fn decode_frame(&mut self) -> Result<Option<Step>, Error> {
         loop {
-            let pending = &self.inbuf[self.in_pos..];
-            let Some((header, header_len)) = decode_header(pending)? else {
-                return Ok(None);
-            };
-            self.check_header(&header)?;
-            // `check_header` bounded the length by `max_size` (or 125 for control frames);
-            // without a limit it is at most 2^63 - 1, which fits a 64-bit usize.
-            let payload_len =
-                usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength {
-                    len: header.payload_len,
-                })?;
-            let available = pending.len() - header_len;
-            if available < payload_len {
-                // Fail fast on invalid UTF-8 in the part of a text frame that has arrived.
-                if self.in_text_message(&header) && available > self.validated {
-                    let start = self.in_pos + header_len + self.validated;
-                    let end = self.in_pos + header_len + available;
-                    self.utf8.feed(&self.inbuf[start..end]).map_err(|_| {
-                        ProtocolError::InvalidUtf8 {
-                            context: "text message",
-                        }
-                    })?;
-                    self.validated = available;
+            let (frame_start, validated, utf8) = (self.in_pos, self.validated, self.utf8.clone());
+            match self.decode_next_frame() {
+                Ok(Decoded::NeedData) => return Ok(None),
+                Ok(Decoded::Fragment) => continue,
+                Ok(Decoded::Event(step)) => return Ok(Some(step)),
+                Err(Error::Protocol(_)) if self.defer_failure => {
+                    self.in_pos = frame_start;
+                    self.validated = validated;
+                    self.utf8 = utf8;
+                    self.failure_deferred = true;
+                    return Ok(None);
                 }
-                return Ok(None);
+                Err(e) => return Err(e),
             }
-            let start = self.in_pos + header_len;
-            let end = start + payload_len;
-            self.in_pos = end;
-            let already_validated = std::mem::take(&mut self.validated);
-            let step = match header.opcode {
-                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                    match self.data_frame(&header, start, end, already_validated)? {
-                        Some(step) => step,
-                        None => continue,
-                    }
-                }
-                OpCode::Ping => {
-                    if self.state == State::Open {
-                        let payload = self.inbuf[start..end].to_vec();
-                        self.write_frame(OpCode::Pong, &[&payload])?;
-                    }
-                    Step::Ping { start, end }
-                }
-                OpCode::Pong => {
-                    self.match_pong(start, end);
-                    Step::Pong { start, end }
-                }
-                OpCode::Close => self.close_frame(start, end)?,
-            };
-            return Ok(Some(step));
         }
+    }
+
+    /// Decodes one frame. Errors happen before the frame changes any state but `in_pos`,
+    /// `validated` and the UTF-8 validator, which `decode_frame` restores when it defers.
+    fn decode_next_frame(&mut self) -> Result<Decoded, Error> {
+        let pending = &self.inbuf[self.in_pos..];
+        let Some((header, header_len)) = decode_header(pending)? else {
+            return Ok(Decoded::NeedData);
+        };
+        self.check_header(&header)?;
+        // `check_header` bounded the length by `max_size` (or 125 for control frames);
+        // without a limit it is at most 2^63 - 1, which fits a 64-bit usize.
+        let payload_len =
+            usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength {
+                len: header.payload_len,
+            })?;
+        let available = pending.len() - header_len;
+        if available < payload_len {
+            // Fail fast on invalid UTF-8 in the part of a text frame that has arrived.
+            if self.in_text_message(&header) && available > self.validated {
+                let start = self.in_pos + header_len + self.validated;
+                let end = self.in_pos + header_len + available;
+                self.utf8.feed(&self.inbuf[start..end]).map_err(|_| {
+                    ProtocolError::InvalidUtf8 {
+                        context: "text message",
+                    }
+                })?;
+                self.validated = available;
+            }
+            return Ok(Decoded::NeedData);
+        }
+        let start = self.in_pos + header_len;
+        let end = start + payload_len;
+        self.in_pos = end;
+        let already_validated = std::mem::take(&mut self.validated);
+        let step = match header.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                match self.data_frame(&header, start, end, already_validated)? {
+                    Some(step) => step,
+                    None => return Ok(Decoded::Fragment),
+                }
+            }
+            OpCode::Ping => {
+                if self.state == State::Open {
+                    let payload = self.inbuf[start..end].to_vec();
+                    self.write_frame(OpCode::Pong, &[&payload])?;
+                }
+                Step::Ping { start, end }
+            }
+            OpCode::Pong => {
+                self.match_pong(start, end);
+                Step::Pong { start, end }
+            }
+            OpCode::Close => self.close_frame(start, end)?,
+        };
+        Ok(Decoded::Event(step))
     }
 
     fn in_text_message(&self, header: &FrameHeader) -> bool {
@@ -799,6 +841,16 @@ fn check_control_len(len: usize, what: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// What decoding one frame gave.
+enum Decoded {
+    /// The frame is incomplete.
+    NeedData,
+    /// A non-final fragment, absorbed into the message being reassembled.
+    Fragment,
+    /// A frame that makes an event.
+    Event(Step),
 }
 
 /// A decoded frame's meaning, as buffer offsets (so the borrow can be taken afterwards).

@@ -312,3 +312,28 @@ def test_close_without_code_is_1005_and_not_ok(raw_server: RawServer, connect: C
     assert info.value.__cause__ is None
     raw_server.done.wait(5)
     assert replies == [(8, True, b"")], "the empty close is echoed empty"
+
+
+def test_message_before_a_violation_can_still_be_answered(
+    raw_server: RawServer, connect: Connect
+) -> None:
+    """Regression (Autobahn 3.2, 4.1.3, 5.15 with the asyncio driver): a message and a
+    violating frame in one read. The application gets the message and its reply goes out
+    before the connection fails with 1002."""
+    seen: list[tuple[int, bool, bytes]] = []
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(server_frame(1, b"first") + server_frame(1, b"x", rsv=2) + server_frame(9))
+        seen.append(conn.recv_frame())
+        conn.expect_close(1002)
+
+    ws = connect(raw_server.serve(script))
+    message = ws.recv(timeout=5)
+    assert message == "first"
+    ws.send(message)
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1002
+    raw_server.done.wait(5)
+    assert seen == [(1, True, b"first")]

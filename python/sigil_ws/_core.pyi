@@ -139,8 +139,19 @@ class Protocol:
     def events(self) -> list[Message | Ping | Pong | Close]:
         """Every event the received bytes complete."""
 
-    def receive_messages(self, data: bytes | bytearray) -> list[str | bytes]:
-        """Feeds bytes; returns the data messages they complete (the drivers' fast path)."""
+    def receive_messages(
+        self, data: bytes | bytearray, defer_failure: bool = False
+    ) -> list[str | bytes]:
+        """Feeds bytes; returns the data messages they complete (the drivers' fast path).
+
+        A protocol violation after returned messages (or with ``defer_failure``) is left
+        unread and ``failure_deferred`` turns true; call again with ``b""`` once the
+        messages are consumed.
+        """
+
+    @property
+    def failure_deferred(self) -> bool:
+        """True when a frame that breaks the protocol waits unread."""
 
     def closed_exception(self) -> ConnectionClosed | None:
         """How the connection ended, as the exception ``recv()`` raises; ``None`` while open."""

@@ -65,7 +65,9 @@ class _Driver(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            messages = self.engine.receive_messages(data)
+            # While messages wait in the queue, a violation is left unread so that the
+            # application can still answer them; recv() applies it once the queue is empty.
+            messages = self.engine.receive_messages(data, bool(self.messages))
         except BaseException as exc:  # a refused upgrade, a TLS failure
             self.fail_handshake(exc)
             return
@@ -127,11 +129,15 @@ class _Driver(asyncio.Protocol):
                 # Connection aborts. Closing our side now just flushes the close reply.
                 self.transport.close()
         elif (
-            self.max_queue is not None
-            and len(self.messages) >= self.max_queue
+            (
+                self.engine.failure_deferred
+                or (self.max_queue is not None and len(self.messages) >= self.max_queue)
+            )
             and not self.reading_paused
             and self.transport is not None
         ):
+            # A full queue, or a violation held back behind queued messages: stop reading so
+            # that a consumer that stops never makes memory grow.
             self.transport.pause_reading()
             self.reading_paused = True
 
@@ -151,12 +157,18 @@ class _Driver(asyncio.Protocol):
         if self.message_waiter is not None and not self.message_waiter.done():
             self.message_waiter.set_result(None)
 
+    def apply_deferred_failure(self) -> None:
+        """The queue is empty: decode what was held back behind a protocol violation."""
+        if self.engine.failure_deferred:
+            self.data_received(b"")
+
     def pop_message(self) -> Data:
         message = self.messages.popleft()
         if (
             self.reading_paused
             and self.transport is not None
             and len(self.messages) <= (self.max_queue or 0) // 4
+            and not self.engine.failure_deferred
         ):
             self.reading_paused = False
             self.transport.resume_reading()
@@ -214,6 +226,9 @@ class Connection:
         try:
             async with asyncio.timeout(timeout):
                 while not driver.messages:
+                    driver.apply_deferred_failure()
+                    if driver.messages:
+                        break
                     exc = self._engine.closed_exception()
                     if exc is not None:
                         self._transport.close()

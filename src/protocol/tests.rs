@@ -577,6 +577,63 @@ mod rfc6455_8_1_utf8 {
     }
 }
 
+mod deferred_failure {
+    use super::*;
+
+    /// Every kind of violation, each after a valid message in the same read.
+    fn violations() -> Vec<(Vec<u8>, u16)> {
+        let mut bad_utf8_fragments = frame(1, false, "€".as_bytes());
+        bad_utf8_fragments.extend(frame(0, true, &[0xe2, 0x82]));
+        vec![
+            (
+                {
+                    let mut f = frame(1, true, b"x");
+                    f[0] |= 0x20;
+                    f
+                },
+                1002,
+            ),
+            (vec![0x85, 0], 1002),
+            (frame(0, true, b"lone"), 1002),
+            (frame(1, true, &[0xff]), 1007),
+            (bad_utf8_fragments, 1007),
+            (frame(8, true, &[3]), 1002),
+            (frame(2, true, &[0; 300]), 1009),
+        ]
+    }
+
+    #[test]
+    fn violation_waits_unread_then_fails_the_same_way() {
+        for (bad, code) in violations() {
+            let mut p = open_with(Config {
+                max_size: Some(200),
+            });
+            let mut stream = frame(1, true, b"first");
+            stream.extend(&bad);
+            p.receive_data(&stream, 0.0).unwrap();
+            p.set_defer_failure(true);
+            assert_eq!(events(&mut p).unwrap(), vec![Ev::Text("first".into())]);
+            assert!(p.failure_deferred());
+            assert_eq!(p.state(), State::Open, "{bad:?}");
+            assert!(take(&mut p).is_empty());
+            // The application answers while the failure is deferred.
+            p.send_text("echo").unwrap();
+            assert_eq!(p.next_event().unwrap(), None);
+            assert!(p.failure_deferred());
+            p.set_defer_failure(false);
+            let err = p.next_event().unwrap_err();
+            assert!(
+                matches!(err, Error::Protocol(ref e) if e.close_code() == code),
+                "{err}"
+            );
+            let sent = client_frames(&take(&mut p));
+            assert_eq!(sent[0], (OpCode::Text, true, b"echo".to_vec()));
+            assert_eq!(sent[1].0, OpCode::Close);
+            assert_eq!(&sent[1].2[..2], &code.to_be_bytes());
+        }
+    }
+}
+
 mod max_size {
     use super::*;
 

@@ -128,17 +128,22 @@ impl PyProtocol {
     /// fast path for drivers.
     ///
     /// Pings, pongs and close frames are handled on the way (their replies wait in
-    /// `data_to_send()`). When the peer breaks the protocol, the messages before the violation
-    /// are returned, the close frame is queued and the connection is closed: `state` is
-    /// `CLOSED` and `closed_exception()` tells why.
+    /// `data_to_send()`). When the peer breaks the protocol, the connection fails: the close
+    /// frame is queued, `state` is `CLOSED` and `closed_exception()` tells why. A violation
+    /// that follows messages returned by the same call, or any violation while `defer_failure`
+    /// is true (the driver still holds undelivered messages), is left unread instead and
+    /// `failure_deferred` turns true: call again with `b""` once those messages are consumed,
+    /// so that the application can answer them first, in order.
     ///
     /// Raises:
     ///     HandshakeError: the upgrade was refused or malformed.
     ///     TLSError: the TLS layer failed.
+    #[pyo3(signature = (data, defer_failure=false))]
     fn receive_messages<'py>(
         &mut self,
         py: Python<'py>,
         data: PyBackedBytes,
+        defer_failure: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let now = self.now();
         self.engine
@@ -146,16 +151,29 @@ impl PyProtocol {
             .map_err(|e| to_pyerr(py, e))?;
         let list = PyList::empty(py);
         loop {
+            self.engine
+                .set_defer_failure(defer_failure || !list.is_empty());
             match self.engine.next_event() {
                 Ok(Some(Event::Text(text))) => {
                     list.append(payload_object(py, true, text.as_bytes()))?
                 }
                 Ok(Some(Event::Binary(data))) => list.append(payload_object(py, false, data))?,
                 Ok(Some(_)) => {}
-                Ok(None) | Err(Error::Protocol(_)) => return Ok(list),
-                Err(e) => return Err(to_pyerr(py, e)),
+                Ok(None) | Err(Error::Protocol(_)) => break,
+                Err(e) => {
+                    self.engine.set_defer_failure(false);
+                    return Err(to_pyerr(py, e));
+                }
             }
         }
+        self.engine.set_defer_failure(false);
+        Ok(list)
+    }
+
+    /// True when a frame that breaks the protocol waits unread (see `receive_messages`).
+    #[getter]
+    fn failure_deferred(&self) -> bool {
+        self.engine.failure_deferred()
     }
 
     /// The `ConnectionClosedOK`/`ConnectionClosedError` that describes how the connection
@@ -169,9 +187,11 @@ impl PyProtocol {
     /// The exception a send on a closing or closed connection raises, or `None` while open.
     fn send_exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         match self.engine.state() {
-            State::Closing | State::Closed => {
-                Some(closed_error(py, &self.engine.closed_info()).into_value(py).into_any())
-            }
+            State::Closing | State::Closed => Some(
+                closed_error(py, &self.engine.closed_info())
+                    .into_value(py)
+                    .into_any(),
+            ),
             _ => None,
         }
     }
