@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import json
 import socket
 import time
@@ -32,6 +33,8 @@ def test_text_and_binary_round_trip(ws_server: str, connect: Connect) -> None:
     assert ws.recv() == b"ace"
     ws.send(bytearray())
     assert ws.recv() == b""
+    ws.send(array.array("B", [1, 2, 3]))  # any buffer
+    assert ws.recv() == b"\x01\x02\x03"
     big = bytearray(b"z" * 200_000)
     ws.send(big)
     big.extend(b"resizable again after send() returns")

@@ -130,7 +130,7 @@ class Protocol:
         max_size: int | None = 16777216,
         tls: Any = None,
     ) -> Protocol: ...
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: Buffer) -> None:
         """Feeds bytes read from the socket."""
 
     def receive_eof(self) -> None:
@@ -139,9 +139,7 @@ class Protocol:
     def events(self) -> list[Message | Ping | Pong | Close]:
         """Every event the received bytes complete."""
 
-    def receive_messages(
-        self, data: bytes | bytearray, defer_failure: bool = False
-    ) -> list[str | bytes]:
+    def receive_messages(self, data: Buffer, defer_failure: bool = False) -> list[str | bytes]:
         """Feeds bytes; returns the data messages they complete (the drivers' fast path).
 
         A protocol violation after returned messages (or with ``defer_failure``) is left
@@ -162,7 +160,7 @@ class Protocol:
     def send_text(self, text: str) -> None:
         """Queues a text message."""
 
-    def send_binary(self, data: bytes | bytearray) -> None:
+    def send_binary(self, data: Buffer) -> None:
         """Queues a binary message."""
 
     def send_ping(self, data: bytes | bytearray | None = None) -> None:

@@ -20,7 +20,7 @@ import collections
 import socket
 from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _core
 from .client import DEFAULT_USER_AGENT, HeadersLike, normalize_headers, normalize_subprotocols
@@ -29,6 +29,9 @@ from .headers import Headers
 from .state import State
 from .tls import TLSConfig
 from .url import parse_url
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = ["Connection", "connect"]
 
@@ -261,7 +264,7 @@ class Connection:
         if exc is not None:
             raise exc
 
-    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+    async def send(self, message: str | Buffer) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
         Waits while the transport holds more than ``write_limit`` bytes.
@@ -273,14 +276,13 @@ class Connection:
         self._check_open()
         if isinstance(message, str):
             self._engine.send_text(message)
-        elif isinstance(message, bytes | bytearray):
-            self._engine.send_binary(message)
-        elif isinstance(message, memoryview):
-            self._engine.send_binary(message.tobytes())
         else:
-            raise TypeError(
-                f"message must be str or a bytes-like object, not {type(message).__name__}"
-            )
+            try:
+                self._engine.send_binary(message)
+            except TypeError:
+                raise TypeError(
+                    f"message must be str or a bytes-like object, not {type(message).__name__}"
+                ) from None
         self._driver.flush()
         await self._driver.drain()
 

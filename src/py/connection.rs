@@ -3,7 +3,6 @@
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
@@ -12,6 +11,7 @@ use pyo3::types::{PyBytes, PyString};
 use crate::client::{Client, ConnectOptions, Received};
 use crate::protocol::Protocol;
 
+use super::buffers::with_bytes;
 use super::errors::{blocking, closed_error, to_pyerr, ConnectionClosedOK};
 use super::objects::{headers_object, payload_object, state_object};
 use super::options::{duration, max_size, request_options, tls_options};
@@ -70,36 +70,6 @@ impl PyConnection {
                 }
             }
         }
-    }
-
-    /// Frames a `bytearray`/`memoryview` (any buffer) straight from its memory, with the
-    /// interpreter attached, then writes the frame detached.
-    #[allow(unsafe_code)]
-    fn send_buffer(&self, py: Python<'_>, buffer: &PyBuffer<u8>) -> PyResult<()> {
-        if !buffer.is_c_contiguous() {
-            let data = buffer.to_vec(py)?;
-            let client = &self.client;
-            return blocking(py, || client.send_binary(&data));
-        }
-        let len = buffer.len_bytes();
-        let data: &[u8] = if len == 0 {
-            // A zero-length buffer may have a dangling pointer: never dereference it.
-            &[]
-        } else {
-            // SAFETY: `buffer` holds a buffer export of a C-contiguous object (checked above)
-            // of `len` bytes at `buf_ptr()` (PyBuffer<u8> checked the item size and format).
-            // The export keeps the memory alive and stops it from being resized (`bytearray`
-            // raises BufferError) until `buffer` is dropped, after the slice's last use below.
-            // The slice is only read, while this thread is attached to the interpreter, so no
-            // Python code writes to it meanwhile; native code writing to it without the GIL
-            // would race any consumer of the buffer protocol and is the owner's to prevent.
-            unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, len) }
-        };
-        self.engine(py)
-            .send_binary(data)
-            .map_err(|e| to_pyerr(py, e))?;
-        let client = &self.client;
-        blocking(py, || client.flush())
     }
 
     fn recv_inner(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
@@ -178,13 +148,18 @@ impl PyConnection {
             let data: PyBackedBytes = b.clone().into();
             return blocking(py, || client.send_binary(&data));
         }
-        match PyBuffer::<u8>::get(message) {
-            Ok(buffer) => self.send_buffer(py, &buffer),
-            Err(_) => Err(PyTypeError::new_err(format!(
-                "message must be str or a bytes-like object, not {}",
-                message.get_type().name()?
-            ))),
-        }
+        // Other buffers (bytearray, memoryview, array, ...) are framed straight from their
+        // memory with the interpreter attached, so nothing changes them meanwhile; the frame
+        // is then written detached.
+        let kind = message.get_type().name()?;
+        with_bytes(message, |data| self.engine(py).send_binary(data))
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "message must be str or a bytes-like object, not {kind}"
+                ))
+            })?
+            .map_err(|e| to_pyerr(py, e))?;
+        blocking(py, || client.flush())
     }
 
     /// Sends a ping (at most 125 bytes); the matching pong updates `latency`.
@@ -194,7 +169,7 @@ impl PyConnection {
             None => Vec::new(),
             Some(d) => match d.cast::<PyString>() {
                 Ok(s) => s.to_str()?.as_bytes().to_vec(),
-                Err(_) => PyBuffer::<u8>::get(d)?.to_vec(py)?,
+                Err(_) => with_bytes(d, <[u8]>::to_vec)?,
             },
         };
         let client = &self.client;

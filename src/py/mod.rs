@@ -1,5 +1,6 @@
 //! The `sigil_ws._core` extension module: registration only.
 
+mod buffers;
 mod building_blocks;
 mod connection;
 mod errors;

@@ -13,6 +13,7 @@ use crate::protocol::{Config, Event, Protocol, State};
 use crate::tls::client_config;
 use crate::url::parse_url;
 
+use super::buffers::with_bytes;
 use super::errors::{closed_error, to_pyerr};
 use super::objects::{event_object, headers_object, payload_object, state_object};
 use super::options::{max_size, request_options, tls_options};
@@ -89,11 +90,9 @@ impl PyProtocol {
     }
 
     /// Feeds bytes read from the socket.
-    fn receive_data(&mut self, py: Python<'_>, data: PyBackedBytes) -> PyResult<()> {
+    fn receive_data(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let now = self.now();
-        self.engine
-            .receive_data(&data, now)
-            .map_err(|e| to_pyerr(py, e))
+        with_bytes(data, |d| self.engine.receive_data(d, now))?.map_err(|e| to_pyerr(py, e))
     }
 
     /// Signals that the socket reached end of stream.
@@ -142,13 +141,11 @@ impl PyProtocol {
     fn receive_messages<'py>(
         &mut self,
         py: Python<'py>,
-        data: PyBackedBytes,
+        data: &Bound<'py, PyAny>,
         defer_failure: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let now = self.now();
-        self.engine
-            .receive_data(&data, now)
-            .map_err(|e| to_pyerr(py, e))?;
+        with_bytes(data, |d| self.engine.receive_data(d, now))?.map_err(|e| to_pyerr(py, e))?;
         let list = PyList::empty(py);
         loop {
             self.engine
@@ -202,8 +199,8 @@ impl PyProtocol {
     }
 
     /// Queues a binary message.
-    fn send_binary(&mut self, py: Python<'_>, data: PyBackedBytes) -> PyResult<()> {
-        self.engine.send_binary(&data).map_err(|e| to_pyerr(py, e))
+    fn send_binary(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        with_bytes(data, |d| self.engine.send_binary(d))?.map_err(|e| to_pyerr(py, e))
     }
 
     /// Queues a ping (at most 125 bytes); its pong updates `latency`.
