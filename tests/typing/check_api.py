@@ -88,3 +88,22 @@ def sans_io() -> None:
     protocol.send_text("x")
     protocol.send_close(1000, "bye")
     assert_type(protocol.state, sigil_ws.State)
+
+
+async def asyncio_client(url: str) -> None:
+    import sigil_ws.asyncio
+
+    async with sigil_ws.asyncio.connect(url, max_queue=None, write_limit=2**16) as ws:
+        assert_type(ws, sigil_ws.asyncio.Connection)
+        await ws.send("text")
+        await ws.send(memoryview(b"buffer"))
+        assert_type(await ws.recv(timeout=1.0), str | bytes)
+        async for message in ws:
+            assert_type(message, str | bytes)
+        await ws.ping()
+        assert_type(ws.state, sigil_ws.State)
+        assert_type(ws.latency, float)
+        await ws.close(1001, "going away")
+    ws2 = await sigil_ws.asyncio.connect(url)
+    assert_type(ws2, sigil_ws.asyncio.Connection)
+    await ws2.close()
