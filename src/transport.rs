@@ -112,7 +112,15 @@ impl ReadTimeout {
         deadline: Option<Instant>,
         during: &'static str,
     ) -> Result<usize, Error> {
-        let want = remaining(deadline, during)?;
+        // Once the deadline has passed, still take what is already there (so that
+        // `recv(timeout=0)` polls) by waiting the shortest time the socket allows.
+        let want = match deadline {
+            None => None,
+            Some(d) => Some(
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(1)),
+            ),
+        };
         if want != self.current {
             stream.set_read_timeout(want)?;
             self.current = want;
@@ -153,6 +161,7 @@ pub fn is_disconnect(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::net::TcpListener;
 
     #[test]

@@ -236,3 +236,18 @@ def test_protocol_class_drives_a_plain_socket(ws_server: str) -> None:
                 protocol.receive_data(data)
             protocol.events()
         assert protocol.close_code == 1000
+
+
+def test_recv_timeout_zero_polls(ws_server: str, connect: Connect) -> None:
+    ws = connect(ws_server)
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0)
+    ws.send("polled")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert ws.recv(timeout=0) == "polled"
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
