@@ -114,13 +114,10 @@ impl ReadTimeout {
     ) -> Result<usize, Error> {
         // Once the deadline has passed, still take what is already there (so that
         // `recv(timeout=0)` polls) by waiting the shortest time the socket allows.
-        let want = match deadline {
-            None => None,
-            Some(d) => Some(
-                d.saturating_duration_since(Instant::now())
-                    .max(Duration::from_micros(1)),
-            ),
-        };
+        let want = deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(1))
+        });
         if want != self.current {
             stream.set_read_timeout(want)?;
             self.current = want;
@@ -208,7 +205,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stream = connect_tcp("127.0.0.1", port, None).unwrap();
-        let _server = listener.accept().unwrap();
+        let (server, _) = listener.accept().unwrap();
         let mut rt = ReadTimeout::default();
         let start = Instant::now();
         let e = rt
@@ -225,5 +222,13 @@ mod tests {
             .read(&stream, &mut [0; 8], Some(start), "reading")
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }));
+        // A passed deadline still returns what is already there.
+        (&server).write_all(b"ready").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut buf = [0; 8];
+        assert_eq!(
+            rt.read(&stream, &mut buf, Some(start), "reading").unwrap(),
+            5
+        );
     }
 }
