@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import trustme
@@ -85,16 +86,24 @@ def test_tls_to_a_plain_server_fails(ws_server: str) -> None:
         sigil_ws.connect(url, tls=TLSConfig(verify=False), open_timeout=5)
 
 
-def test_ssl_cert_file_is_honoured(wss_server: str, tls_certs: Certs) -> None:
-    """The default trust store reads SSL_CERT_FILE (checked in a fresh interpreter)."""
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+def test_trust_store_environment_is_honoured(
+    wss_server: str, tls_certs: Certs, tmp_path: Path, variable: str
+) -> None:
+    """The default trust store reads SSL_CERT_FILE / SSL_CERT_DIR (in a fresh interpreter,
+    since the system store is loaded once per process)."""
     code = (
         "import sigil_ws, sys\n"
         "with sigil_ws.connect(sys.argv[1], open_timeout=5) as ws:\n"
         "    ws.send('env'); assert ws.recv() == 'env'\n"
         "print('ok')\n"
     )
-    env = dict(os.environ, SSL_CERT_FILE=tls_certs.ca_file)
-    env.pop("SSL_CERT_DIR", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    if variable == "SSL_CERT_FILE":
+        env[variable] = tls_certs.ca_file
+    else:
+        (tmp_path / "test-ca.pem").write_bytes(tls_certs.ca_pem)
+        env[variable] = str(tmp_path)
     out = subprocess.run(
         [sys.executable, "-c", code, wss_server],
         env=env,
