@@ -12,7 +12,7 @@ echo "== ruff"
 ruff check .
 ruff format --check .
 echo "== mypy --strict"
-mypy --strict tests/typing examples conformance python/sigil_ws
+mypy --strict tests/typing examples conformance bench python/sigil_ws
 echo "== stubtest"
 python -m mypy.stubtest sigil_ws._core --allowlist stubtest-allowlist.txt
 echo "== Autobahn|Testsuite, fast profile"

@@ -1,0 +1,495 @@
+"""One benchmark measurement in a fresh process: ``python bench/clients.py CLIENT SCENARIO ...``.
+
+Prints one JSON line: ``count`` (messages, round trips or connections), ``seconds`` (wall time
+of the timed part), ``cpu`` (user + system seconds of this process during the timed part),
+``rss_kb`` (peak RSS), and ``per_conn_kb`` for the idle scenario.
+
+Scenarios (every client gets the same semantics: compression off, keepalive off, no size
+limit, binary messages, each message delivered to Python as an object):
+
+    pingpong URL SIZE SECONDS     send SIZE bytes, receive the echo, for SECONDS
+    push URL N SIZE               receive N messages of SIZE bytes pushed by the server
+    setup URL SECONDS             connect + handshake + close, for SECONDS
+    threads URL K N SIZE          K threads, each with its own connection, each receiving a push
+    idle URL K                    hold K open connections; RSS per connection
+
+The floors are clients too: ``raw`` (a plain socket reading the push stream into one reused
+buffer, against the raw server; ``URL`` is then ``tcp://127.0.0.1:PORT``) and ``pyobj`` (a
+C-level iterator yielding a new bytes object per message, with the same loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import resource
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, cast
+
+CA_FILE = os.environ.get("BENCH_CA_FILE")
+
+
+def ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=CA_FILE)
+
+
+def cpu() -> float:
+    """User + system CPU seconds of this process (all threads), at nanosecond resolution."""
+    return time.process_time()
+
+
+def rss_now_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.c0, self.t0 = cpu(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        self.cpu = cpu() - self.c0
+
+
+def report(count: int, timer: Timer, **extra: Any) -> None:
+    result = {
+        "count": count,
+        "seconds": timer.seconds,
+        "cpu": timer.cpu,
+        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        **extra,
+    }
+    print(json.dumps(result), flush=True)
+
+
+# ---- sync clients: connect(url) -> object with send/recv/close and iteration ---------------------
+
+
+def sigil_sync_connect(url: str) -> Any:
+    import sigil_ws
+
+    tls = sigil_ws.TLSConfig(ca_file=CA_FILE) if url.startswith("wss") else None
+    return sigil_ws.connect(url, max_size=None, tls=tls)
+
+
+def websockets_sync_connect(url: str) -> Any:
+    from websockets.sync.client import connect
+
+    kwargs: dict[str, Any] = {"compression": None, "max_size": None}
+    if url.startswith("wss"):
+        kwargs["ssl"] = ssl_context()
+    try:
+        return connect(url, ping_interval=None, **kwargs)
+    except TypeError:
+        return connect(url, **kwargs)
+
+
+class WebsocketClientAdapter:
+    """websocket-client with the iteration protocol the scenarios use."""
+
+    def __init__(self, url: str) -> None:
+        import websocket
+
+        sslopt = {"ca_certs": CA_FILE} if url.startswith("wss") else None
+        self.ws = websocket.create_connection(url, sslopt=sslopt, skip_utf8_validation=False)
+        assert self.ws.sock is not None
+        self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: bytes) -> None:
+        self.ws.send_binary(data)
+
+    def recv(self) -> Any:
+        return self.ws.recv()
+
+    def __iter__(self) -> Any:
+        import websocket
+
+        while True:
+            try:
+                opcode, data = self.ws.recv_data(control_frame=False)
+            except websocket.WebSocketConnectionClosedException:
+                return
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return
+            yield data
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def websocket_rs_sync_connect(url: str) -> Any:
+    from websocket_rs.sync.client import connect  # type: ignore[import-not-found]
+
+    return connect(url, tcp_nodelay=True)
+
+
+SYNC_CLIENTS: dict[str, Callable[[str], Any]] = {
+    "sigil-ws": sigil_sync_connect,
+    "websockets": websockets_sync_connect,
+    "websocket-client": WebsocketClientAdapter,
+    "websocket-rs": websocket_rs_sync_connect,
+}
+
+
+def sync_pingpong(connect: Callable[[str], Any], url: str, size: int, seconds: float) -> None:
+    ws = connect(url)
+    payload = b"p" * size
+    for _ in range(20):  # warm up
+        ws.send(payload)
+        ws.recv()
+    count = 0
+    with Timer() as timer:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for _ in range(10):
+                ws.send(payload)
+                ws.recv()
+            count += 10
+    ws.close()
+    report(count, timer)
+
+
+def sync_push(connect: Callable[[str], Any], url: str, n: int, size: int) -> None:
+    count = 0
+    with Timer() as timer:
+        ws = connect(f"{url}/push?n={n}&size={size}")
+        for _msg in ws:
+            count += 1
+    ws.close()
+    assert count == n, (count, n)
+    report(count, timer)
+
+
+def sync_setup(connect: Callable[[str], Any], url: str, seconds: float) -> None:
+    count = 0
+    with Timer() as timer:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            connect(f"{url}/echo").close()
+            count += 1
+    report(count, timer)
+
+
+def sync_threads(connect: Callable[[str], Any], url: str, k: int, n: int, size: int) -> None:
+    counts = [0] * k
+    barrier = threading.Barrier(k + 1)
+
+    def worker(i: int) -> None:
+        ws = connect(f"{url}/push?n={n}&size={size}")
+        barrier.wait()
+        for _msg in ws:
+            counts[i] += 1
+        ws.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    with Timer() as timer:
+        for t in threads:
+            t.join()
+    assert counts == [n] * k, counts
+    report(sum(counts), timer)
+
+
+def sync_idle(connect: Callable[[str], Any], url: str, k: int) -> None:
+    first = connect(f"{url}/echo")  # load the library's code and caches before measuring
+    before = rss_now_kb()
+    with Timer() as timer:
+        conns = [connect(f"{url}/echo") for _ in range(k)]
+    after = rss_now_kb()
+    for c in [first, *conns]:
+        c.close()
+    report(k, timer, per_conn_kb=(after - before) / k)
+
+
+# ---- asyncio clients ------------------------------------------------------------------------
+
+
+class AsyncClient:
+    """connect / send / recv / iterate / close over each library's asyncio API."""
+
+    async def connect(self, url: str) -> Any:
+        raise NotImplementedError
+
+    async def send(self, ws: Any, data: bytes) -> None:
+        await ws.send(data)
+
+    async def recv(self, ws: Any) -> Any:
+        return await ws.recv()
+
+    async def count_messages(self, ws: Any) -> int:
+        count = 0
+        async for _msg in ws:
+            count += 1
+        return count
+
+    async def close(self, ws: Any) -> None:
+        await ws.close()
+
+
+class SigilAsync(AsyncClient):
+    async def connect(self, url: str) -> Any:
+        import sigil_ws
+        import sigil_ws.asyncio
+
+        tls = sigil_ws.TLSConfig(ca_file=CA_FILE) if url.startswith("wss") else None
+        return await sigil_ws.asyncio.connect(url, max_size=None, tls=tls)
+
+
+class WebsocketsAsync(AsyncClient):
+    async def connect(self, url: str) -> Any:
+        from websockets.asyncio.client import connect
+
+        ssl_arg = ssl_context() if url.startswith("wss") else None
+        return await connect(url, compression=None, max_size=None, ping_interval=None, ssl=ssl_arg)
+
+
+class AiohttpAsync(AsyncClient):
+    async def connect(self, url: str) -> Any:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession()
+        ssl_arg: Any = ssl_context() if url.startswith("wss") else False
+        return await self.session.ws_connect(
+            url, compress=0, autoping=False, max_msg_size=0, ssl=ssl_arg, heartbeat=None
+        )
+
+    async def send(self, ws: Any, data: bytes) -> None:
+        await ws.send_bytes(data)
+
+    async def recv(self, ws: Any) -> Any:
+        return (await ws.receive()).data
+
+    async def count_messages(self, ws: Any) -> int:
+        import aiohttp
+
+        count = 0
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                count += 1
+        return count
+
+    async def close(self, ws: Any) -> None:
+        await ws.close()
+        await self.session.close()
+
+
+class PicowsAsync(AsyncClient):
+    """picows' callback API (its fast path), with each payload materialised as bytes."""
+
+    async def connect(self, url: str) -> Any:
+        import picows
+
+        loop = asyncio.get_running_loop()
+
+        class Listener(picows.WSListener):
+            def __init__(self) -> None:
+                self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+                self.count = 0
+                self.counting = False
+                self.done = loop.create_future()
+
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                if frame.msg_type == picows.WSMsgType.CLOSE:
+                    transport.send_close(frame.get_close_code())
+                    transport.disconnect()
+                    if not self.done.done():
+                        self.done.set_result(None)
+                    return
+                data = frame.get_payload_as_bytes()
+                if self.counting:
+                    self.count += 1
+                else:
+                    self.queue.put_nowait(data)
+
+            def on_ws_disconnected(self, transport: Any) -> None:
+                if not self.done.done():
+                    self.done.set_result(None)
+
+        ssl_arg = ssl_context() if url.startswith("wss") else None
+        transport, listener = await picows.ws_connect(Listener, url, ssl_context=ssl_arg)
+        cast(Listener, listener).counting = "/push" in url
+        return transport, listener
+
+    async def send(self, ws: Any, data: bytes) -> None:
+        import picows
+
+        ws[0].send(picows.WSMsgType.BINARY, data)
+
+    async def recv(self, ws: Any) -> Any:
+        return await ws[1].queue.get()
+
+    async def count_messages(self, ws: Any) -> int:
+        await ws[1].done
+        return int(ws[1].count)
+
+    async def close(self, ws: Any) -> None:
+        transport = ws[0]
+        if not transport.is_disconnected:
+            transport.send_close()
+            transport.disconnect()
+        await transport.wait_disconnected()
+
+
+class WebsocketRsAsync(AsyncClient):
+    async def connect(self, url: str) -> Any:
+        import websocket_rs  # type: ignore[import-not-found]
+
+        return await websocket_rs.connect(url)
+
+    async def send(self, ws: Any, data: bytes) -> None:
+        ws.send(data)
+
+    async def close(self, ws: Any) -> None:
+        ws.close()
+
+
+ASYNC_CLIENTS: dict[str, Callable[[], AsyncClient]] = {
+    "sigil-ws-asyncio": SigilAsync,
+    "websockets-asyncio": WebsocketsAsync,
+    "aiohttp": AiohttpAsync,
+    "picows": PicowsAsync,
+    "websocket-rs-asyncio": WebsocketRsAsync,
+}
+UVLOOP_CLIENTS = {"picows"}
+
+
+async def async_pingpong(client: AsyncClient, url: str, size: int, seconds: float) -> None:
+    ws = await client.connect(url)
+    payload = b"p" * size
+    for _ in range(20):
+        await client.send(ws, payload)
+        await client.recv(ws)
+    count = 0
+    with Timer() as timer:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for _ in range(10):
+                await client.send(ws, payload)
+                await client.recv(ws)
+            count += 10
+    await client.close(ws)
+    report(count, timer)
+
+
+async def async_push(client: AsyncClient, url: str, n: int, size: int) -> None:
+    with Timer() as timer:
+        ws = await client.connect(f"{url}/push?n={n}&size={size}")
+        count = await client.count_messages(ws)
+    await client.close(ws)
+    assert count == n, (count, n)
+    report(count, timer)
+
+
+async def async_setup(client: AsyncClient, url: str, seconds: float) -> None:
+    count = 0
+    with Timer() as timer:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            await client.close(await client.connect(f"{url}/echo"))
+            count += 1
+    report(count, timer)
+
+
+async def async_idle(client: AsyncClient, url: str, k: int) -> None:
+    first = await client.connect(f"{url}/echo")
+    before = rss_now_kb()
+    with Timer() as timer:
+        conns = [await client.connect(f"{url}/echo") for _ in range(k)]
+    after = rss_now_kb()
+    for c in [first, *conns]:
+        await client.close(c)
+    report(k, timer, per_conn_kb=(after - before) / k)
+
+
+# ---- floors ---------------------------------------------------------------------------------
+
+
+def raw_push(url: str, n: int, size: int) -> None:
+    host, port = url.removeprefix("tcp://").split(":")
+    frame = len(frame_header(size)) + size
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    total = 0
+    with Timer() as timer:
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(f"push {n} {size}\n".encode())
+        while True:
+            got = sock.recv_into(view)
+            if not got:
+                break
+            total += got
+    sock.close()
+    assert total == n * frame, (total, n * frame)
+    report(n, timer)
+
+
+def frame_header(size: int) -> bytes:
+    if size < 126:
+        return bytes([0x82, size])
+    if size < 65536:
+        return bytes([0x82, 126]) + size.to_bytes(2, "big")
+    return bytes([0x82, 127]) + size.to_bytes(8, "big")
+
+
+def pyobj_push(n: int, size: int) -> None:
+    data = io.BytesIO(b"x" * (n * size))
+    count = 0
+    with Timer() as timer:
+        for _msg in iter(partial(data.read, size), b""):
+            count += 1
+    assert count == n
+    report(count, timer)
+
+
+# ---- entry point ----------------------------------------------------------------------------
+
+
+def main() -> None:
+    client, scenario, *args = sys.argv[1:]
+    if client == "raw":
+        raw_push(args[0], int(args[1]), int(args[2]))
+    elif client == "pyobj":
+        pyobj_push(int(args[1]), int(args[2]))
+    elif client in SYNC_CLIENTS:
+        connect = SYNC_CLIENTS[client]
+        sync_runs: dict[str, Callable[..., None]] = {
+            "pingpong": lambda u, s, t: sync_pingpong(connect, u, int(s), float(t)),
+            "push": lambda u, n, s: sync_push(connect, u, int(n), int(s)),
+            "setup": lambda u, t: sync_setup(connect, u, float(t)),
+            "threads": lambda u, k, n, s: sync_threads(connect, u, int(k), int(n), int(s)),
+            "idle": lambda u, k: sync_idle(connect, u, int(k)),
+        }
+        sync_runs[scenario](*args)
+    elif client in ASYNC_CLIENTS:
+        impl = ASYNC_CLIENTS[client]()
+        async_runs: dict[str, Callable[..., Coroutine[Any, Any, None]]] = {
+            "pingpong": lambda u, s, t: async_pingpong(impl, u, int(s), float(t)),
+            "push": lambda u, n, s: async_push(impl, u, int(n), int(s)),
+            "setup": lambda u, t: async_setup(impl, u, float(t)),
+            "idle": lambda u, k: async_idle(impl, u, int(k)),
+        }
+        coro = async_runs[scenario](*args)
+        if client in UVLOOP_CLIENTS:
+            import uvloop
+
+            uvloop.run(coro)
+        else:
+            asyncio.run(coro)
+    else:
+        sys.exit(f"unknown client {client!r}")
+
+
+if __name__ == "__main__":
+    main()

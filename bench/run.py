@@ -1,0 +1,389 @@
+"""The benchmark suite: sigil-ws against its peers and the machine's floors, in one run.
+
+Usage:
+    python bench/run.py --quick            # about a minute
+    python bench/run.py                    # the full suite
+    python bench/run.py --only push-64 --rounds 5
+
+Every client runs against the same native servers (bench/native, tokio-tungstenite for
+WebSocket, plain tokio for raw TCP), each measurement in a fresh process (bench/clients.py),
+clients interleaved round by round so that machine drift hits all of them alike. The table
+gives the median over rounds: messages/s, MB/s, client CPU µs per message (timed part only),
+server CPU µs per message, peak RSS, and each row's ratio to the best peer and to the floor.
+Results go to bench/results/latest.json and latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+NATIVE = BENCH / "native" / "target" / "release" / "sigil-bench"
+RESULTS = BENCH / "results"
+VENV312 = ROOT / ".venv-bench312"
+
+OURS = {"sigil-ws", "sigil-ws-asyncio"}
+SYNC = ["sigil-ws", "websockets", "websocket-client", "websocket-rs"]
+ASYNC = ["sigil-ws-asyncio", "websockets-asyncio", "aiohttp", "picows", "websocket-rs-asyncio"]
+PY312_ONLY = {"websocket-rs", "websocket-rs-asyncio"}
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str  # pingpong | push | setup | threads | idle
+    clients: list[str]
+    args: list[str]  # after the URL, with {size} etc. already filled
+    size: int = 0  # message size in bytes (for MB/s)
+    secure: bool = False
+    floors: list[str] = field(default_factory=list)  # "native-pingpong", "raw", "pyobj"
+    threads: int = 0
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    t = "0.3" if quick else "2"
+    every = SYNC + ASYNC
+    push_n = {64: 1_000_000 if quick else 5_000_000, 16384: 30_000 if quick else 100_000}
+    out = []
+    for size, label in [(64, "64"), (1024, "1k"), (65536, "64k"), (1 << 20, "1m")]:
+        out.append(
+            Scenario(
+                f"pingpong-{label}",
+                "pingpong",
+                every,
+                [str(size), t],
+                size,
+                floors=["native-pingpong"],
+            )
+        )
+    for size, label in [(64, "64"), (16384, "16k")]:
+        n = push_n[size]
+        floors = ["raw", "pyobj"] if size == 64 else ["raw"]
+        out.append(
+            Scenario(f"push-{label}", "push", every, [str(n), str(size)], size, floors=floors)
+        )
+    out.append(Scenario("setup-ws", "setup", every, [t]))
+    out.append(Scenario("setup-wss", "setup", every, [t], secure=True))
+    out.append(Scenario("wss-pingpong-64", "pingpong", every, ["64", t], 64, secure=True))
+    out.append(
+        Scenario("wss-pingpong-1m", "pingpong", every, [str(1 << 20), t], 1 << 20, secure=True)
+    )
+    out.append(
+        Scenario("wss-push-16k", "push", every, [str(push_n[16384]), "16384"], 16384, secure=True)
+    )
+    per_thread = 10_000 if quick else 40_000
+    for k in (1, 2, 4):
+        out.append(
+            Scenario(
+                f"threads-{k}x-push-16k",
+                "threads",
+                SYNC,
+                [str(k), str(per_thread), "16384"],
+                16384,
+                threads=k,
+            )
+        )
+    out.append(Scenario("idle-rss", "idle", every, ["200" if quick else "1000"]))
+    return out
+
+
+# ---- environment ----------------------------------------------------------------------------
+
+
+def ensure_native() -> None:
+    if NATIVE.exists():
+        return
+    print("== building bench/native (cargo build --release)", flush=True)
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=BENCH / "native", check=True)
+
+
+def ensure_peers() -> None:
+    """The peers come from requirements-dev.txt (scripts/env.sh installs it)."""
+    missing = []
+    for module in ("websockets", "websocket", "aiohttp", "picows", "uvloop", "trustme"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        print(f"== installing requirements-dev.txt (missing: {', '.join(missing)})", flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+                str(ROOT / "requirements-dev.txt"),
+            ],
+            check=True,
+        )
+
+
+def python312() -> str | None:
+    """A Python 3.12 venv with websocket-rs (its wheel needs 3.12), or None with a reason."""
+    py = VENV312 / "bin" / "python"
+    if py.exists():
+        return str(py)
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        print("-- no pyenv: websocket-rs (Python 3.12 only) is skipped", flush=True)
+        return None
+    versions = sorted((Path(root.stdout.strip()) / "versions").glob("3.12*"))
+    if not versions:
+        print("-- no Python 3.12 under pyenv: websocket-rs is skipped", flush=True)
+        return None
+    print("== creating .venv-bench312 for websocket-rs", flush=True)
+    subprocess.run([str(versions[-1] / "bin" / "python"), "-m", "venv", str(VENV312)], check=True)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "websocket-rs==0.7.10",
+        ],
+        check=True,
+    )
+    return str(py)
+
+
+class Server:
+    """A native server process; reports its CPU time."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(NATIVE), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def cpu(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def make_certs(tmp: Path) -> tuple[str, str, str]:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(cert_file), append=True)
+    cert.private_key_pem.write_to_path(str(key_file))
+    return str(ca_file), str(cert_file), str(key_file)
+
+
+# ---- measuring ------------------------------------------------------------------------------
+
+
+def run_client(
+    python: str, client: str, kind: str, url: str, args: list[str], env: dict[str, str]
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [python, "-W", "ignore", str(BENCH / "clients.py"), client, kind, url, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{client} {kind}: {out.stderr.strip().splitlines()[-1:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_floor(floor: str, scenario: Scenario, raw: Server, env: dict[str, str]) -> dict[str, Any]:
+    if floor == "native-pingpong":
+        size, seconds = scenario.args
+        out = subprocess.run(
+            [str(NATIVE), "pingpong", str(raw.port), size, seconds],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        return dict(json.loads(out.stdout))
+    url = f"tcp://127.0.0.1:{raw.port}"
+    return run_client(sys.executable, floor, "push", url, scenario.args, env)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, one round")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 1 quick, 3)")
+    parser.add_argument("--only", nargs="*", help="scenario names to run")
+    parser.add_argument("--clients", nargs="*", help="clients to run")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+
+    ensure_native()
+    ensure_peers()
+    py312 = python312()
+    selected = [s for s in scenarios(args.quick) if not args.only or s.name in args.only]
+
+    started = time.monotonic()
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    with tempfile.TemporaryDirectory(prefix="sigil-bench-") as tmp:
+        ca_file, cert_file, key_file = make_certs(Path(tmp))
+        env = dict(os.environ, BENCH_CA_FILE=ca_file, SSL_CERT_FILE=ca_file)
+        servers = {
+            "ws": Server("ws-server"),
+            "wss": Server("ws-server", cert_file, key_file),
+            "raw": Server("raw-server"),
+        }
+        try:
+            for scenario in selected:
+                server = servers["wss" if scenario.secure else "ws"]
+                scheme = "wss" if scenario.secure else "ws"
+                url = f"{scheme}://127.0.0.1:{server.port}"
+                clients = [c for c in scenario.clients if not args.clients or c in args.clients]
+                clients = [c for c in clients if c not in PY312_ONLY or py312]
+                runs = results.setdefault(scenario.name, {})
+                for r in range(rounds):
+                    for name in [*scenario.floors, *clients]:
+                        print(f"[{scenario.name}] {name} round {r + 1}/{rounds}", flush=True)
+                        try:
+                            if name in scenario.floors:
+                                m = run_floor(name, scenario, servers["raw"], env)
+                            else:
+                                python = py312 if name in PY312_ONLY else sys.executable
+                                assert python is not None
+                                before = server.cpu()
+                                m = run_client(python, name, scenario.kind, url, scenario.args, env)
+                                m["server_cpu"] = server.cpu() - before
+                        except (RuntimeError, subprocess.TimeoutExpired) as e:
+                            print(f"   failed: {e}", flush=True)
+                            continue
+                        runs.setdefault(name, []).append(m)
+        finally:
+            for s in servers.values():
+                s.stop()
+    elapsed = time.monotonic() - started
+
+    table = summarize(selected, results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "mode": "quick" if args.quick else "full",
+        "rounds": rounds,
+        "seconds": round(elapsed, 1),
+        "machine": machine_description(),
+    }
+    (args.out / "latest.json").write_text(
+        json.dumps({"meta": meta, "results": results, "table": table}, indent=1)
+    )
+    md = render(table, meta)
+    (args.out / "latest.md").write_text(md)
+    print()
+    print(md)
+    return 0
+
+
+def machine_description() -> str:
+    cores = os.cpu_count()
+    return f"{platform.machine()}, {cores} cores, Python {platform.python_version()}"
+
+
+def summarize(
+    selected: list[Scenario], results: dict[str, dict[str, list[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    rows = []
+    for scenario in selected:
+        runs = results.get(scenario.name, {})
+        medians: dict[str, dict[str, float]] = {}
+        for name, ms in runs.items():
+            if not ms:
+                continue
+            rate = statistics.median(m["count"] / m["seconds"] for m in ms)
+            cpu_us = statistics.median(1e6 * m["cpu"] / m["count"] for m in ms)
+            server_us = statistics.median(1e6 * m.get("server_cpu", 0.0) / m["count"] for m in ms)
+            medians[name] = {
+                "rate": rate,
+                "cpu_us": cpu_us,
+                "server_us": server_us,
+                "rss_mb": max(m.get("rss_kb", 0) for m in ms) / 1024,
+                "per_conn_kb": statistics.median(m.get("per_conn_kb", 0.0) for m in ms),
+            }
+        peers = [
+            v["rate"] for k, v in medians.items() if k not in OURS and k not in scenario.floors
+        ]
+        best_peer = max(peers) if peers else None
+        floor_rates = [medians[f]["rate"] for f in scenario.floors if f in medians]
+        floor = min(floor_rates) if floor_rates else None
+        for name, v in medians.items():
+            row = {"scenario": scenario.name, "client": name, **v}
+            row["mb_s"] = v["rate"] * scenario.size / 1e6 if scenario.size else None
+            if scenario.kind == "threads":
+                row["mb_s"] = v["rate"] * scenario.size / 1e6
+            is_floor = name in scenario.floors
+            row["vs_best_peer"] = v["rate"] / best_peer if best_peer and not is_floor else None
+            row["vs_floor"] = v["rate"] / floor if floor and name not in scenario.floors else None
+            if scenario.kind == "idle":
+                lowest = min(
+                    (x["per_conn_kb"] for k, x in medians.items() if k not in OURS), default=None
+                )
+                row["vs_best_peer"] = (
+                    (lowest / v["per_conn_kb"]) if lowest and v["per_conn_kb"] > 0 else None
+                )
+            rows.append(row)
+    return rows
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        f"Benchmarks ({meta['mode']} mode, {meta['rounds']} round(s), {meta['date']}, "
+        f"{meta['machine']}, {meta['seconds']} s). Medians; ratios within this run.",
+        "",
+        "| scenario | client | msg/s | MB/s | client CPU µs/msg | server CPU µs/msg | "
+        "peak RSS MB | vs best peer | vs floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table:
+        rate = row["rate"]
+        if row["scenario"] == "idle-rss":
+            lines.append(
+                f"| {row['scenario']} | {row['client']} | {row['per_conn_kb']:.1f} KiB/conn | "
+                f"| | | {row['rss_mb']:.0f} | {fmt(row['vs_best_peer'], '.2f')} | |"
+            )
+            continue
+        name = f"**{row['client']}**" if row["client"] in OURS else row["client"]
+        lines.append(
+            f"| {row['scenario']} | {name} | {rate:,.0f} | {fmt(row['mb_s'], ',.1f')} | "
+            f"{row['cpu_us']:.2f} | {row['server_us']:.2f} | {row['rss_mb']:.0f} | "
+            f"{fmt(row['vs_best_peer'], '.2f')} | {fmt(row['vs_floor'], '.2f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
