@@ -24,7 +24,6 @@ import asyncio
 import io
 import json
 import os
-import resource
 import socket
 import ssl
 import sys
@@ -44,6 +43,15 @@ def ssl_context() -> ssl.SSLContext:
 def cpu() -> float:
     """User + system CPU seconds of this process (all threads), at nanosecond resolution."""
     return time.process_time()
+
+
+def peak_rss_kb() -> int:
+    """VmHWM: this process's peak RSS (ru_maxrss would include the parent's, kept over exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 def rss_now_kb() -> int:
@@ -66,7 +74,7 @@ def report(count: int, timer: Timer, **extra: Any) -> None:
         "count": count,
         "seconds": timer.seconds,
         "cpu": timer.cpu,
-        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss_kb": peak_rss_kb(),
         **extra,
     }
     print(json.dumps(result), flush=True)

@@ -216,7 +216,7 @@ impl Client {
         }
         let result = (&self.stream).write_all(out);
         out.clear();
-        if out.capacity() > 1024 * 1024 {
+        if out.capacity() > crate::protocol::KEEP_CAPACITY {
             *out = Vec::new();
         }
         match result {

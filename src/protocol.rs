@@ -80,8 +80,14 @@ struct PendingPing {
     sent_at: f64,
 }
 
-/// Buffers above this capacity are released once empty, so one big message does not pin memory.
-const KEEP_CAPACITY: usize = 1024 * 1024;
+/// Buffers above this capacity are released once empty, so one big message does not pin memory;
+/// below it they are kept, so a stream of messages up to a few MiB reuses warm memory instead of
+/// faulting in fresh pages for each one.
+pub const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
+
+/// At most this much is reserved ahead for a frame whose header has arrived: enough to receive
+/// most frames without regrowing, never a declared length that no data backs.
+const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
 
 /// The engine of one client connection.
 pub struct Protocol {
@@ -233,6 +239,17 @@ impl Protocol {
     pub fn take_data_to_send(&mut self, buf: &mut Vec<u8>) {
         buf.clear();
         std::mem::swap(&mut self.out, buf);
+    }
+
+    /// Runs `f` on the bytes waiting for the socket and empties the buffer, keeping its
+    /// capacity (for drivers that copy the bytes out anyway).
+    pub fn drain_data_to_send<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let result = f(&self.out);
+        self.out.clear();
+        if self.out.capacity() > KEEP_CAPACITY {
+            self.out = Vec::new();
+        }
+        result
     }
 
     /// Bytes received and not yet turned into events.
@@ -435,6 +452,11 @@ impl Protocol {
                 })?;
                 self.validated = available;
             }
+            // Make room for the rest of the frame now rather than regrowing (and copying) the
+            // buffer several times while it arrives. `check_header` bounded the length by
+            // `max_size`; RESERVE_AHEAD bounds it when there is no limit.
+            let missing = (payload_len - available).min(RESERVE_AHEAD);
+            self.inbuf.reserve(missing);
             return Ok(Decoded::NeedData);
         }
         let start = self.in_pos + header_len;

@@ -230,9 +230,7 @@ impl PyProtocol {
 
     /// The bytes to write to the socket, in order; empties the outgoing buffer.
     fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let mut out = Vec::new();
-        self.engine.take_data_to_send(&mut out);
-        PyBytes::new(py, &out)
+        self.engine.drain_data_to_send(|out| PyBytes::new(py, out))
     }
 
     /// True while the peer's close frame is awaited: arm a close timeout.

@@ -54,13 +54,21 @@ async fn listen() -> Result<TcpListener> {
     Ok(listener)
 }
 
-/// N binary frames of S bytes, encoded once by tungstenite and replayed.
-fn push_stream(n: usize, size: usize) -> Vec<u8> {
+/// Writes N binary frames of S bytes: one frame encoded by tungstenite, replayed in batches of
+/// about 256 KiB, so the server never allocates the whole stream or becomes the bottleneck.
+async fn write_push<W: AsyncWrite + Unpin>(out: &mut W, n: usize, size: usize) -> Result<()> {
     let mut one = Vec::new();
-    Frame::message(vec![b'x'; size], OpCode::Data(Data::Binary), true)
-        .format(&mut one)
-        .expect("encoding into a Vec cannot fail");
-    one.repeat(n)
+    Frame::message(vec![b'x'; size], OpCode::Data(Data::Binary), true).format(&mut one)?;
+    let per_batch = (256 * 1024 / one.len()).max(1);
+    let batch = one.repeat(per_batch);
+    let mut left = n;
+    while left >= per_batch {
+        out.write_all(&batch).await?;
+        left -= per_batch;
+    }
+    out.write_all(&batch[..left * one.len()]).await?;
+    out.flush().await?;
+    Ok(())
 }
 
 fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor> {
@@ -120,11 +128,8 @@ async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<(
                 _ => {}
             }
         }
-        let stream_bytes = push_stream(n, size);
         // Replay the pre-encoded frames straight onto the socket, then close normally.
-        let raw = ws.get_mut();
-        raw.write_all(&stream_bytes).await?;
-        raw.flush().await?;
+        write_push(ws.get_mut(), n, size).await?;
         ws.close(Some(CloseFrame { code: 1000.into(), reason: "done".into() })).await?;
         while let Some(Ok(_)) = ws.next().await {}
         return Ok(());
@@ -158,9 +163,8 @@ async fn raw_connection(stream: TcpStream) -> Result<()> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["push", n, size] => {
-            let bytes = push_stream(n.parse()?, size.parse()?);
             let stream = reader.get_mut();
-            stream.write_all(&bytes).await?;
+            write_push(stream, n.parse()?, size.parse()?).await?;
             stream.shutdown().await?;
         }
         ["echo"] => {
