@@ -274,8 +274,8 @@ class RawServer:
         except BaseException as e:  # reported by the fixture
             self.errors.append(e)
         finally:
-            self.done.set()
             conn.close()
+            self.done.set()
 
     def close(self) -> None:
         # shutdown() wakes the thread blocked in accept(); close() alone does not on Linux.
