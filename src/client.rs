@@ -19,8 +19,13 @@ use crate::tls::{client_config, TlsOptions};
 use crate::transport::{connect_tcp, is_disconnect, shutdown, ReadTimeout};
 use crate::url::{parse_url, WebSocketUrl};
 
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 256 * 1024;
+/// Reads go to a stack buffer of this size until one fills it...
+const SMALL_READ: usize = 4 * 1024;
+/// ...then to a heap buffer that starts at this size...
+const READ_MIN: usize = 64 * 1024;
+/// ...and grows (x4 each time a read fills it) to this size under bulk traffic, where large
+/// reads measured fastest (bench push-16k: 1 MiB reads 327k msg/s, 256 KiB 177k, 64 KiB 178k).
+const READ_MAX: usize = 1024 * 1024;
 
 /// Options of [`Client::connect`].
 #[derive(Debug, Clone)]
@@ -119,7 +124,7 @@ impl Client {
             close_timeout: options.close_timeout,
             origin: Instant::now(),
             reader: Mutex::new(Reader {
-                buf: vec![0; READ_CHUNK],
+                buf: Vec::new(),
                 timeout: ReadTimeout::default(),
             }),
             writer: Mutex::new(Vec::new()),
@@ -137,6 +142,9 @@ impl Client {
         let mut reader = lock(&self.reader);
         loop {
             if lock(&self.engine).poll_handshake()? == State::Open {
+                // The request is sent: free its buffer rather than keep it for the connection's
+                // lifetime (most connections send small messages, if any).
+                *lock(&self.writer) = Vec::new();
                 return Ok(());
             }
             match self.read_some(&mut reader, deadline, "during the opening handshake") {
@@ -283,21 +291,34 @@ impl Client {
         during: &'static str,
     ) -> Result<(), Error> {
         let Reader { buf, timeout } = reader;
-        let n = match timeout.read(&self.stream, buf, deadline, during) {
+        // Until a read fills it, a small stack buffer serves, so an idle connection keeps no
+        // read buffer at all; the heap buffer appears with bulk traffic and grows with it.
+        let mut small = [0u8; SMALL_READ];
+        let target: &mut [u8] = if buf.is_empty() { &mut small } else { buf };
+        let n = match timeout.read(&self.stream, target, deadline, during) {
             Ok(n) => n,
             Err(Error::Io(e)) if is_disconnect(&e) => 0,
             Err(e) => return Err(e),
         };
+        let full = n == target.len();
         let now = self.now();
         let mut engine = lock(&self.engine);
         let fed = if n == 0 {
             engine.receive_eof();
             Ok(())
         } else {
-            engine.receive_data(&buf[..n], now)
+            engine.receive_data(&target[..n], now)
         };
         let pending = engine.has_data_to_send();
         drop(engine);
+        if full && buf.len() < READ_MAX {
+            let grown = if buf.is_empty() {
+                READ_MIN
+            } else {
+                buf.len() * 4
+            };
+            buf.resize(grown.min(READ_MAX), 0);
+        }
         if pending {
             self.flush()?;
         }

@@ -399,6 +399,13 @@ impl Protocol {
         self.response_headers = response.headers;
         self.state = State::Open;
         self.opened = true;
+        // What only the handshake needed goes now: an idle connection keeps little memory.
+        self.key = String::new();
+        self.offered_subprotocols = Vec::new();
+        self.compact();
+        if self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
         Ok(())
     }
 
