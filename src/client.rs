@@ -9,7 +9,8 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Termination};
@@ -82,8 +83,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Client {
     stream: TcpStream,
     url: WebSocketUrl,
-    local_addr: SocketAddr,
+    /// Looked up on first use (most connections never ask).
+    local_addr: OnceLock<SocketAddr>,
     remote_addr: SocketAddr,
+    /// The socket was shut down (so `Drop` need not do it again).
+    shut: AtomicBool,
     close_timeout: Option<Duration>,
     origin: Instant,
     reader: Mutex<Reader>,
@@ -115,10 +119,11 @@ impl Client {
             },
             tls,
         )?;
-        let stream = connect_tcp(&url.host, url.port, deadline)?;
+        let (stream, remote_addr) = connect_tcp(&url.host, url.port, deadline)?;
         let client = Client {
-            local_addr: stream.local_addr()?,
-            remote_addr: stream.peer_addr()?,
+            local_addr: OnceLock::new(),
+            remote_addr,
+            shut: AtomicBool::new(false),
             stream,
             url,
             close_timeout: options.close_timeout,
@@ -133,7 +138,7 @@ impl Client {
         };
         client
             .handshake(deadline)
-            .inspect_err(|_| shutdown(&client.stream))?;
+            .inspect_err(|_| client.shutdown())?;
         Ok(client)
     }
 
@@ -167,8 +172,19 @@ impl Client {
     }
 
     /// The local socket address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        if let Some(addr) = self.local_addr.get() {
+            return Ok(*addr);
+        }
+        let addr = self.stream.local_addr()?;
+        Ok(*self.local_addr.get_or_init(|| addr))
+    }
+
+    /// Shuts the socket down once, waking any thread blocked on it.
+    fn shutdown(&self) {
+        if !self.shut.swap(true, Ordering::AcqRel) {
+            shutdown(&self.stream);
+        }
     }
 
     /// The peer's socket address.
@@ -330,7 +346,7 @@ impl Client {
     pub fn finish(&self) {
         let _ = self.flush();
         self.terminated.notify_all();
-        shutdown(&self.stream);
+        self.shutdown();
     }
 
     /// Receives the next message as owned bytes (`true` for text): the plain-Rust API.
@@ -424,6 +440,6 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        shutdown(&self.stream);
+        self.shutdown();
     }
 }

@@ -1,7 +1,7 @@
 //! The opening handshake: keys, the upgrade request and the response (RFC 6455 §4.1, §4.2.2).
 
+use crate::mask::random_bytes;
 use crate::url::WebSocketUrl;
-use ring::rand::{SecureRandom, SystemRandom};
 
 /// The GUID that RFC 6455 §1.3 appends to the key before hashing.
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -102,17 +102,10 @@ pub fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-/// Fills `buf` from the operating system's random generator.
-pub fn fill_random(buf: &mut [u8]) -> Result<(), std::io::Error> {
-    SystemRandom::new()
-        .fill(buf)
-        .map_err(|_| std::io::Error::other("the operating system's random generator failed"))
-}
-
 /// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded (RFC 6455 §4.1 item 7).
 pub fn generate_key() -> Result<String, std::io::Error> {
     let mut nonce = [0u8; 16];
-    fill_random(&mut nonce)?;
+    random_bytes(&mut nonce)?;
     Ok(base64_encode(&nonce))
 }
 

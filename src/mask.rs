@@ -4,7 +4,7 @@
 //! masking key needs to be unpredictable; thus, the masking key MUST be derived from a strong
 //! source of entropy". Keys come from the operating system's generator, fetched in batches.
 
-use crate::handshake::fill_random;
+use ring::rand::{SecureRandom, SystemRandom};
 
 /// XORs `data` with `key`, starting at byte `offset` of the key stream.
 ///
@@ -45,42 +45,54 @@ pub fn apply_mask_bytewise(data: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// Number of keys fetched from the OS generator at once.
-const KEYS_PER_BATCH: usize = 64;
+/// Bytes fetched from the OS generator per system call, per thread.
+const POOL_BYTES: usize = 1024;
 
-/// A source of masking keys from the OS random generator, one system call per 64 keys.
-pub struct MaskKeys {
-    pool: [u8; KEYS_PER_BATCH * 4],
+/// A per-thread pool of OS random bytes: one `getrandom` call serves 256 masking keys, shared
+/// by every connection the thread drives (a per-connection pool cost a system call for each
+/// new connection).
+struct RandomPool {
+    bytes: [u8; POOL_BYTES],
     next: usize,
 }
 
-impl Default for MaskKeys {
-    fn default() -> Self {
-        Self::new()
-    }
+thread_local! {
+    static POOL: std::cell::RefCell<RandomPool> = const {
+        std::cell::RefCell::new(RandomPool { bytes: [0; POOL_BYTES], next: POOL_BYTES })
+    };
 }
 
-impl MaskKeys {
-    /// An empty pool; the first key triggers a fetch.
-    pub fn new() -> Self {
-        MaskKeys {
-            pool: [0; KEYS_PER_BATCH * 4],
-            next: KEYS_PER_BATCH,
-        }
-    }
+/// Fills `buf` from the operating system's random generator.
+pub fn fill_from_os(buf: &mut [u8]) -> Result<(), std::io::Error> {
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| std::io::Error::other("the operating system's random generator failed"))
+}
 
-    /// The next unpredictable key.
-    pub fn next_key(&mut self) -> Result<[u8; 4], std::io::Error> {
-        if self.next == KEYS_PER_BATCH {
-            fill_random(&mut self.pool)?;
-            self.next = 0;
-        }
-        let i = self.next * 4;
-        self.next += 1;
-        let mut key = [0u8; 4];
-        key.copy_from_slice(&self.pool[i..i + 4]);
-        Ok(key)
+/// Fills `out` with unpredictable bytes: OS randomness, served from the thread's pool.
+pub fn random_bytes(out: &mut [u8]) -> Result<(), std::io::Error> {
+    if out.len() > POOL_BYTES / 4 {
+        return fill_from_os(out);
     }
+    POOL.with(|cell| {
+        let mut pool = cell.borrow_mut();
+        if POOL_BYTES - pool.next < out.len() {
+            fill_from_os(&mut pool.bytes)?;
+            pool.next = 0;
+        }
+        let start = pool.next;
+        out.copy_from_slice(&pool.bytes[start..start + out.len()]);
+        // Each byte is handed out once.
+        pool.next += out.len();
+        Ok(())
+    })
+}
+
+/// A fresh masking key.
+pub fn mask_key() -> Result<[u8; 4], std::io::Error> {
+    let mut key = [0u8; 4];
+    random_bytes(&mut key)?;
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -113,11 +125,13 @@ mod tests {
     }
 
     #[test]
-    fn keys_vary() {
-        let mut keys = MaskKeys::new();
-        let all: Vec<[u8; 4]> = (0..200).map(|_| keys.next_key().unwrap()).collect();
+    fn keys_vary_across_pool_refills() {
+        let all: Vec<[u8; 4]> = (0..2000).map(|_| mask_key().unwrap()).collect();
         let distinct: std::collections::HashSet<_> = all.iter().collect();
-        assert!(distinct.len() > 190);
+        assert!(distinct.len() > 1990);
+        let mut big = [0u8; 4096];
+        random_bytes(&mut big).unwrap();
+        assert!(big.iter().any(|&b| b != 0));
     }
 
     proptest! {

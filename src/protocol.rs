@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::error::{Error, ProtocolError, Termination};
 use crate::frame::{decode_header, encode_frame, is_valid_close_code, FrameHeader, OpCode};
 use crate::handshake::{self, HandshakeError, RequestOptions};
-use crate::mask::MaskKeys;
+use crate::mask::mask_key;
 use crate::tls::TlsLayer;
 use crate::url::WebSocketUrl;
 use crate::utf8::Utf8Validator;
@@ -101,7 +101,6 @@ pub struct Protocol {
     out: Vec<u8>,
     /// Frame scratch when frames go through TLS.
     scratch: Vec<u8>,
-    masks: MaskKeys,
     key: String,
     offered_subprotocols: Vec<String>,
     subprotocol: Option<String>,
@@ -162,7 +161,6 @@ impl Protocol {
             in_pos: 0,
             out: Vec::new(),
             scratch: Vec::new(),
-            masks: MaskKeys::new(),
             key,
             offered_subprotocols: request.subprotocols.clone(),
             subprotocol: None,
@@ -726,7 +724,7 @@ impl Protocol {
     }
 
     fn write_frame(&mut self, opcode: OpCode, parts: &[&[u8]]) -> Result<(), Error> {
-        let key = self.masks.next_key()?;
+        let key = mask_key()?;
         match &mut self.tls {
             Some(tls) => {
                 self.scratch.clear();

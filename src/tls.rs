@@ -89,30 +89,64 @@ fn pem_certs(pem: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>, E
     Ok(certs)
 }
 
-/// Builds the rustls configuration. The default (`TlsOptions::system()`) is built once and
-/// shared, so opening many connections does not reload the trust store.
-pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, Error> {
-    if *options == TlsOptions::system() {
-        static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-        if let Some(config) = DEFAULT.get() {
-            return Ok(config.clone());
-        }
-        let config = build_config(options)?;
-        return Ok(DEFAULT.get_or_init(|| config).clone());
-    }
-    build_config(options)
+/// The files an option set names, read: part of the cache key, so an edited file is seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Material {
+    ca_file: Option<Vec<u8>>,
+    cert_file: Option<Vec<u8>>,
+    key_file: Option<Vec<u8>>,
 }
 
-fn build_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, Error> {
+impl Material {
+    fn read(options: &TlsOptions) -> Result<Material, Error> {
+        let read = |p: &Option<PathBuf>| p.as_ref().map(read_file).transpose();
+        Ok(Material {
+            ca_file: read(&options.ca_file)?,
+            cert_file: read(&options.cert_file)?,
+            key_file: read(&options.key_file)?,
+        })
+    }
+}
+
+/// Configurations built recently, newest last. Reusing one keeps its TLS session cache, so
+/// reconnecting to a server resumes the session instead of verifying its chain again.
+type ConfigCache = Vec<((TlsOptions, Material), Arc<ClientConfig>)>;
+
+/// How many distinct configurations are kept.
+const CONFIG_CACHE_SIZE: usize = 8;
+
+/// The rustls configuration for `options`, built once per distinct options and file contents
+/// (the system trust store is loaded once per process).
+pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, Error> {
+    static CACHE: std::sync::Mutex<ConfigCache> = std::sync::Mutex::new(Vec::new());
+    if options.key_file.is_some() && options.cert_file.is_none() {
+        return Err(Error::TlsConfig("key_file given without cert_file".into()));
+    }
+    let key = (options.clone(), Material::read(options)?);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+        let entry = cache.remove(i);
+        let config = entry.1.clone();
+        cache.push(entry);
+        return Ok(config);
+    }
+    let config = build_config(options, &key.1)?;
+    if cache.len() == CONFIG_CACHE_SIZE {
+        cache.remove(0);
+    }
+    cache.push((key, config.clone()));
+    Ok(config)
+}
+
+fn build_config(options: &TlsOptions, files: &Material) -> Result<Arc<ClientConfig>, Error> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(Error::Tls)?;
     let builder = if options.verify {
         let roots = if options.ca_file.is_some() || options.ca_data.is_some() {
             let mut store = RootCertStore::empty();
-            if let Some(path) = &options.ca_file {
-                let pem = read_file(path)?;
-                for cert in pem_certs(&pem, &path.display().to_string())? {
+            if let (Some(path), Some(pem)) = (&options.ca_file, &files.ca_file) {
+                for cert in pem_certs(pem, &path.display().to_string())? {
                     store.add(cert)?;
                 }
             }
@@ -133,13 +167,13 @@ fn build_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, Error> {
     };
     let mut config = match (&options.cert_file, &options.key_file) {
         (Some(cert_path), key_path) => {
-            let cert_pem = read_file(cert_path)?;
-            let chain = pem_certs(&cert_pem, &cert_path.display().to_string())?;
-            let (key_pem, key_source) = match key_path {
-                Some(p) => (read_file(p)?, p.display().to_string()),
-                None => (cert_pem.clone(), cert_path.display().to_string()),
+            let cert_pem = files.cert_file.as_deref().unwrap_or_default();
+            let chain = pem_certs(cert_pem, &cert_path.display().to_string())?;
+            let (key_pem, key_source) = match (key_path, &files.key_file) {
+                (Some(p), Some(pem)) => (pem.as_slice(), p.display().to_string()),
+                _ => (cert_pem, cert_path.display().to_string()),
             };
-            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
                 .map_err(|e| Error::TlsConfig(format!("no private key in {key_source}: {e}")))?;
             builder.with_client_auth_cert(chain, key)?
         }

@@ -68,7 +68,13 @@ pub fn resolve(host: &str, port: u16, deadline: Option<Instant>) -> Result<Vec<S
 }
 
 /// Connects to the first address of `host` that accepts, before `deadline`. Sets TCP_NODELAY.
-pub fn connect_tcp(host: &str, port: u16, deadline: Option<Instant>) -> Result<TcpStream, Error> {
+///
+/// Returns the stream and the address it connected to.
+pub fn connect_tcp(
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+) -> Result<(TcpStream, SocketAddr), Error> {
     let addrs = resolve(host, port, deadline)?;
     let mut last_error = None;
     for addr in addrs {
@@ -79,7 +85,7 @@ pub fn connect_tcp(host: &str, port: u16, deadline: Option<Instant>) -> Result<T
         match attempt {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                return Ok(stream);
+                return Ok((stream, addr));
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 return Err(Error::Timeout {
@@ -166,8 +172,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let deadline = Some(Instant::now() + Duration::from_secs(5));
-        let stream = connect_tcp("127.0.0.1", port, deadline).unwrap();
+        let (stream, addr) = connect_tcp("127.0.0.1", port, deadline).unwrap();
         assert!(stream.nodelay().unwrap());
+        assert_eq!(addr, stream.peer_addr().unwrap());
         let stream = connect_tcp("localhost", port, deadline);
         // localhost may resolve to ::1 first; some address must accept.
         assert!(stream.is_ok(), "{stream:?}");
@@ -204,7 +211,7 @@ mod tests {
     fn read_deadline() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stream = connect_tcp("127.0.0.1", port, None).unwrap();
+        let (stream, _) = connect_tcp("127.0.0.1", port, None).unwrap();
         let (server, _) = listener.accept().unwrap();
         let mut rt = ReadTimeout::default();
         let start = Instant::now();

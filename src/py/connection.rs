@@ -272,9 +272,9 @@ impl PyConnection {
 
     /// `(host, port)` of the local end.
     #[getter]
-    fn local_address(&self) -> (String, u16) {
-        let a = self.client.local_addr();
-        (a.ip().to_string(), a.port())
+    fn local_address(&self, py: Python<'_>) -> PyResult<(String, u16)> {
+        let a = self.client.local_addr().map_err(|e| to_pyerr(py, e))?;
+        Ok((a.ip().to_string(), a.port()))
     }
 
     /// `(host, port)` of the server.

@@ -134,11 +134,11 @@ async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<(
         while let Some(Ok(_)) = ws.next().await {}
         return Ok(());
     }
-    // Echo (also for "/" and anything else).
+    // Echo (also for "/" and anything else). After a close frame, keep polling: tungstenite
+    // sends the close reply and then ends the stream.
     while let Some(message) = ws.next().await {
         match message? {
             m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
-            Message::Close(_) => break,
             _ => {}
         }
     }
