@@ -1,0 +1,129 @@
+"""Instructions per message on sigil-ws's own paths, counted by valgrind's callgrind.
+
+Usage: python bench/callgrind.py [--messages N]
+
+Machine noise cannot move these counts (same binary, inputs and environment give the same
+total), so they judge an optimisation where wall-clock figures cannot. Each path runs twice
+under callgrind, with N messages and with none; the difference divided by N is the cost per
+message, start-up excluded. Paths:
+
+    push-64 / push-16k       sync client: `for msg in ws` over a pushed stream (native server)
+    pingpong-64              sync client: send + recv against the native echo server
+    decode-64 / decode-16k   sans-IO Protocol.receive_messages over an in-memory stream
+    encode-64                sans-IO Protocol.send_binary + data_to_send
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NATIVE = ROOT / "bench" / "native" / "target" / "release" / "sigil-bench"
+
+WORKLOAD = r"""
+import sys
+import sigil_ws
+
+path, n, port = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+RESPONSE = (
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    f"Sec-WebSocket-Accept: {sigil_ws.handshake.accept_key(KEY)}\r\n\r\n"
+).encode()
+
+def frames(count, size):
+    head = bytes([0x82, size]) if size < 126 else bytes([0x82, 126]) + size.to_bytes(2, "big")
+    return (head + b"x" * size) * count
+
+if path.startswith("push-"):
+    size = {"push-64": 64, "push-16k": 16384}[path]
+    with sigil_ws.connect(f"ws://127.0.0.1:{port}/push?n={n}&size={size}") as ws:
+        for _ in ws:
+            pass
+elif path == "pingpong-64":
+    with sigil_ws.connect(f"ws://127.0.0.1:{port}/echo") as ws:
+        payload = b"p" * 64
+        for _ in range(n):
+            ws.send(payload)
+            ws.recv()
+elif path.startswith("decode-"):
+    size = {"decode-64": 64, "decode-16k": 16384}[path]
+    p = sigil_ws.Protocol("ws://h/", key=KEY)
+    p.data_to_send()
+    p.receive_messages(RESPONSE)
+    stream = memoryview(frames(n, size))
+    for i in range(0, len(stream), 65536):
+        p.receive_messages(stream[i : i + 65536])
+elif path == "encode-64":
+    p = sigil_ws.Protocol("ws://h/", key=KEY)
+    p.data_to_send()
+    p.receive_messages(RESPONSE)
+    payload = b"p" * 64
+    for _ in range(n):
+        p.send_binary(payload)
+        p.data_to_send()
+"""
+
+PATHS = ["push-64", "push-16k", "pingpong-64", "decode-64", "decode-16k", "encode-64"]
+
+
+def instructions(path: str, n: int, port: int, tmp: Path) -> int:
+    out = tmp / f"callgrind.{path}.{n}"
+    script = tmp / "workload.py"
+    script.write_text(WORKLOAD)
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            str(script),
+            path,
+            str(n),
+            str(port),
+        ],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+    )
+    match = re.search(r"^summary: (\d+)", out.read_text(), re.M)
+    if match is None:
+        raise RuntimeError(f"no summary in {out}")
+    return int(match.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--only", nargs="*", choices=PATHS)
+    args = parser.parse_args()
+    if not NATIVE.exists():
+        subprocess.run(
+            ["cargo", "build", "--release", "-q"], cwd=ROOT / "bench" / "native", check=True
+        )
+    server = subprocess.Popen([str(NATIVE), "ws-server"], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    rows = ["| path | instructions per message |", "|---|---:|"]
+    try:
+        with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
+            for path in args.only or PATHS:
+                print(f"[callgrind] {path}", flush=True)
+                base = instructions(path, 0, port, Path(tmp))
+                full = instructions(path, args.messages, port, Path(tmp))
+                rows.append(f"| {path} | {(full - base) / args.messages:,.0f} |")
+    finally:
+        server.kill()
+        server.wait()
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
