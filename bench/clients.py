@@ -305,7 +305,7 @@ class PicowsAsync(AsyncClient):
             def __init__(self) -> None:
                 self.queue: asyncio.Queue[bytes] = asyncio.Queue()
                 self.count = 0
-                self.counting = False
+                self.counting = "/push" in url
                 self.done = loop.create_future()
 
             def on_ws_frame(self, transport: Any, frame: Any) -> None:
@@ -316,9 +316,8 @@ class PicowsAsync(AsyncClient):
                         self.done.set_result(None)
                     return
                 data = frame.get_payload_as_bytes()
-                if self.counting:
-                    self.count += 1
-                else:
+                self.count += 1
+                if not self.counting:
                     self.queue.put_nowait(data)
 
             def on_ws_disconnected(self, transport: Any) -> None:
@@ -327,6 +326,8 @@ class PicowsAsync(AsyncClient):
 
         ssl_arg = ssl_context() if url.startswith("wss") else None
         transport, listener = await picows.ws_connect(Listener, url, ssl_context=ssl_arg)
+        # Frames may arrive before ws_connect returns: they are counted from the start and
+        # queued only while the scenario reads them one by one.
         cast(Listener, listener).counting = "/push" in url
         return transport, listener
 
