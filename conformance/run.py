@@ -57,7 +57,7 @@ def ensure_wstest() -> Path:
         return wstest
     print("== creating .venv-wstest (Python 2.7, autobahntestsuite)", flush=True)
     py27 = python27()
-    quiet = ["-q", "--disable-pip-version-check", "--no-python-version-warning"]
+    quiet = ["-q", "--disable-pip-version-check"]
     subprocess.run([py27, "-m", "pip", "install", *quiet, "virtualenv==20.15.1"], check=True)
     subprocess.run([py27, "-m", "virtualenv", "-q", str(WSTEST_VENV)], check=True)
     pip = str(WSTEST_VENV / "bin" / "pip")
