@@ -321,3 +321,17 @@ def test_big_length_header(raw_server: RawServer, run: Any) -> None:
             assert info.value.code == 1009
 
     run(main())
+
+
+def test_bad_options(ws_server: str, run: Any) -> None:
+    async def main() -> None:
+        with pytest.raises(TypeError, match="TLSConfig"):
+            await sigil_ws.asyncio.connect(ws_server, tls="yes")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="max_queue must be positive"):
+            await sigil_ws.asyncio.connect(ws_server, max_queue=0)
+        with pytest.raises(ValueError, match="open_timeout must be a non-negative"):
+            await sigil_ws.asyncio.connect(ws_server, open_timeout=-1)
+        with pytest.raises(sigil_ws.InvalidURL, match="unsupported scheme"):
+            await sigil_ws.asyncio.connect("http://example.com/")
+
+    run(main())

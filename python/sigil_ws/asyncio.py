@@ -23,7 +23,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _core
-from .client import DEFAULT_USER_AGENT, HeadersLike, normalize_headers, normalize_subprotocols
+from .client import (
+    DEFAULT_USER_AGENT,
+    HeadersLike,
+    check_tls,
+    normalize_headers,
+    normalize_subprotocols,
+)
 from .exceptions import ConcurrencyError, ConnectionClosedOK
 from .headers import Headers
 from .state import State
@@ -414,8 +420,7 @@ async def _open(
     write_limit: int,
     tls: TLSConfig | None,
 ) -> Connection:
-    if tls is not None and not isinstance(tls, TLSConfig):
-        raise TypeError(f"tls must be a sigil_ws.TLSConfig, not {type(tls).__name__}")
+    tls = check_tls(tls)
     if max_queue is not None and max_queue < 1:
         raise ValueError(f"max_queue must be positive or None, not {max_queue}")
     if write_limit < 0:

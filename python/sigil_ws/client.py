@@ -37,6 +37,13 @@ def normalize_subprotocols(subprotocols: Sequence[str] | None) -> list[str] | No
     return [str(p) for p in subprotocols]
 
 
+def check_tls(tls: object) -> TLSConfig | None:
+    """``tls`` as passed to connect(): a TLSConfig or None."""
+    if tls is not None and not isinstance(tls, TLSConfig):
+        raise TypeError(f"tls must be a sigil_ws.TLSConfig, not {type(tls).__name__}")
+    return tls
+
+
 def connect(
     url: str,
     *,
@@ -80,8 +87,6 @@ def connect(
         ...     ws.send("hello")
         ...     print(ws.recv())
     """
-    if tls is not None and not isinstance(tls, TLSConfig):
-        raise TypeError(f"tls must be a sigil_ws.TLSConfig, not {type(tls).__name__}")
     return _core.connect(
         url,
         open_timeout=open_timeout,
@@ -91,5 +96,5 @@ def connect(
         origin=origin,
         user_agent=user_agent,
         max_size=max_size,
-        tls=tls,
+        tls=check_tls(tls),
     )
