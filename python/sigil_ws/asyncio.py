@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
-from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -253,15 +253,18 @@ class Connection:
             driver.recv_in_progress = False
         return driver.pop_message()
 
-    def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+    def __aiter__(self) -> Connection:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosedOK:
-                return
+    async def __anext__(self) -> Data:
+        """The next message; the iteration ends on a normal close (1000/1001)."""
+        driver = self._driver
+        if driver.messages:  # the hot path: no further coroutine
+            return driver.pop_message()
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
 
     # ---- sending --------------------------------------------------------------------------
 
