@@ -152,12 +152,11 @@ impl Client {
                 *lock(&self.writer) = Vec::new();
                 return Ok(());
             }
+            // read_some writes what the engine queued (TLS handshake records) as it goes.
             match self.read_some(&mut reader, deadline, "during the opening handshake") {
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 other => other?,
             }
-            // TLS handshake records go out as they are produced.
-            self.flush()?;
         }
     }
 

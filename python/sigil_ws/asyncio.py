@@ -104,16 +104,16 @@ class _Driver(asyncio.Protocol):
         if not self.lost.done():
             self.lost.set_result(None)
         self.mark_terminated()
-        for waiter in self.drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.drain_waiters.clear()
+        self.release_drain_waiters()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self.release_drain_waiters()
+
+    def release_drain_waiters(self) -> None:
         for waiter in self.drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
