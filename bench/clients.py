@@ -14,8 +14,9 @@ limit, binary messages, each message delivered to Python as an object):
     idle URL K                    hold K open connections; RSS per connection
 
 The floors are clients too: ``raw`` (a plain socket reading the push stream into one reused
-buffer, against the raw server; ``URL`` is then ``tcp://127.0.0.1:PORT``) and ``pyobj`` (a
-C-level iterator yielding a new bytes object per message, with the same loop).
+buffer, against the raw server; ``URL`` is then ``tcp://127.0.0.1:PORT``; with ``threads``, K
+such sockets in K threads) and ``pyobj`` (a C-level iterator yielding a new bytes object per
+message, with the same loop). The native floors are in ``bench/native``.
 """
 
 from __future__ import annotations
@@ -425,23 +426,38 @@ async def async_idle(client: AsyncClient, url: str, k: int) -> None:
 # ---- floors ---------------------------------------------------------------------------------
 
 
-def raw_push(url: str, n: int, size: int) -> None:
+def raw_receive(url: str, n: int, size: int) -> None:
+    """Read the raw server's push stream of N frames of SIZE bytes into one reused buffer."""
     host, port = url.removeprefix("tcp://").split(":")
     frame = len(frame_header(size)) + size
-    buf = bytearray(1 << 20)
-    view = memoryview(buf)
+    view = memoryview(bytearray(1 << 20))
     total = 0
-    with Timer() as timer:
-        sock = socket.create_connection((host, int(port)))
-        sock.sendall(f"push {n} {size}\n".encode())
-        while True:
-            got = sock.recv_into(view)
-            if not got:
-                break
-            total += got
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"push {n} {size}\n".encode())
+    while True:
+        got = sock.recv_into(view)
+        if not got:
+            break
+        total += got
     sock.close()
     assert total == n * frame, (total, n * frame)
+
+
+def raw_push(url: str, n: int, size: int) -> None:
+    with Timer() as timer:
+        raw_receive(url, n, size)
     report(n, timer)
+
+
+def raw_threads(url: str, k: int, n: int, size: int) -> None:
+    """K threads, each reading its own push stream (recv_into releases the GIL)."""
+    threads = [threading.Thread(target=raw_receive, args=(url, n, size)) for _ in range(k)]
+    with Timer() as timer:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    report(k * n, timer)
 
 
 def frame_header(size: int) -> bytes:
@@ -467,7 +483,9 @@ def pyobj_push(n: int, size: int) -> None:
 
 def main() -> None:
     client, scenario, *args = sys.argv[1:]
-    if client == "raw":
+    if client == "raw" and scenario == "threads":
+        raw_threads(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif client == "raw":
         raw_push(args[0], int(args[1]), int(args[2]))
     elif client == "pyobj":
         pyobj_push(int(args[1]), int(args[2]))

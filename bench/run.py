@@ -48,14 +48,15 @@ class Scenario:
     args: list[str]  # after the URL, with {size} etc. already filled
     size: int = 0  # message size in bytes (for MB/s)
     secure: bool = False
-    floors: list[str] = field(default_factory=list)  # "native-pingpong", "raw", "pyobj"
+    # "native-pingpong", "native-tls-pingpong", "raw", "pyobj"
+    floors: list[str] = field(default_factory=list)
     threads: int = 0
 
 
 def scenarios(quick: bool) -> list[Scenario]:
     t = "0.3" if quick else "2"
     every = SYNC + ASYNC
-    push_n = {64: 1_000_000 if quick else 5_000_000, 16384: 30_000 if quick else 100_000}
+    push_n = {64: 1_000_000 if quick else 5_000_000, 16384: 50_000 if quick else 300_000}
     out = []
     for size, label in [(64, "64"), (1024, "1k"), (65536, "64k"), (1 << 20, "1m")]:
         out.append(
@@ -76,14 +77,22 @@ def scenarios(quick: bool) -> list[Scenario]:
         )
     out.append(Scenario("setup-ws", "setup", every, [t]))
     out.append(Scenario("setup-wss", "setup", every, [t], secure=True))
-    out.append(Scenario("wss-pingpong-64", "pingpong", every, ["64", t], 64, secure=True))
-    out.append(
-        Scenario("wss-pingpong-1m", "pingpong", every, [str(1 << 20), t], 1 << 20, secure=True)
-    )
+    for size, label in [(64, "64"), (1 << 20, "1m")]:
+        out.append(
+            Scenario(
+                f"wss-pingpong-{label}",
+                "pingpong",
+                every,
+                [str(size), t],
+                size,
+                secure=True,
+                floors=["native-tls-pingpong"],
+            )
+        )
     out.append(
         Scenario("wss-push-16k", "push", every, [str(push_n[16384]), "16384"], 16384, secure=True)
     )
-    per_thread = 10_000 if quick else 40_000
+    per_thread = 30_000 if quick else 150_000
     for k in (1, 2, 4):
         out.append(
             Scenario(
@@ -92,6 +101,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                 SYNC,
                 [str(k), str(per_thread), "16384"],
                 16384,
+                floors=["raw"],
                 threads=k,
             )
         )
@@ -103,8 +113,7 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 
 def ensure_native() -> None:
-    if NATIVE.exists():
-        return
+    """Build the native servers and floors (a no-op when they are up to date)."""
     print("== building bench/native (cargo build --release)", flush=True)
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=BENCH / "native", check=True)
 
@@ -223,19 +232,34 @@ def run_client(
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def run_floor(floor: str, scenario: Scenario, raw: Server, env: dict[str, str]) -> dict[str, Any]:
-    if floor == "native-pingpong":
+def run_floor(
+    floor: str, scenario: Scenario, servers: dict[str, Server], ca_file: str, env: dict[str, str]
+) -> dict[str, Any]:
+    """One floor measurement against the raw server (plain or TLS); adds that server's CPU."""
+    if floor.startswith("native-"):
+        server = servers["raws" if floor.startswith("native-tls") else "raw"]
+        port = str(server.port)
         size, seconds = scenario.args
+        command = ["pingpong", port, size, seconds]
+        if floor.startswith("native-tls"):
+            command.append(ca_file)
+        before = server.cpu()
         out = subprocess.run(
-            [str(NATIVE), "pingpong", str(raw.port), size, seconds],
+            [str(NATIVE), *command],
             capture_output=True,
             text=True,
-            check=True,
             timeout=RUN_TIMEOUT[MODE],
         )
-        return dict(json.loads(out.stdout))
-    url = f"tcp://127.0.0.1:{raw.port}"
-    return run_client(sys.executable, floor, "push", url, scenario.args, env)
+        if out.returncode != 0:
+            raise RuntimeError(f"{floor}: {out.stderr.strip().splitlines()[-1:]}")
+        m = dict(json.loads(out.stdout))
+    else:
+        server = servers["raw"]
+        before = server.cpu()
+        url = f"tcp://127.0.0.1:{server.port}"
+        m = run_client(sys.executable, floor, scenario.kind, url, scenario.args, env)
+    m["server_cpu"] = server.cpu() - before
+    return m
 
 
 def main() -> int:
@@ -264,6 +288,7 @@ def main() -> int:
             "ws": Server("ws-server"),
             "wss": Server("ws-server", cert_file, key_file),
             "raw": Server("raw-server"),
+            "raws": Server("raw-server", cert_file, key_file),
         }
         try:
             for scenario in selected:
@@ -278,7 +303,7 @@ def main() -> int:
                         print(f"[{scenario.name}] {name} round {r + 1}/{rounds}", flush=True)
                         try:
                             if name in scenario.floors:
-                                m = run_floor(name, scenario, servers["raw"], env)
+                                m = run_floor(name, scenario, servers, ca_file, env)
                             else:
                                 python = py312 if name in PY312_ONLY else sys.executable
                                 assert python is not None

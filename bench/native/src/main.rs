@@ -2,10 +2,17 @@
 //!
 //! ```text
 //! sigil-bench ws-server [CERT KEY]   WebSocket server (tokio-tungstenite): /echo, /push?n=N&size=S
-//! sigil-bench raw-server             raw TCP: "echo\n" then echo; "push N S\n" then the push stream
-//! sigil-bench pingpong PORT SIZE SECONDS    raw-TCP ping-pong floor client
+//! sigil-bench raw-server [CERT KEY]  raw TCP (or raw TLS): "echo S\n" then message echo;
+//!                                    "push N S\n" then the push stream
+//! sigil-bench pingpong PORT SIZE SECONDS [CA]   ping-pong floor client (TLS with a CA file)
 //! ```
 //! Servers print their port on the first line of stdout, then serve until killed.
+//!
+//! The floors do what a WebSocket peer must do, minus WebSocket: the echo server answers a
+//! ping of S bytes only once all S bytes have arrived (a WebSocket server can echo a message
+//! only once it is whole), and the push stream is the same byte stream the WebSocket server
+//! sends (frames of S bytes), so each floor moves exactly the bytes of its scenario. Over TLS,
+//! both ends use rustls with ring, as the WebSocket server and sigil-ws do.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -13,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -26,15 +33,18 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("ws-server") => serve(ws_main(args.get(2).cloned(), args.get(3).cloned())),
-        Some("raw-server") => serve(raw_main()),
+        Some("raw-server") => serve(raw_main(args.get(2).cloned(), args.get(3).cloned())),
         Some("pingpong") => pingpong(&args[2..]),
-        _ => Err("usage: sigil-bench ws-server [CERT KEY] | raw-server | pingpong PORT SIZE SECONDS".into()),
+        _ => Err(USAGE.into()),
     };
     if let Err(e) = result {
         eprintln!("sigil-bench: {e}");
         std::process::exit(1);
     }
 }
+
+const USAGE: &str = "usage: sigil-bench ws-server [CERT KEY] | raw-server [CERT KEY] \
+                     | pingpong PORT SIZE SECONDS [CA]";
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -108,6 +118,8 @@ async fn ws_main(cert: Option<String>, key: Option<String>) -> Result<()> {
     }
 }
 
+// tungstenite's handshake callback returns its (large) HTTP error response by value.
+#[allow(clippy::result_large_err)]
 async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<()> {
     let mut path = String::new();
     let config = WebSocketConfig::default()
@@ -117,7 +129,8 @@ async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<(
         path = req.uri().to_string();
         Ok(resp)
     };
-    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
+    let mut ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
     if let Some(query) = path.strip_prefix("/push?") {
         let mut n = 0;
         let mut size = 0;
@@ -130,33 +143,47 @@ async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<(
         }
         // Replay the pre-encoded frames straight onto the socket, then close normally.
         write_push(ws.get_mut(), n, size).await?;
-        ws.close(Some(CloseFrame { code: 1000.into(), reason: "done".into() })).await?;
+        ws.close(Some(CloseFrame {
+            code: 1000.into(),
+            reason: "done".into(),
+        }))
+        .await?;
         while let Some(Ok(_)) = ws.next().await {}
         return Ok(());
     }
     // Echo (also for "/" and anything else). After a close frame, keep polling: tungstenite
     // sends the close reply and then ends the stream.
     while let Some(message) = ws.next().await {
-        match message? {
-            m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
-            _ => {}
+        if let m @ (Message::Text(_) | Message::Binary(_)) = message? {
+            ws.send(m).await?;
         }
     }
     Ok(())
 }
 
-async fn raw_main() -> Result<()> {
+async fn raw_main(cert: Option<String>, key: Option<String>) -> Result<()> {
+    let tls: Tls = match (cert, key) {
+        (Some(c), Some(k)) => Some(tls_acceptor(&c, &k)?),
+        _ => None,
+    };
     let listener = listen().await?;
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = raw_connection(stream).await;
+            let _ = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(s) => raw_connection(s).await,
+                    Err(e) => Err(e.into()),
+                },
+                None => raw_connection(stream).await,
+            };
         });
     }
 }
 
-async fn raw_connection(stream: TcpStream) -> Result<()> {
+async fn raw_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).await?;
@@ -167,14 +194,18 @@ async fn raw_connection(stream: TcpStream) -> Result<()> {
             write_push(stream, n.parse()?, size.parse()?).await?;
             stream.shutdown().await?;
         }
-        ["echo"] => {
-            let mut buf = vec![0u8; 1 << 20];
+        ["echo", size] => {
+            // Whole message in, whole message out, like a WebSocket echo.
+            let mut buf = vec![0u8; size.parse()?];
             loop {
-                let n = reader.read(&mut buf).await?;
-                if n == 0 {
-                    break;
+                match reader.read_exact(&mut buf).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(e.into()),
                 }
-                reader.get_mut().write_all(&buf[..n]).await?;
+                let stream = reader.get_mut();
+                stream.write_all(&buf).await?;
+                stream.flush().await?;
             }
         }
         _ => return Err(format!("unknown request {line:?}").into()),
@@ -182,16 +213,108 @@ async fn raw_connection(stream: TcpStream) -> Result<()> {
     Ok(())
 }
 
-/// Raw-TCP ping-pong: the floor for any client's round trips at this size.
+/// A blocking connection to the raw server: plain TCP, or TLS (rustls, ring) trusting `ca`.
+fn raw_connect(port: &str, ca: Option<&String>) -> Result<Box<dyn ReadWrite>> {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))?;
+    stream.set_nodelay(true)?;
+    let Some(ca) = ca else {
+        return Ok(Box::new(stream));
+    };
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1")?.to_owned();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    conn.set_buffer_limit(None);
+    let mut stream = stream;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream)?;
+    }
+    Ok(Box::new(TlsFloor {
+        conn,
+        stream,
+        incoming: vec![0; 1 << 20],
+        start: 0,
+        end: 0,
+    }))
+}
+
+/// rustls over a blocking socket, reading ciphertext in chunks of up to 1 MiB (rustls'
+/// `StreamOwned` reads a few KiB per call, which makes it slower than a tuned client).
+struct TlsFloor {
+    conn: tokio_rustls::rustls::ClientConnection,
+    stream: std::net::TcpStream,
+    incoming: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Read for TlsFloor {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.conn.reader().read(out) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if self.start == self.end {
+                self.start = 0;
+                self.end = self.stream.read(&mut self.incoming)?;
+                if self.end == 0 {
+                    return Ok(0);
+                }
+            }
+            // Feed what rustls takes (it buffers a bounded amount), decrypt, hand it out.
+            let mut data = &self.incoming[self.start..self.end];
+            let taken = self.conn.read_tls(&mut data)?;
+            self.start += taken;
+            self.conn
+                .process_new_packets()
+                .map_err(std::io::Error::other)?;
+        }
+    }
+}
+
+impl Write for TlsFloor {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.conn.writer().write(data)?;
+        self.flush()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.stream)?;
+        }
+        Ok(())
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Ping-pong floor: round trips of SIZE bytes against the raw server's message echo.
 fn pingpong(args: &[String]) -> Result<()> {
-    let [port, size, seconds] = args else {
-        return Err("pingpong PORT SIZE SECONDS".into());
+    let (port, size, seconds, ca) = match args {
+        [p, s, t] => (p, s, t, None),
+        [p, s, t, ca] => (p, s, t, Some(ca)),
+        _ => return Err(USAGE.into()),
     };
     let size: usize = size.parse()?;
     let duration = Duration::from_secs_f64(seconds.parse()?);
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))?;
-    stream.set_nodelay(true)?;
-    stream.write_all(b"echo\n")?;
+    let mut stream = raw_connect(port, ca)?;
+    stream.write_all(format!("echo {size}\n").as_bytes())?;
+    stream.flush()?;
     let out = vec![b'p'; size];
     let mut back = vec![0u8; size];
     let start = Instant::now();
@@ -199,13 +322,18 @@ fn pingpong(args: &[String]) -> Result<()> {
     let mut rounds = 0u64;
     while start.elapsed() < duration {
         stream.write_all(&out)?;
+        stream.flush()?;
         stream.read_exact(&mut back)?;
         rounds += 1;
     }
+    report(rounds, start, cpu_start);
+    Ok(())
+}
+
+fn report(count: u64, start: Instant, cpu_start: f64) {
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
-    println!("{{\"count\": {rounds}, \"seconds\": {elapsed}, \"cpu\": {cpu}}}");
-    Ok(())
+    println!("{{\"count\": {count}, \"seconds\": {elapsed}, \"cpu\": {cpu}}}");
 }
 
 /// User + system CPU seconds of this process, from /proc/self/stat.
