@@ -32,6 +32,18 @@ pub enum State {
     Closed = 3,
 }
 
+impl State {
+    /// The name of the Python `State` member (`"OPEN"`, …), for reprs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Connecting => "CONNECTING",
+            State::Open => "OPEN",
+            State::Closing => "CLOSING",
+            State::Closed => "CLOSED",
+        }
+    }
+}
+
 /// What the engine reports. Payloads borrow the engine's buffers until the next call.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -93,7 +105,8 @@ const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
 pub struct Protocol {
     state: State,
     config: Config,
-    tls: Option<TlsLayer>,
+    /// Boxed: a rustls connection is about 1 KiB, which a `ws://` connection should not carry.
+    tls: Option<Box<TlsLayer>>,
     /// Plaintext received and not yet consumed; `in_pos` is the first unconsumed byte.
     inbuf: Vec<u8>,
     in_pos: usize,
@@ -142,9 +155,10 @@ impl Protocol {
         tls: Option<(Arc<rustls::ClientConfig>, Option<&str>)>,
     ) -> Result<Protocol, Error> {
         let tls = match (url.secure(), tls) {
-            (true, Some((tls_config, name))) => {
-                Some(TlsLayer::new(tls_config, name.unwrap_or(&url.host))?)
-            }
+            (true, Some((tls_config, name))) => Some(Box::new(TlsLayer::new(
+                tls_config,
+                name.unwrap_or(&url.host),
+            )?)),
             (true, None) => {
                 return Err(Error::InvalidArgument(
                     "wss:// needs a TLS configuration".into(),
@@ -379,7 +393,7 @@ impl Protocol {
         let pending = &self.inbuf[self.in_pos..];
         let Some((response, used)) = handshake::parse_response(pending)? else {
             if self.eof {
-                if self.tls.as_ref().is_some_and(TlsLayer::is_handshaking) {
+                if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
                     return Err(Error::TlsHandshakeEof);
                 }
                 return Err(HandshakeError::UnexpectedEof.into());
@@ -403,6 +417,9 @@ impl Protocol {
         self.compact();
         if self.inbuf.is_empty() {
             self.inbuf = Vec::new();
+        }
+        if self.out.is_empty() {
+            self.out = Vec::new(); // the request's capacity
         }
         Ok(())
     }

@@ -142,6 +142,13 @@ def test_attributes(ws_server: str, connect: Connect) -> None:
     finally:
         sock.close()
     assert "Connection ws://127.0.0.1" in repr(ws)
+    local = ws.local_address
+    ws.close()
+    # The addresses outlive the connection (asyncio reads them from the closed transport).
+    assert ws.remote_address == ("127.0.0.1", port)
+    assert ws.local_address == local
+    assert (ws.host, ws.port, ws.path) == ("127.0.0.1", port, "/echo?x=1")
+    assert "CLOSED" in repr(ws)
 
 
 def test_no_subprotocol_when_server_picks_none(ws_server: str, connect: Connect) -> None:

@@ -300,6 +300,10 @@ impl PyConnection {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let state = self.engine(py).state();
-        format!("<sigil_ws.Connection {} {:?}>", self.client.url(), state)
+        format!(
+            "<sigil_ws.Connection {} {}>",
+            self.client.url(),
+            state.name()
+        )
     }
 }
