@@ -266,6 +266,44 @@ impl Response {
     }
 }
 
+/// Header lines packed into one allocation, for what a connection keeps after its handshake.
+///
+/// Each line is stored as `name:value\n`. The packing is lossless: a field name is a token,
+/// which cannot contain `:` (RFC 9110 §5.1), and no line can contain `\n`, which ends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedHeaders {
+    packed: Box<str>,
+}
+
+impl PackedHeaders {
+    /// Packs header pairs whose names contain no `:` and neither part a `\n`.
+    pub fn new(headers: &[(String, String)]) -> PackedHeaders {
+        let mut packed = String::with_capacity(
+            headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 2)
+                .sum(),
+        );
+        for (name, value) in headers {
+            debug_assert!(!name.contains([':', '\n']) && !value.contains('\n'));
+            packed.push_str(name);
+            packed.push(':');
+            packed.push_str(value);
+            packed.push('\n');
+        }
+        PackedHeaders {
+            packed: packed.into_boxed_str(),
+        }
+    }
+
+    /// The `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.packed
+            .split_terminator('\n')
+            .map(|line| line.split_once(':').unwrap_or((line, "")))
+    }
+}
+
 /// The first value of `name` in `headers`, case-insensitively.
 pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -465,6 +503,26 @@ mod tests {
     fn request(url: &str, options: &RequestOptions) -> String {
         let url = parse_url(url).unwrap();
         String::from_utf8(build_request(&url, "KEY", options).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn packed_headers_round_trip() {
+        let pairs: Vec<(String, String)> = [
+            ("Upgrade", "websocket"),
+            ("X-Time", "12:30:00"),
+            ("Empty", ""),
+            ("Upgrade", "again"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let packed = PackedHeaders::new(&pairs);
+        let back: Vec<(String, String)> = packed
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(back, pairs);
+        assert_eq!(PackedHeaders::new(&[]).iter().count(), 0);
     }
 
     #[test]

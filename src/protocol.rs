@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ProtocolError, Termination};
 use crate::frame::{decode_header, encode_frame, is_valid_close_code, FrameHeader, OpCode};
-use crate::handshake::{self, HandshakeError, RequestOptions};
+use crate::handshake::{self, HandshakeError, PackedHeaders, RequestOptions};
 use crate::mask::mask_key;
 use crate::tls::TlsLayer;
 use crate::url::WebSocketUrl;
@@ -117,7 +117,7 @@ pub struct Protocol {
     key: String,
     offered_subprotocols: Vec<String>,
     subprotocol: Option<String>,
-    response_headers: Vec<(String, String)>,
+    response_headers: PackedHeaders,
     /// Reassembly of a fragmented message.
     fragmented: Option<Fragmented>,
     message: Vec<u8>,
@@ -178,7 +178,7 @@ impl Protocol {
             key,
             offered_subprotocols: request.subprotocols.clone(),
             subprotocol: None,
-            response_headers: Vec::new(),
+            response_headers: PackedHeaders::default(),
             fragmented: None,
             message: Vec::new(),
             message_delivered: false,
@@ -217,8 +217,8 @@ impl Protocol {
     }
 
     /// The headers of the 101 response.
-    pub fn response_headers(&self) -> &[(String, String)] {
-        &self.response_headers
+    pub fn response_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.response_headers.iter()
     }
 
     /// How the connection ended, once it has.
@@ -408,7 +408,7 @@ impl Protocol {
         )?;
         self.in_pos += used;
         self.subprotocol = accepted.subprotocol;
-        self.response_headers = response.headers;
+        self.response_headers = PackedHeaders::new(&response.headers);
         self.state = State::Open;
         self.opened = true;
         // What only the handshake needed goes now: an idle connection keeps little memory.

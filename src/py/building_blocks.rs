@@ -8,7 +8,7 @@ use crate::handshake::{self, HandshakeError, RequestOptions};
 use crate::url;
 
 use super::errors::to_pyerr;
-use super::objects::headers_object;
+use super::objects::{headers_object, str_pairs};
 
 /// Parses a `ws://` or `wss://` URL into `(scheme, host, port, path)`.
 #[pyfunction]
@@ -86,7 +86,7 @@ fn validate_response<'py>(
         Ok(parsed.headers)
     };
     let headers = check().map_err(|e| to_pyerr(py, e))?;
-    headers_object(py, &headers)
+    headers_object(py, str_pairs(&headers))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -13,7 +13,7 @@ use crate::protocol::Protocol;
 
 use super::buffers::with_bytes;
 use super::errors::{blocking, closed_error, to_pyerr, ConnectionClosedOK};
-use super::objects::{headers_object, payload_object, state_object};
+use super::objects::{headers_object, payload_object, state_object, str_pairs};
 use super::options::{duration, max_size, request_options, tls_options};
 
 /// A WebSocket connection driven by blocking sockets.
@@ -248,8 +248,12 @@ impl PyConnection {
     /// The headers of the server's 101 response: `sigil_ws.Headers`.
     #[getter]
     fn response_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let headers = self.engine(py).response_headers().to_vec();
-        headers_object(py, &headers)
+        let headers: Vec<(String, String)> = self
+            .engine(py)
+            .response_headers()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        headers_object(py, str_pairs(&headers))
     }
 
     /// The close code once the connection is closed, else `None`.

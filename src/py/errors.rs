@@ -7,7 +7,7 @@ use pyo3::types::PyBytes;
 use crate::error::{Error, ProtocolError, Termination};
 use crate::handshake::HandshakeError;
 
-use super::headers_object;
+use super::{headers_object, str_pairs};
 
 pub(super) use exc::ConnectionClosedOK;
 
@@ -57,7 +57,7 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             body,
         }) => {
             let message = format!("server rejected WebSocket connection: HTTP {status}");
-            match headers_object(py, &headers) {
+            match headers_object(py, str_pairs(&headers)) {
                 Ok(h) => exc::InvalidStatus::new_err((
                     message,
                     status,

@@ -10,7 +10,7 @@ mod protocol;
 
 use pyo3::prelude::*;
 
-pub(crate) use objects::headers_object;
+pub(crate) use objects::{headers_object, str_pairs};
 
 /// The Rust core of sigil-ws.
 #[pymodule(name = "_core", gil_used = false)]

@@ -15,17 +15,24 @@ static PONG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CLOSE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `sigil_ws.Headers` built from header pairs.
-pub fn headers_object<'py>(
+pub fn headers_object<'py, 'h>(
     py: Python<'py>,
-    headers: &[(String, String)],
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let pairs = PyList::empty(py);
     for (name, value) in headers {
-        pairs.append(PyTuple::new(py, [name.as_str(), value.as_str()])?)?;
+        pairs.append(PyTuple::new(py, [name, value])?)?;
     }
     HEADERS
         .import(py, "sigil_ws.headers", "Headers")?
         .call1((pairs,))
+}
+
+/// Owned header pairs as the borrowed pairs `headers_object` takes.
+pub fn str_pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
 }
 
 /// `sigil_ws.State` for an engine state.
