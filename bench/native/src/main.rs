@@ -14,7 +14,7 @@
 //! sends (frames of S bytes), so each floor moves exactly the bytes of its scenario. Over TLS,
 //! both ends use rustls with ring, as the WebSocket server and sigil-ws do.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -262,8 +262,16 @@ struct TlsFloor {
 impl Read for TlsFloor {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         loop {
-            match self.conn.reader().read(out) {
-                Ok(n) => return Ok(n),
+            // Borrow the decrypted chunk (`fill_buf`) rather than `read`: rustls then hands
+            // out the record in place instead of copying it into a queue first.
+            let mut reader = self.conn.reader();
+            match reader.fill_buf() {
+                Ok(chunk) => {
+                    let n = chunk.len().min(out.len());
+                    out[..n].copy_from_slice(&chunk[..n]);
+                    reader.consume(n);
+                    return Ok(n); // 0: the peer closed cleanly
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
