@@ -58,6 +58,9 @@ impl Default for ConnectOptions {
 /// The receiving side's private state, behind the reader lock.
 #[derive(Debug)]
 pub struct Reader {
+    /// Bytes per read once bulk traffic started; 0 while reads go to the stack buffer.
+    read_size: usize,
+    /// The read buffer under TLS (plain TCP reads straight into the engine's input buffer).
     buf: Vec<u8>,
     timeout: ReadTimeout,
 }
@@ -129,6 +132,7 @@ impl Client {
             close_timeout: options.close_timeout,
             origin: Instant::now(),
             reader: Mutex::new(Reader {
+                read_size: 0,
                 buf: Vec::new(),
                 timeout: ReadTimeout::default(),
             }),
@@ -305,34 +309,61 @@ impl Client {
         deadline: Option<Instant>,
         during: &'static str,
     ) -> Result<(), Error> {
-        let Reader { buf, timeout } = reader;
+        let Reader {
+            read_size,
+            buf,
+            timeout,
+        } = reader;
+        let size = *read_size;
         // Until a read fills it, a small stack buffer serves, so an idle connection keeps no
-        // read buffer at all; the heap buffer appears with bulk traffic and grows with it.
-        let mut small = [0u8; SMALL_READ];
-        let target: &mut [u8] = if buf.is_empty() { &mut small } else { buf };
-        let n = match timeout.read(&self.stream, target, deadline, during) {
-            Ok(n) => n,
-            Err(Error::Io(e)) if is_disconnect(&e) => 0,
-            Err(e) => return Err(e),
-        };
-        let full = n == target.len();
-        let now = self.now();
-        let mut engine = lock(&self.engine);
-        let fed = if n == 0 {
-            engine.receive_eof();
-            Ok(())
+        // read buffer at all. With bulk traffic, plain TCP is read straight into the engine's
+        // input buffer (no copy from a read buffer); TLS reads into a buffer of its own.
+        let taken = if size > 0 {
+            lock(&self.engine).take_input()
         } else {
-            engine.receive_data(&target[..n], now)
+            None
         };
-        let pending = engine.has_data_to_send();
-        drop(engine);
-        if full && buf.len() < READ_MAX {
-            let grown = if buf.is_empty() {
-                READ_MIN
-            } else {
-                buf.len() * 4
+        let mut small = [0u8; SMALL_READ];
+        let (full, fed, pending) = if let Some(mut input) = taken {
+            let target = &mut input.free_space(size)[..size];
+            let result = timeout.read(&self.stream, target, deadline, during);
+            let n = match result {
+                Ok(n) => n,
+                Err(Error::Io(e)) if is_disconnect(&e) => 0,
+                Err(e) => {
+                    // The buffer holds what is not decoded yet: it goes back on every path.
+                    lock(&self.engine).receive_into(input, 0, self.now());
+                    return Err(e);
+                }
             };
-            buf.resize(grown.min(READ_MAX), 0);
+            let mut engine = lock(&self.engine);
+            engine.receive_into(input, n, self.now());
+            if n == 0 {
+                engine.receive_eof();
+            }
+            (n == size, Ok(()), engine.has_data_to_send())
+        } else {
+            if size > 0 {
+                buf.resize(size, 0);
+            }
+            let target: &mut [u8] = if size == 0 { &mut small } else { buf };
+            let n = match timeout.read(&self.stream, target, deadline, during) {
+                Ok(n) => n,
+                Err(Error::Io(e)) if is_disconnect(&e) => 0,
+                Err(e) => return Err(e),
+            };
+            let now = self.now();
+            let mut engine = lock(&self.engine);
+            let fed = if n == 0 {
+                engine.receive_eof();
+                Ok(())
+            } else {
+                engine.receive_data(&target[..n], now)
+            };
+            (n == target.len(), fed, engine.has_data_to_send())
+        };
+        if full && size < READ_MAX {
+            *read_size = if size == 0 { READ_MIN } else { size * 4 }.min(READ_MAX);
         }
         if pending {
             self.flush()?;

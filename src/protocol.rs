@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+pub use self::input::InputBuffer;
 use crate::error::{Error, ProtocolError, Termination};
 use crate::frame::{decode_header, encode_frame, is_valid_close_code, FrameHeader, OpCode};
 use crate::handshake::{self, HandshakeError, PackedHeaders, RequestOptions};
@@ -107,9 +108,8 @@ pub struct Protocol {
     config: Config,
     /// Boxed: a rustls connection is about 1 KiB, which a `ws://` connection should not carry.
     tls: Option<Box<TlsLayer>>,
-    /// Plaintext received and not yet consumed; `in_pos` is the first unconsumed byte.
-    inbuf: Vec<u8>,
-    in_pos: usize,
+    /// Plaintext received and not yet consumed.
+    input: InputBuffer,
     /// Bytes for the socket.
     out: Vec<u8>,
     /// Frame scratch when frames go through TLS.
@@ -171,8 +171,7 @@ impl Protocol {
             state: State::Connecting,
             config,
             tls,
-            inbuf: Vec::new(),
-            in_pos: 0,
+            input: InputBuffer::default(),
             out: Vec::new(),
             scratch: Vec::new(),
             key,
@@ -266,7 +265,7 @@ impl Protocol {
 
     /// Bytes received and not yet turned into events.
     pub fn buffered_len(&self) -> usize {
-        self.inbuf.len() - self.in_pos
+        self.input.pending().len()
     }
 
     // ---- input -----------------------------------------------------------------------------
@@ -277,24 +276,54 @@ impl Protocol {
     /// ahead of the consumer is what the driver chose to read.
     pub fn receive_data(&mut self, data: &[u8], now: f64) -> Result<(), Error> {
         self.now = now;
-        if self.eof || self.termination.is_some() && self.state == State::Closed {
-            // RFC 6455 §7.1.7: after failing the connection an endpoint "MUST NOT continue to
-            // attempt to process data" from the peer.
+        if self.ignores_input() {
             return Ok(());
         }
         self.compact();
         match &mut self.tls {
             Some(tls) => {
-                let result = tls.read(data, &mut self.inbuf);
+                let result = tls.read(data, &mut self.input);
                 // Alerts and handshake records go out whether or not reading failed.
                 tls.drain(&mut self.out)?;
                 if result?.closed {
                     self.eof = true;
                 }
             }
-            None => self.inbuf.extend_from_slice(data),
+            None => self.input.extend(data),
         }
         Ok(())
+    }
+
+    /// RFC 6455 §7.1.7: after failing the connection an endpoint "MUST NOT continue to attempt
+    /// to process data" from the peer; nor is there any after the end of the stream.
+    fn ignores_input(&self) -> bool {
+        self.eof || self.termination.is_some() && self.state == State::Closed
+    }
+
+    /// For a driver that reads plain TCP itself: the input buffer, taken out of the engine so
+    /// that the socket can be read straight into its free space (one copy fewer than
+    /// [`Protocol::receive_data`]) without holding the engine during the read. Give it back
+    /// with [`Protocol::receive_into`] on every path, with 0 bytes when the read failed: it
+    /// holds what is not decoded yet. Meanwhile nothing may decode (the reader lock of a
+    /// driver guarantees it).
+    ///
+    /// `None` over TLS (ciphertext goes through rustls first) and once input is ignored.
+    pub fn take_input(&mut self) -> Option<InputBuffer> {
+        if self.tls.is_some() || self.ignores_input() {
+            return None;
+        }
+        self.input.compact();
+        Some(std::mem::take(&mut self.input))
+    }
+
+    /// Puts back the buffer from [`Protocol::take_input`] with `n` bytes read into its free
+    /// space at time `now` (dropped if input has become ignored meanwhile).
+    pub fn receive_into(&mut self, mut input: InputBuffer, n: usize, now: f64) {
+        self.now = now;
+        if n > 0 && !self.ignores_input() {
+            input.commit(n);
+        }
+        self.input = input;
     }
 
     /// The socket reached end of stream.
@@ -303,18 +332,7 @@ impl Protocol {
     }
 
     fn compact(&mut self) {
-        if self.in_pos == 0 {
-            return;
-        }
-        if self.in_pos == self.inbuf.len() {
-            self.inbuf.clear();
-            if self.inbuf.capacity() > KEEP_CAPACITY {
-                self.inbuf = Vec::new();
-            }
-        } else {
-            self.inbuf.drain(..self.in_pos);
-        }
-        self.in_pos = 0;
+        self.input.compact();
     }
 
     /// Defers failing the connection while `defer` is set: a frame that breaks the protocol is
@@ -390,7 +408,7 @@ impl Protocol {
     }
 
     fn receive_handshake(&mut self) -> Result<(), Error> {
-        let pending = &self.inbuf[self.in_pos..];
+        let pending = self.input.pending();
         let Some((response, used)) = handshake::parse_response(pending)? else {
             if self.eof {
                 if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
@@ -406,7 +424,7 @@ impl Protocol {
             &self.offered_subprotocols,
             &pending[used..],
         )?;
-        self.in_pos += used;
+        self.input.set_pos(self.input.pos() + used);
         self.subprotocol = accepted.subprotocol;
         self.response_headers = PackedHeaders::new(&response.headers);
         self.state = State::Open;
@@ -415,9 +433,7 @@ impl Protocol {
         self.key = String::new();
         self.offered_subprotocols = Vec::new();
         self.compact();
-        if self.inbuf.is_empty() {
-            self.inbuf = Vec::new();
-        }
+        self.input.release_if_drained();
         if self.out.is_empty() {
             self.out = Vec::new(); // the request's capacity
         }
@@ -430,13 +446,14 @@ impl Protocol {
     /// consumed) and decoding stops, so that it fails the same way once deferral ends.
     fn decode_frame(&mut self) -> Result<Option<Step>, Error> {
         loop {
-            let (frame_start, validated, utf8) = (self.in_pos, self.validated, self.utf8.clone());
+            let (frame_start, validated, utf8) =
+                (self.input.pos(), self.validated, self.utf8.clone());
             match self.decode_next_frame() {
                 Ok(Decoded::NeedData) => return Ok(None),
                 Ok(Decoded::Fragment) => continue,
                 Ok(Decoded::Event(step)) => return Ok(Some(step)),
                 Err(Error::Protocol(_)) if self.defer_failure => {
-                    self.in_pos = frame_start;
+                    self.input.set_pos(frame_start);
                     self.validated = validated;
                     self.utf8 = utf8;
                     self.failure_deferred = true;
@@ -447,10 +464,11 @@ impl Protocol {
         }
     }
 
-    /// Decodes one frame. Errors happen before the frame changes any state but `in_pos`,
+    /// Decodes one frame. Errors happen before the frame changes any state but the input position,
     /// `validated` and the UTF-8 validator, which `decode_frame` restores when it defers.
     fn decode_next_frame(&mut self) -> Result<Decoded, Error> {
-        let pending = &self.inbuf[self.in_pos..];
+        let in_pos = self.input.pos();
+        let pending = self.input.pending();
         let Some((header, header_len)) = decode_header(pending)? else {
             return Ok(Decoded::NeedData);
         };
@@ -465,25 +483,25 @@ impl Protocol {
         if available < payload_len {
             // Fail fast on invalid UTF-8 in the part of a text frame that has arrived.
             if self.in_text_message(&header) && available > self.validated {
-                let start = self.in_pos + header_len + self.validated;
-                let end = self.in_pos + header_len + available;
-                self.utf8.feed(&self.inbuf[start..end]).map_err(|_| {
-                    ProtocolError::InvalidUtf8 {
+                let start = in_pos + header_len + self.validated;
+                let end = in_pos + header_len + available;
+                self.utf8
+                    .feed(&self.input.bytes()[start..end])
+                    .map_err(|_| ProtocolError::InvalidUtf8 {
                         context: "text message",
-                    }
-                })?;
+                    })?;
                 self.validated = available;
             }
             // Make room for the rest of the frame now rather than regrowing (and copying) the
             // buffer several times while it arrives. `check_header` bounded the length by
             // `max_size`; RESERVE_AHEAD bounds it when there is no limit.
             let missing = (payload_len - available).min(RESERVE_AHEAD);
-            self.inbuf.reserve(missing);
+            self.input.reserve(missing);
             return Ok(Decoded::NeedData);
         }
-        let start = self.in_pos + header_len;
+        let start = in_pos + header_len;
         let end = start + payload_len;
-        self.in_pos = end;
+        self.input.set_pos(end);
         let already_validated = std::mem::take(&mut self.validated);
         let step = match header.opcode {
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
@@ -494,7 +512,7 @@ impl Protocol {
             }
             OpCode::Ping => {
                 if self.state == State::Open {
-                    let payload = self.inbuf[start..end].to_vec();
+                    let payload = self.input.bytes()[start..end].to_vec();
                     self.write_frame(OpCode::Pong, &[&payload])?;
                 }
                 Step::Ping { start, end }
@@ -576,14 +594,14 @@ impl Protocol {
             // A whole message in one frame: hand out the payload in place.
             if text {
                 if already_validated == 0 {
-                    std::str::from_utf8(&self.inbuf[start..end]).map_err(|_| {
+                    std::str::from_utf8(&self.input.bytes()[start..end]).map_err(|_| {
                         ProtocolError::InvalidUtf8 {
                             context: "text message",
                         }
                     })?;
                 } else {
                     self.utf8
-                        .feed(&self.inbuf[start + already_validated..end])
+                        .feed(&self.input.bytes()[start + already_validated..end])
                         .map_err(invalid)?;
                     self.utf8.finish().map_err(invalid)?;
                 }
@@ -597,13 +615,14 @@ impl Protocol {
         }
         if text {
             self.utf8
-                .feed(&self.inbuf[start + already_validated..end])
+                .feed(&self.input.bytes()[start + already_validated..end])
                 .map_err(invalid)?;
         }
         if header.opcode != OpCode::Continuation {
             self.fragmented = Some(Fragmented { text });
         }
-        self.message.extend_from_slice(&self.inbuf[start..end]);
+        self.message
+            .extend_from_slice(&self.input.bytes()[start..end]);
         if !header.fin {
             return Ok(None);
         }
@@ -621,7 +640,7 @@ impl Protocol {
     }
 
     fn match_pong(&mut self, start: usize, end: usize) {
-        let payload = &self.inbuf[start..end];
+        let payload = &self.input.bytes()[start..end];
         if let Some(i) = self.pings.iter().position(|p| p.data == payload) {
             // A pong answers the ping with the same payload; earlier pings are answered too
             // (RFC 6455 §5.5.3 lets a peer answer only the most recent ping).
@@ -633,7 +652,7 @@ impl Protocol {
     }
 
     fn close_frame(&mut self, start: usize, end: usize) -> Result<Step, ProtocolError> {
-        let payload = &self.inbuf[start..end];
+        let payload = &self.input.bytes()[start..end];
         let (code, reason_start) = match payload {
             [] => (1005, start),
             // RFC 6455 §5.5.1: a close body starts with a 2-byte status code.
@@ -649,7 +668,7 @@ impl Protocol {
         };
         // RFC 6455 §5.5.1: the reason's "data is not guaranteed to be human readable" but is
         // UTF-8 (§7.1.6); invalid UTF-8 fails the connection with 1007 (§8.1).
-        let reason = std::str::from_utf8(&self.inbuf[reason_start..end])
+        let reason = std::str::from_utf8(&self.input.bytes()[reason_start..end])
             .map_err(|_| ProtocolError::InvalidUtf8 {
                 context: "close reason",
             })?
@@ -679,7 +698,7 @@ impl Protocol {
                 end,
             } => {
                 let data = if in_place {
-                    &self.inbuf[start..end]
+                    &self.input.bytes()[start..end]
                 } else {
                     &self.message[start..end]
                 };
@@ -691,11 +710,11 @@ impl Protocol {
                     Event::Binary(data)
                 }
             }
-            Step::Ping { start, end } => Event::Ping(&self.inbuf[start..end]),
-            Step::Pong { start, end } => Event::Pong(&self.inbuf[start..end]),
+            Step::Ping { start, end } => Event::Ping(&self.input.bytes()[start..end]),
+            Step::Pong { start, end } => Event::Pong(&self.input.bytes()[start..end]),
             Step::Close { code, start, end } => Event::Close {
                 code,
-                reason: std::str::from_utf8(&self.inbuf[start..end]).unwrap_or_default(),
+                reason: std::str::from_utf8(&self.input.bytes()[start..end]).unwrap_or_default(),
             },
         }
     }
@@ -920,6 +939,8 @@ enum Step {
         end: usize,
     },
 }
+
+mod input;
 
 #[cfg(test)]
 mod tests;

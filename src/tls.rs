@@ -15,6 +15,7 @@ use rustls::{
 };
 
 use crate::error::Error;
+use crate::protocol::InputBuffer;
 
 /// TLS settings for `wss://` (the fields of Python's `TLSConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -274,7 +275,7 @@ impl TlsLayer {
     }
 
     /// Feeds ciphertext; appends the plaintext it yields to `plaintext`.
-    pub fn read(&mut self, mut data: &[u8], plaintext: &mut Vec<u8>) -> Result<TlsRead, Error> {
+    pub fn read(&mut self, mut data: &[u8], plaintext: &mut InputBuffer) -> Result<TlsRead, Error> {
         let mut result = TlsRead::default();
         while !data.is_empty() {
             self.conn.read_tls(&mut data)?;
@@ -287,7 +288,7 @@ impl TlsLayer {
                         Ok([]) => break,
                         Ok(chunk) => {
                             let n = chunk.len();
-                            plaintext.extend_from_slice(chunk);
+                            plaintext.extend(chunk);
                             reader.consume(n);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

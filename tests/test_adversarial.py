@@ -146,6 +146,31 @@ def test_stall_mid_frame_then_resume(raw_server: RawServer, connect: Connect) ->
     assert raw_server.done.wait(5)
 
 
+def test_stall_mid_frame_after_bulk_traffic(raw_server: RawServer, connect: Connect) -> None:
+    # Bulk traffic first, so that reads go straight into the engine's input buffer; a timeout
+    # in the middle of a frame must keep the half that arrived.
+    go = threading.Event()
+    bulk = [bytes([i]) * 50_000 for i in range(8)]
+    stalled = bytes(range(256)) * 400
+    frame = server_frame(2, stalled)
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(b"".join(server_frame(2, m) for m in bulk) + frame[:70_000])
+        go.wait(10)
+        conn.send(frame[70_000:])
+        conn.expect_close(1000)
+
+    ws = connect(raw_server.serve(script), max_size=None)
+    assert [ws.recv(timeout=5) for _ in bulk] == bulk
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0.3)
+    go.set()
+    assert ws.recv(timeout=5) == stalled
+    ws.close()
+    assert raw_server.done.wait(5)
+
+
 def test_server_vanishes_mid_frame(raw_server: RawServer, connect: Connect) -> None:
     def script(conn: RawConnection) -> None:
         conn.upgrade()
