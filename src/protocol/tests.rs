@@ -711,6 +711,48 @@ mod proptests {
             prop_assert_eq!(gp, ep);
         }
 
+        /// Feeding by copy (`receive_data`) or in place (`take_input` / `receive_into`), in
+        /// any mix of chunk sizes and with events taken between chunks, gives the same events
+        /// as feeding the whole stream at once.
+        #[test]
+        fn in_place_reads_match_copied_reads(
+            sizes in proptest::collection::vec(0usize..3000, 1..8),
+            cuts in proptest::collection::vec((1usize..4000, any::<bool>(), any::<bool>()), 1..40),
+        ) {
+            let mut stream = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                let payload: Vec<u8> = (0..*size).map(|b| (b + i) as u8).collect();
+                stream.extend(frame(2, true, &payload));
+                stream.extend(frame(9, true, &[i as u8]));
+            }
+            let mut whole = open();
+            whole.receive_data(&stream, 0.0).unwrap();
+            let expected = events(&mut whole).unwrap();
+
+            let mut p = open();
+            let mut got = Vec::new();
+            let mut rest = &stream[..];
+            for (len, in_place, drain) in cuts.iter().cycle().take(10_000) {
+                if rest.is_empty() {
+                    break;
+                }
+                let n = (*len).min(rest.len());
+                if *in_place {
+                    let mut input = p.take_input().unwrap();
+                    input.free_space(n)[..n].copy_from_slice(&rest[..n]);
+                    p.receive_into(input, n, 0.0);
+                } else {
+                    p.receive_data(&rest[..n], 0.0).unwrap();
+                }
+                rest = &rest[n..];
+                if *drain {
+                    got.extend(events(&mut p).unwrap());
+                }
+            }
+            got.extend(events(&mut p).unwrap());
+            prop_assert_eq!(got, expected);
+        }
+
         /// Arbitrary bytes never panic; they end in events, a need for more, or a failure.
         #[test]
         fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
