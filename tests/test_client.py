@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import array
+import asyncio
 import json
 import socket
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
 
 import sigil_ws
+import sigil_ws.asyncio
 from sigil_ws import ConnectionClosedError, ConnectionClosedOK, State
 
 Connect = Callable[..., sigil_ws.Connection]
@@ -149,6 +152,22 @@ def test_attributes(ws_server: str, connect: Connect) -> None:
     assert ws.local_address == local
     assert (ws.host, ws.port, ws.path) == ("127.0.0.1", port, "/echo?x=1")
     assert "CLOSED" in repr(ws)
+
+
+def test_connections_support_weak_references(ws_server: str) -> None:
+    # Applications keep registries of live connections in WeakSets.
+    ws = sigil_ws.connect(ws_server)
+    assert weakref.ref(ws)() is ws
+    ws.close()
+    proto = sigil_ws.Protocol(ws_server)
+    assert weakref.ref(proto)() is proto
+
+    async def main() -> None:
+        conn = await sigil_ws.asyncio.connect(ws_server)
+        assert weakref.ref(conn)() is conn
+        await conn.close()
+
+    asyncio.run(main())
 
 
 def test_no_subprotocol_when_server_picks_none(ws_server: str, connect: Connect) -> None:

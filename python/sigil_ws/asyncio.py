@@ -249,7 +249,16 @@ class Connection:
     Same members as the sync :class:`sigil_ws.Connection`, awaited where they do I/O.
     """
 
-    __slots__ = ("_close_timeout", "_driver", "_engine", "_fileno", "_parsed", "_transport", "_url")
+    __slots__ = (
+        "__weakref__",
+        "_close_timeout",
+        "_driver",
+        "_engine",
+        "_fileno",
+        "_parsed",
+        "_transport",
+        "_url",
+    )
 
     def __init__(self, driver: _Driver, url: str, close_timeout: float | None) -> None:
         self._driver = driver

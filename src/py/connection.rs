@@ -20,7 +20,7 @@ use super::options::{duration, max_size, request_options, tls_options};
 ///
 /// Every method is safe to call from any thread; `send()` never waits for a `recv()` blocked
 /// in another thread. Create it with `sigil_ws.connect()`.
-#[pyclass(frozen, name = "Connection", module = "sigil_ws")]
+#[pyclass(frozen, weakref, name = "Connection", module = "sigil_ws")]
 pub struct PyConnection {
     client: Arc<Client>,
 }

@@ -26,7 +26,7 @@ pub const DEFAULT_USER_AGENT: &str = concat!("sigil-ws/", env!("CARGO_PKG_VERSIO
 /// Creating it queues the upgrade request. Feed what the socket reads to `receive_data()`
 /// (and `receive_eof()` at end of stream), collect `events()`, and after every call write
 /// `data_to_send()` to the socket. It does no I/O and starts no threads.
-#[pyclass(name = "Protocol", module = "sigil_ws")]
+#[pyclass(weakref, name = "Protocol", module = "sigil_ws")]
 pub struct PyProtocol {
     engine: Protocol,
     origin: Instant,
