@@ -1,7 +1,7 @@
 """The benchmark suite: sigil-ws against its peers and the machine's floors, in one run.
 
 Usage:
-    python bench/run.py --quick            # about a minute
+    python bench/run.py --quick            # one round, one to two minutes
     python bench/run.py                    # the full suite
     python bench/run.py --only push-64 --rounds 5
 
@@ -54,9 +54,9 @@ class Scenario:
 
 
 def scenarios(quick: bool) -> list[Scenario]:
-    t = "0.3" if quick else "2"
+    t = "0.2" if quick else "2"
     every = SYNC + ASYNC
-    push_n = {64: 1_000_000 if quick else 5_000_000, 16384: 50_000 if quick else 300_000}
+    push_n = {64: 300_000 if quick else 5_000_000, 16384: 20_000 if quick else 300_000}
     out = []
     for size, label in [(64, "64"), (1024, "1k"), (65536, "64k"), (1 << 20, "1m")]:
         out.append(
@@ -92,7 +92,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     out.append(
         Scenario("wss-push-16k", "push", every, [str(push_n[16384]), "16384"], 16384, secure=True)
     )
-    per_thread = 30_000 if quick else 150_000
+    per_thread = 10_000 if quick else 150_000
     for k in (1, 2, 4):
         out.append(
             Scenario(
@@ -213,7 +213,7 @@ def make_certs(tmp: Path) -> tuple[str, str, str]:
 
 # Longest one measurement may take before it counts as failed (a peer that hangs must not
 # stall the suite: websockets' sync client has stalled in wss set-up here).
-RUN_TIMEOUT = {"quick": 60.0, "full": 300.0}
+RUN_TIMEOUT = {"quick": 15.0, "full": 300.0}
 MODE = "full"
 
 
