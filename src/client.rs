@@ -326,10 +326,8 @@ impl Client {
         let mut small = [0u8; SMALL_READ];
         let (full, fed, pending) = if let Some(mut input) = taken {
             let target = &mut input.free_space(size)[..size];
-            let result = timeout.read(&self.stream, target, deadline, during);
-            let n = match result {
+            let n = match self.read_or_eof(timeout, target, deadline, during) {
                 Ok(n) => n,
-                Err(Error::Io(e)) if is_disconnect(&e) => 0,
                 Err(e) => {
                     // The buffer holds what is not decoded yet: it goes back on every path.
                     lock(&self.engine).receive_into(input, 0, self.now());
@@ -347,11 +345,7 @@ impl Client {
                 buf.resize(size, 0);
             }
             let target: &mut [u8] = if size == 0 { &mut small } else { buf };
-            let n = match timeout.read(&self.stream, target, deadline, during) {
-                Ok(n) => n,
-                Err(Error::Io(e)) if is_disconnect(&e) => 0,
-                Err(e) => return Err(e),
-            };
+            let n = self.read_or_eof(timeout, target, deadline, during)?;
             let now = self.now();
             let mut engine = lock(&self.engine);
             let fed = if n == 0 {
@@ -369,6 +363,21 @@ impl Client {
             self.flush()?;
         }
         fed
+    }
+
+    /// One read from the socket; a connection the peer dropped reads as end of stream (0).
+    fn read_or_eof(
+        &self,
+        timeout: &mut ReadTimeout,
+        target: &mut [u8],
+        deadline: Option<Instant>,
+        during: &'static str,
+    ) -> Result<usize, Error> {
+        match timeout.read(&self.stream, target, deadline, during) {
+            Ok(n) => Ok(n),
+            Err(Error::Io(e)) if is_disconnect(&e) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Called once the engine reports termination: writes any last frame, wakes a waiting

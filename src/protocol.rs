@@ -279,7 +279,7 @@ impl Protocol {
         if self.ignores_input() {
             return Ok(());
         }
-        self.compact();
+        self.input.compact();
         match &mut self.tls {
             Some(tls) => {
                 let result = tls.read(data, &mut self.input);
@@ -329,10 +329,6 @@ impl Protocol {
     /// The socket reached end of stream.
     pub fn receive_eof(&mut self) {
         self.eof = true;
-    }
-
-    fn compact(&mut self) {
-        self.input.compact();
     }
 
     /// Defers failing the connection while `defer` is set: a frame that breaks the protocol is
@@ -432,7 +428,7 @@ impl Protocol {
         // What only the handshake needed goes now: an idle connection keeps little memory.
         self.key = String::new();
         self.offered_subprotocols = Vec::new();
-        self.compact();
+        self.input.compact();
         self.input.release_if_drained();
         if self.out.is_empty() {
             self.out = Vec::new(); // the request's capacity
