@@ -63,7 +63,7 @@ thread_local! {
 }
 
 /// Fills `buf` from the operating system's random generator.
-pub fn fill_from_os(buf: &mut [u8]) -> Result<(), std::io::Error> {
+fn fill_from_os(buf: &mut [u8]) -> Result<(), std::io::Error> {
     SystemRandom::new()
         .fill(buf)
         .map_err(|_| std::io::Error::other("the operating system's random generator failed"))
