@@ -1,6 +1,6 @@
 //! The opening handshake: keys, the upgrade request and the response (RFC 6455 §4.1, §4.2.2).
 
-use crate::mask::random_bytes;
+use crate::random::random_bytes;
 use crate::url::WebSocketUrl;
 
 /// The GUID that RFC 6455 §1.3 appends to the key before hashing.

@@ -1,14 +1,22 @@
 //! sigil-ws: a sans-IO RFC 6455 WebSocket client engine, a blocking driver with rustls, and
 //! (behind the `python` feature) the Python bindings.
-pub mod client;
+//!
+//! The modules form layers; an import only points down this list.
+// Leaves: import nothing of ours.
+pub mod buffer;
 pub mod error;
+pub mod random;
+// Protocol pieces.
 pub mod frame;
 pub mod handshake;
 pub mod mask;
-pub mod protocol;
-#[cfg(feature = "python")]
-mod py;
 pub mod tls;
-pub mod transport;
 pub mod url;
 pub mod utf8;
+// The sans-IO engine.
+pub mod protocol;
+// The blocking driver.
+pub mod blocking;
+// Bindings.
+#[cfg(feature = "python")]
+mod py;

@@ -14,8 +14,8 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+use crate::buffer::InputBuffer;
 use crate::error::Error;
-use crate::protocol::InputBuffer;
 
 /// TLS settings for `wss://` (the fields of Python's `TLSConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyString};
 
-use crate::client::{Client, ConnectOptions, Received};
+use crate::blocking::client::{Client, ConnectOptions, Received};
 use crate::protocol::Protocol;
 
 use super::buffers::with_bytes;

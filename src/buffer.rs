@@ -11,8 +11,10 @@ pub struct InputBuffer {
     end: usize,
 }
 
-/// Capacity kept for reuse once the buffer is drained; more is released.
-const KEEP_CAPACITY: usize = super::KEEP_CAPACITY;
+/// Buffers above this capacity are released once empty, so one big message does not pin memory;
+/// below it they are kept, so a stream of messages up to a few MiB reuses warm memory instead of
+/// faulting in fresh pages for each one.
+pub const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 
 impl InputBuffer {
     /// Where the undecoded bytes start, as an index into [`InputBuffer::bytes`].

@@ -11,11 +11,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-pub use self::input::InputBuffer;
+use crate::buffer::{InputBuffer, KEEP_CAPACITY};
 use crate::error::{Error, ProtocolError, Termination};
 use crate::frame::{decode_header, encode_frame, is_valid_close_code, FrameHeader, OpCode};
 use crate::handshake::{self, HandshakeError, PackedHeaders, RequestOptions};
-use crate::mask::mask_key;
+use crate::random::mask_key;
 use crate::tls::TlsLayer;
 use crate::url::WebSocketUrl;
 use crate::utf8::Utf8Validator;
@@ -92,11 +92,6 @@ struct PendingPing {
     data: Vec<u8>,
     sent_at: f64,
 }
-
-/// Buffers above this capacity are released once empty, so one big message does not pin memory;
-/// below it they are kept, so a stream of messages up to a few MiB reuses warm memory instead of
-/// faulting in fresh pages for each one.
-pub const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 
 /// At most this much is reserved ahead for a frame whose header has arrived: enough to receive
 /// most frames without regrowing, never a declared length that no data backs.
@@ -935,8 +930,6 @@ enum Step {
         end: usize,
     },
 }
-
-mod input;
 
 #[cfg(test)]
 mod tests;

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
+use super::net::{connect_tcp, is_disconnect, shutdown, ReadTimeout};
 use crate::error::{Error, Termination};
 use crate::handshake::{generate_key, RequestOptions};
 use crate::protocol::{Config, Event, Protocol, State};
 use crate::tls::{client_config, TlsOptions};
-use crate::transport::{connect_tcp, is_disconnect, shutdown, ReadTimeout};
 use crate::url::{parse_url, WebSocketUrl};
 
 /// Reads go to a stack buffer of this size until one fills it...
@@ -243,7 +243,7 @@ impl Client {
         }
         let result = (&self.stream).write_all(out);
         out.clear();
-        if out.capacity() > crate::protocol::KEEP_CAPACITY {
+        if out.capacity() > crate::buffer::KEEP_CAPACITY {
             *out = Vec::new();
         }
         match result {

@@ -1,0 +1,4 @@
+//! The blocking driver: sockets under deadlines (`net`) and the client that drives the engine
+//! over them (`client`).
+pub mod client;
+pub mod net;
