@@ -38,6 +38,11 @@ impl InputBuffer {
         self.pos = pos;
     }
 
+    /// The memory the buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// True when no undecoded byte is left.
     pub fn is_drained(&self) -> bool {
         self.pos == self.end

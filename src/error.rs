@@ -88,24 +88,33 @@ impl ProtocolError {
     }
 }
 
+/// Why we failed a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The peer broke RFC 6455.
+    Protocol(ProtocolError),
+    /// The TLS layer failed after the handshake (a corrupted record, a bad alert).
+    Tls(rustls::Error),
+}
+
 /// How a connection ended: what `ConnectionClosed` reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Termination {
     /// The close code: the peer's (1005 when its close frame had none), ours when we failed the
     /// connection, 1006 when the connection dropped without a close frame.
     pub code: u16,
     /// The close reason.
     pub reason: String,
-    /// The protocol violation that made us fail the connection, if any.
-    pub cause: Option<ProtocolError>,
+    /// What made us fail the connection, if anything.
+    pub cause: Option<Failure>,
 }
 
 impl Termination {
-    /// 1000 (normal closure) and 1001 (going away) are normal, as API.md defines
-    /// `ConnectionClosedOK`; everything else, a close frame without a code (1005) included, is
-    /// reported as `ConnectionClosedError`.
+    /// 1000 (normal closure), 1001 (going away) and a close frame without a code (1005) are
+    /// normal, as `ConnectionClosedOK` is defined (as websockets does); anything else, or any
+    /// failure, is `ConnectionClosedError`.
     pub fn is_normal(&self) -> bool {
-        self.cause.is_none() && matches!(self.code, 1000 | 1001)
+        self.cause.is_none() && matches!(self.code, 1000 | 1001 | 1005)
     }
 }
 
@@ -150,6 +159,9 @@ pub enum Error {
     /// The connection is closed (or closing) and cannot carry the operation.
     #[error("connection closed: code {}{}", .0.code, if .0.reason.is_empty() { String::new() } else { format!(", reason {:?}", .0.reason) })]
     Closed(Termination),
+    /// A signal handler raised while a blocking call waited (the binding holds the exception).
+    #[error("interrupted by a signal")]
+    Interrupted,
     /// Two threads called `recv()` at once.
     #[error("{0}")]
     Concurrency(&'static str),

@@ -117,18 +117,7 @@ pub fn accept_key(key: &str) -> String {
     base64_encode(ctx.finish().as_ref())
 }
 
-/// What the client puts in its upgrade request besides the URL and key.
-#[derive(Debug, Clone, Default)]
-pub struct RequestOptions {
-    /// Extra headers, sent in order after the standard ones.
-    pub headers: Vec<(String, String)>,
-    /// Offered subprotocols, in order of preference.
-    pub subprotocols: Vec<String>,
-    /// The `Origin` header.
-    pub origin: Option<String>,
-    /// The `User-Agent` header.
-    pub user_agent: Option<String>,
-}
+pub use crate::options::RequestOptions;
 
 /// RFC 9110 §5.6.2 token characters.
 fn is_token(s: &str) -> bool {

@@ -5,6 +5,7 @@
 // Leaves: import nothing of ours.
 pub mod buffer;
 pub mod error;
+pub mod options;
 pub mod random;
 // Protocol pieces.
 pub mod frame;

@@ -17,34 +17,7 @@ use rustls::{
 use crate::buffer::InputBuffer;
 use crate::error::Error;
 
-/// TLS settings for `wss://` (the fields of Python's `TLSConfig`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// PEM file of trusted CA certificates, replacing the system store.
-    pub ca_file: Option<PathBuf>,
-    /// PEM text of trusted CA certificates, replacing the system store.
-    pub ca_data: Option<Vec<u8>>,
-    /// PEM file with the client certificate chain (and the key, when `key_file` is unset).
-    pub cert_file: Option<PathBuf>,
-    /// PEM file with the client's private key.
-    pub key_file: Option<PathBuf>,
-    /// Verify the server's certificate and name. `false` only when explicitly asked.
-    pub verify: bool,
-    /// The name to send as SNI and verify, instead of the URL's host.
-    pub server_hostname: Option<String>,
-    /// ALPN protocols to offer, in order.
-    pub alpn: Vec<Vec<u8>>,
-}
-
-impl TlsOptions {
-    /// Verification against the system trust store, nothing else set.
-    pub fn system() -> Self {
-        TlsOptions {
-            verify: true,
-            ..Default::default()
-        }
-    }
-}
+pub use crate::options::TlsOptions;
 
 /// ring's provider, preferring AES-128-GCM as browsers do: a TLS 1.3 mandatory suite, and
 /// cheaper per byte than AES-256-GCM (rustls servers follow the client's order by default).

@@ -10,11 +10,13 @@ from .headers import Headers
 from .state import State
 
 __all__ = [
+    "DEFAULTS",
     "Connection",
     "Protocol",
     "__version__",
     "accept_key",
     "build_request",
+    "check_option",
     "connect",
     "generate_key",
     "parse_status_line",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 __version__: str
+DEFAULTS: dict[str, Any]
 
 @final
 class Connection:
@@ -40,13 +43,17 @@ class Connection:
 
         Raises:
             TimeoutError: no message within ``timeout``; the connection stays usable.
-            ConnectionClosedOK: the peer closed normally (1000/1001).
+            ConnectionClosedOK: the peer closed normally (1000/1001, or no code).
             ConnectionClosedError: the connection failed or closed with another code.
             ConcurrencyError: another thread is already in ``recv()``.
         """
 
-    def send(self, message: str | Buffer) -> None:
-        """Sends a message: ``str`` as text, ``bytes``/``bytearray``/``memoryview`` as binary."""
+    def send(self, message: str | Buffer, *, timeout: float | None = None) -> None:
+        """Sends a message: ``str`` as text, any bytes-like object as binary.
+
+        ``timeout`` bounds the wait for a peer that does not read (``TimeoutError``; the
+        connection is then failed, since a frame may be half-written).
+        """
 
     def ping(self, data: str | Buffer | None = None) -> None:
         """Sends a ping (at most 125 bytes); the matching pong updates ``latency``."""
@@ -139,17 +146,26 @@ class Protocol:
     def events(self) -> list[Message | Ping | Pong | Close]:
         """Every event the received bytes complete."""
 
-    def receive_messages(self, data: Buffer, defer_failure: bool = False) -> list[str | bytes]:
-        """Feeds bytes; returns the data messages they complete (the drivers' fast path).
+    def receive_messages(
+        self, data: Buffer, limit: int | None = None, defer_failure: bool = False
+    ) -> list[str | bytes]:
+        """Feeds bytes; returns at most ``limit`` messages they complete (the drivers' fast
+        path). What is not returned waits undecoded for the next call (``b""`` feeds nothing).
 
         A protocol violation after returned messages (or with ``defer_failure``) is left
-        unread and ``failure_deferred`` turns true; call again with ``b""`` once the
-        messages are consumed.
+        unread and ``failure_deferred`` turns true; call again once the messages are consumed.
         """
 
     @property
     def failure_deferred(self) -> bool:
         """True when a frame that breaks the protocol waits unread."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not decoded yet."""
+
+    def abort(self) -> None:
+        """The transport failed or a deadline passed: closed with 1006 unless already ended."""
 
     def closed_exception(self) -> ConnectionClosed | None:
         """How the connection ended, as the exception ``recv()`` raises; ``None`` while open."""
@@ -163,10 +179,10 @@ class Protocol:
     def send_binary(self, data: Buffer) -> None:
         """Queues a binary message."""
 
-    def send_ping(self, data: bytes | bytearray | None = None) -> None:
+    def send_ping(self, data: str | Buffer | None = None) -> None:
         """Queues a ping (at most 125 bytes); its pong updates ``latency``."""
 
-    def send_pong(self, data: bytes | bytearray | None = None) -> None:
+    def send_pong(self, data: str | Buffer | None = None) -> None:
         """Queues a pong (at most 125 bytes)."""
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> None:
@@ -205,6 +221,25 @@ class Protocol:
     @property
     def latency(self) -> float:
         """Seconds of the last ping/pong round trip; 0.0 before any."""
+
+    @property
+    def url(self) -> str:
+        """The URL, normalised (``ws://host:port/path?query``)."""
+
+    @property
+    def host(self) -> str:
+        """The host of the URL."""
+
+    @property
+    def port(self) -> int:
+        """The port of the URL."""
+
+    @property
+    def path(self) -> str:
+        """The resource name: path and query."""
+
+def check_option(name: str, value: Any) -> Any:
+    """Checks one option by name (timeouts, sizes) and returns it normalised."""
 
 def connect(
     url: str,

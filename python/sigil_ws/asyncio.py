@@ -1,9 +1,10 @@
 """The asyncio client: the Rust engine driven from an ``asyncio.Protocol``.
 
 It runs on the event loop's own socket (no thread per connection): ``data_received`` feeds the
-bytes to the engine in one call and gets complete messages back; frames and TLS records go out
-through ``transport.write``. TLS is done by rustls inside the engine, so ``wss://`` behaves the
-same as in the sync client.
+bytes to the engine and pulls at most as many complete messages as the receive queue has room
+for (the engine decodes lazily, so the rest waits undecoded and reading pauses); frames and TLS
+records go out through ``transport.write``. TLS is done by rustls inside the engine, so
+``wss://`` behaves the same as in the sync client.
 
 Example:
     >>> import sigil_ws.asyncio
@@ -22,19 +23,12 @@ from collections.abc import Awaitable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _core
-from .client import (
-    DEFAULT_USER_AGENT,
-    HeadersLike,
-    check_tls,
-    normalize_headers,
-    normalize_subprotocols,
-)
+from . import _core, _options
+from ._options import DEFAULT_USER_AGENT, HeadersLike
 from .exceptions import ConcurrencyError, ConnectionClosedOK
 from .headers import Headers
 from .state import State
 from .tls import TLSConfig
-from .url import WebSocketURL, parse_url
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -105,11 +99,16 @@ class _Driver(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
+        self.pull(data)
+
+    def pull(self, data: bytes = b"") -> None:
+        """Feeds ``data`` and takes as many messages as the queue has room for."""
+        room = None if self.max_queue is None else self.max_queue - len(self.messages)
         try:
             # While messages wait in the queue, a violation is left unread so that the
             # application can still answer them; recv() applies it once the queue is empty.
-            messages = self.engine.receive_messages(data, bool(self.messages))
-        except BaseException as exc:  # a refused upgrade, a TLS failure
+            messages = self.engine.receive_messages(data, room, bool(self.messages))
+        except BaseException as exc:  # a refused upgrade, a failed TLS handshake
             self.fail_handshake(exc)
             return
         if messages:
@@ -122,16 +121,15 @@ class _Driver(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.engine.receive_eof()
-        self.data_received(b"")
+        self.pull()
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.engine.closed_exception() is None:
-            self.engine.receive_eof()
-            try:
-                self.engine.receive_messages(b"")
-            except BaseException as e:
-                self.fail_handshake(e)
+        # What arrived is still delivered (pulled as the queue empties); then the engine
+        # reports 1006 unless it ended otherwise.
+        self.is_lost = True
+        self.engine.receive_eof()
+        self.pull()
         if self.handshake is not None and not self.handshake.done():
             self.handshake.set_exception(
                 exc or ConnectionResetError("connection closed during the opening handshake")
@@ -147,6 +145,7 @@ class _Driver(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self.flush()
         self.release_drain_waiters()
 
     def release_drain_waiters(self) -> None:
@@ -158,7 +157,11 @@ class _Driver(asyncio.Protocol):
     # ---- engine plumbing ------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Writes whatever the engine queued."""
+        """Writes whatever the engine queued, unless the transport holds more than
+        ``write_limit`` already: then the bytes wait in the engine, where pongs coalesce to
+        the latest one (a peer that pings and never reads cannot make memory grow)."""
+        if self.writing_paused:
+            return
         data = self.engine.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -177,18 +180,18 @@ class _Driver(asyncio.Protocol):
                 # RFC 6455 §7.1.1: the server closes TCP first; give it close_timeout, then the
                 # Connection aborts. Closing our side now just flushes the close reply.
                 self.transport.close()
-        elif (
-            (
-                self.engine.failure_deferred
-                or (self.max_queue is not None and len(self.messages) >= self.max_queue)
+        elif self.transport is not None and not self.is_lost:
+            full = self.engine.failure_deferred or (
+                self.max_queue is not None and len(self.messages) >= self.max_queue
             )
-            and not self.reading_paused
-            and self.transport is not None
-        ):
-            # A full queue, or a violation held back behind queued messages: stop reading so
-            # that a consumer that stops never makes memory grow.
-            self.transport.pause_reading()
-            self.reading_paused = True
+            if full and not self.reading_paused:
+                # Stop reading so that a consumer that stops never makes memory grow: what
+                # was read waits undecoded in the engine.
+                self.transport.pause_reading()
+                self.reading_paused = True
+            elif not full and self.reading_paused:
+                self.reading_paused = False
+                self.transport.resume_reading()
 
     def fail_handshake(self, exc: BaseException) -> None:
         if self.handshake is not None and not self.handshake.done():
@@ -219,21 +222,16 @@ class _Driver(asyncio.Protocol):
         if self.message_waiter is not None and not self.message_waiter.done():
             self.message_waiter.set_result(None)
 
-    def apply_deferred_failure(self) -> None:
-        """The queue is empty: decode what was held back behind a protocol violation."""
-        if self.engine.failure_deferred:
-            self.data_received(b"")
-
     def pop_message(self) -> Data:
         message = self.messages.popleft()
         if (
             self.reading_paused
-            and self.transport is not None
             and len(self.messages) <= (self.max_queue or 0) // 4
             and not self.engine.failure_deferred
         ):
-            self.reading_paused = False
-            self.transport.resume_reading()
+            # Room again: decode what waits in the engine, then read on if it needs bytes. A
+            # deferred failure waits for the next recv() on an empty queue instead.
+            self.pull()
         return message
 
     async def drain(self) -> None:
@@ -241,6 +239,13 @@ class _Driver(asyncio.Protocol):
             waiter = self.loop.create_future()
             self.drain_waiters.append(waiter)
             await waiter
+
+    def abort(self) -> None:
+        """Gives up on the connection (a deadline passed): 1006 unless it already ended."""
+        if self.transport is not None:
+            self.transport.abort()
+        self.engine.abort()
+        self.mark_terminated()
 
 
 class Connection:
@@ -255,26 +260,17 @@ class Connection:
         "_driver",
         "_engine",
         "_fileno",
-        "_parsed",
         "_transport",
-        "_url",
     )
 
-    def __init__(self, driver: _Driver, url: str, close_timeout: float | None) -> None:
+    def __init__(self, driver: _Driver, close_timeout: float | None) -> None:
         self._driver = driver
         self._engine = driver.engine
-        self._url = url
-        self._parsed: WebSocketURL | None = None  # parsed on first use
         self._close_timeout = close_timeout
         assert driver.transport is not None
         self._transport = driver.transport
         sock = self._transport.get_extra_info("socket")
         self._fileno: int = sock.fileno() if sock is not None else -1
-
-    def _parts(self) -> WebSocketURL:
-        if self._parsed is None:
-            self._parsed = parse_url(self._url)
-        return self._parsed
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -295,6 +291,7 @@ class Connection:
         driver = self._driver
         if driver.messages:
             return driver.pop_message()
+        timeout = _options.timeout("timeout", timeout)
         if driver.recv_in_progress:
             raise ConcurrencyError(
                 "cannot call recv() while another coroutine is already running recv()"
@@ -303,7 +300,8 @@ class Connection:
         try:
             async with asyncio.timeout(timeout):
                 while not driver.messages:
-                    driver.apply_deferred_failure()
+                    # Messages may wait undecoded in the engine (the queue was full).
+                    driver.pull()
                     if driver.messages:
                         break
                     exc = self._engine.closed_exception()
@@ -343,15 +341,21 @@ class Connection:
         if exc is not None:
             raise exc
 
-    async def send(self, message: str | Buffer) -> None:
+    async def send(self, message: str | Buffer, *, timeout: float | None = None) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
         Waits while the transport holds more than ``write_limit`` bytes.
 
+        Args:
+            message: the message.
+            timeout: seconds to wait for a peer that does not read; ``None`` waits forever.
+
         Raises:
             ConnectionClosed: the connection is closing or closed.
+            TimeoutError: ``timeout`` passed; the connection is then failed.
             TypeError: the message is neither text nor a bytes-like object.
         """
+        timeout = _options.timeout("timeout", timeout)
         self._check_open()
         if isinstance(message, str):
             self._engine.send_text(message)
@@ -363,13 +367,21 @@ class Connection:
                     f"message must be str or a bytes-like object, not {type(message).__name__}"
                 ) from None
         self._driver.flush()
-        await self._driver.drain()
+        if timeout is None:
+            await self._driver.drain()
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._driver.drain()
+        except TimeoutError:
+            # Part of the message may be in the transport: the stream cannot go on.
+            self._driver.abort()
+            raise TimeoutError("timed out waiting for the peer to read") from None
 
-    async def ping(self, data: str | bytes | None = None) -> None:
+    async def ping(self, data: str | Buffer | None = None) -> None:
         """Send a ping (at most 125 bytes); the matching pong updates :attr:`latency`."""
-        payload = data.encode() if isinstance(data, str) else data
         self._check_open()
-        self._engine.send_ping(payload)
+        self._engine.send_ping(data)
         self._driver.flush()
         await self._driver.drain()
 
@@ -381,20 +393,16 @@ class Connection:
             ValueError: the code may not be sent or the reason exceeds 123 bytes.
         """
         driver = self._driver
-        if self._engine.state is State.OPEN:
-            self._engine.send_close(code, reason)
-            driver.flush()
+        # Checks the arguments, also once closed; does nothing more then.
+        self._engine.send_close(code, reason)
+        driver.flush()
         try:
             async with asyncio.timeout(self._close_timeout):
                 await driver.wait_terminated()
                 self._transport.close()
                 await driver.wait_lost()
         except TimeoutError:
-            self._transport.abort()
-            if self._engine.closed_exception() is None:
-                self._engine.receive_eof()
-                self._engine.receive_messages(b"")
-            driver.mark_terminated()
+            driver.abort()
 
     async def __aenter__(self) -> Connection:
         return self
@@ -417,24 +425,22 @@ class Connection:
     @property
     def url(self) -> str:
         """The URL as connected, normalised (``ws://host:port/path?query``)."""
-        p = self._parts()
-        host = f"[{p.host}]" if ":" in p.host else p.host
-        return f"{p.scheme}://{host}:{p.port}{p.path}"
+        return self._engine.url
 
     @property
     def host(self) -> str:
         """The host of the URL."""
-        return self._parts().host
+        return self._engine.host
 
     @property
     def port(self) -> int:
         """The port connected to."""
-        return self._parts().port
+        return self._engine.port
 
     @property
     def path(self) -> str:
         """The resource name: path and query."""
-        return self._parts().path
+        return self._engine.path
 
     @property
     def subprotocol(self) -> str | None:
@@ -495,31 +501,27 @@ async def _open(
     write_limit: int,
     tls: TLSConfig | None,
 ) -> Connection:
-    tls = check_tls(tls)
-    if max_queue is not None and max_queue < 1:
-        raise ValueError(f"max_queue must be positive or None, not {max_queue}")
-    if write_limit < 0:
-        raise ValueError(f"write_limit must be non-negative, not {write_limit}")
-    if open_timeout is not None and open_timeout < 0:
-        raise ValueError(
-            f"open_timeout must be a non-negative number of seconds, not {open_timeout}"
-        )
-    parsed = parse_url(url)
-    engine = _core.Protocol(
-        url,
-        headers=normalize_headers(headers),
-        subprotocols=normalize_subprotocols(subprotocols),
+    options = _options.connect_options(
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        headers=headers,
+        subprotocols=subprotocols,
         origin=origin,
         user_agent=user_agent,
         max_size=max_size,
         tls=tls,
     )
+    max_queue = _options.size("max_queue", max_queue)
+    write_limit = cast(int, _options.size("write_limit", write_limit))
+    open_timeout = options.pop("open_timeout")
+    close_timeout = options.pop("close_timeout")
+    engine = _core.Protocol(url, **options)
     loop = asyncio.get_running_loop()
     transport: asyncio.Transport | None = None
     try:
         async with asyncio.timeout(open_timeout):
             transport, driver = await loop.create_connection(
-                lambda: _Driver(engine, max_queue, write_limit), parsed.host, parsed.port
+                lambda: _Driver(engine, max_queue, write_limit), engine.host, engine.port
             )
             sock = transport.get_extra_info("socket")
             if sock is not None:
@@ -536,7 +538,7 @@ async def _open(
         if transport is not None:
             transport.abort()
         raise
-    return Connection(driver, url, close_timeout)
+    return Connection(driver, close_timeout)
 
 
 class connect:

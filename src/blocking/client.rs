@@ -1,24 +1,25 @@
-//! The blocking driver: one engine and one socket behind three locks.
+//! The blocking driver: one engine and one socket behind three locks, and one receive loop.
 //!
 //! Lock order is reader → writer → engine. The reader lock is held by the one thread receiving
-//! (it spans the read system call); the writer lock spans a write; the engine lock never spans a
-//! system call. Outbound bytes leave the engine only under the writer lock, so frames and TLS
-//! records reach the socket in the order the engine produced them, and a `send()` never waits
-//! for a blocked `recv()`: it needs the writer and engine locks, which a reader holds only
-//! briefly.
+//! (it spans the read system call); the writer lock spans a write; the engine lock never spans
+//! a system call. Frames are queued in the engine under its lock and leave it only under the
+//! writer lock, so frames and TLS records reach the socket in the order the engine produced
+//! them, and `send()` never waits for a blocked `recv()`.
+//!
+//! Every wait has a deadline that is checked on every turn of the receive loop (a peer that
+//! keeps sending cannot starve it), every write has one too (a peer that stops reading cannot
+//! hold `recv()` or `close()` beyond theirs), and every wait runs the caller's signal check.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::net::{connect_tcp, is_disconnect, shutdown, ReadTimeout};
+use super::net::{self, connect_tcp, expired, ReadTimeout, Signals, Stream};
+use crate::buffer::KEEP_CAPACITY;
 use crate::error::{Error, Termination};
-use crate::handshake::{generate_key, RequestOptions};
-use crate::protocol::{Config, Event, Protocol, State};
-use crate::tls::{client_config, TlsOptions};
-use crate::url::{parse_url, WebSocketUrl};
+use crate::options::Options;
+use crate::protocol::{Event, Message, Protocol, State};
 
 /// Reads go to a stack buffer of this size until one fills it...
 const SMALL_READ: usize = 4 * 1024;
@@ -28,35 +29,24 @@ const READ_MIN: usize = 64 * 1024;
 /// reads measured fastest (bench push-16k: 1 MiB reads 327k msg/s, 256 KiB 177k, 64 KiB 178k).
 const READ_MAX: usize = 1024 * 1024;
 
-/// Options of [`Client::connect`].
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    /// DNS + TCP + TLS + upgrade together; `None` for no limit.
-    pub open_timeout: Option<Duration>,
-    /// How long `close()` waits for the peer's close frame.
-    pub close_timeout: Option<Duration>,
-    /// Headers, subprotocols, origin and user agent of the upgrade request.
-    pub request: RequestOptions,
-    /// Largest incoming message; `None` for no limit.
-    pub max_size: Option<usize>,
-    /// TLS settings for `wss://`.
-    pub tls: TlsOptions,
+/// How the caller runs a blocking step: the Python bindings detach from the interpreter
+/// meanwhile; plain Rust just runs it.
+pub trait Blocking {
+    /// Runs `f`, which may block.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R;
 }
 
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        ConnectOptions {
-            open_timeout: Some(Duration::from_secs(10)),
-            close_timeout: Some(Duration::from_secs(10)),
-            request: RequestOptions::default(),
-            max_size: Config::default().max_size,
-            tls: TlsOptions::system(),
-        }
+/// Runs blocking steps as they are.
+pub struct Direct;
+
+impl Blocking for Direct {
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
     }
 }
 
 /// The receiving side's private state, behind the reader lock.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Reader {
     /// Bytes per read once bulk traffic started; 0 while reads go to the stack buffer.
     read_size: usize,
@@ -65,14 +55,28 @@ pub struct Reader {
     timeout: ReadTimeout,
 }
 
-/// What one attempt to take a message from the engine's buffer gave.
-#[derive(Debug)]
-pub enum Received<T> {
-    /// A message, converted by the caller's closure.
+/// Bytes taken from the engine and not yet all written, behind the writer lock.
+#[derive(Debug, Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    written: usize,
+}
+
+/// What the receive loop waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// The upgrade response.
+    Upgrade,
+    /// The next message.
+    Message,
+    /// The end of the connection (messages are dropped).
+    Close,
+}
+
+/// What the receive loop ended with.
+enum Outcome<T> {
+    Upgraded,
     Message(T),
-    /// The buffer holds no complete message: read more.
-    NeedData,
-    /// The connection is over.
     Closed(Termination),
 }
 
@@ -84,17 +88,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A connected WebSocket client over a blocking socket.
 pub struct Client {
-    stream: TcpStream,
-    url: WebSocketUrl,
+    stream: Stream,
     /// Looked up on first use (most connections never ask).
     local_addr: OnceLock<SocketAddr>,
     remote_addr: SocketAddr,
     /// The socket was shut down (so `Drop` need not do it again).
     shut: AtomicBool,
+    /// Bytes wait in the outbox because the peer does not read: the receive loop then also
+    /// waits for room to write them.
+    backlog: AtomicBool,
     close_timeout: Option<Duration>,
     origin: Instant,
     reader: Mutex<Reader>,
-    writer: Mutex<Vec<u8>>,
+    writer: Mutex<Outbox>,
     engine: Mutex<Protocol>,
     /// Signalled when the engine terminates, for a `close()` that waits on another reader.
     terminated: Condvar,
@@ -102,66 +108,49 @@ pub struct Client {
 
 impl Client {
     /// Opens a connection: DNS, TCP, TLS and the upgrade, all within `open_timeout`.
-    pub fn connect(url: &str, options: &ConnectOptions) -> Result<Client, Error> {
+    pub fn connect(url: &str, options: &Options, signals: Signals<'_>) -> Result<Client, Error> {
         let deadline = options.open_timeout.map(|t| Instant::now() + t);
-        let url = parse_url(url)?;
-        let tls = if url.secure() {
-            Some((
-                client_config(&options.tls)?,
-                options.tls.server_hostname.as_deref(),
-            ))
-        } else {
-            None
+        let engine = Protocol::client(url, options, None)?;
+        let (tcp, remote_addr) = {
+            let url = engine.url();
+            connect_tcp(&url.host, url.port, deadline, signals)?
         };
-        let engine = Protocol::client(
-            &url,
-            generate_key()?,
-            &options.request,
-            Config {
-                max_size: options.max_size,
-            },
-            tls,
-        )?;
-        let (stream, remote_addr) = connect_tcp(&url.host, url.port, deadline)?;
         let client = Client {
+            stream: Stream::new(tcp),
             local_addr: OnceLock::new(),
             remote_addr,
             shut: AtomicBool::new(false),
-            stream,
-            url,
+            backlog: AtomicBool::new(false),
             close_timeout: options.close_timeout,
             origin: Instant::now(),
-            reader: Mutex::new(Reader {
-                read_size: 0,
-                buf: Vec::new(),
-                timeout: ReadTimeout::default(),
-            }),
-            writer: Mutex::new(Vec::new()),
+            reader: Mutex::new(Reader::default()),
+            writer: Mutex::new(Outbox::default()),
             engine: Mutex::new(engine),
             terminated: Condvar::new(),
         };
         client
-            .handshake(deadline)
+            .handshake(deadline, signals)
             .inspect_err(|_| client.shutdown())?;
         Ok(client)
     }
 
-    fn handshake(&self, deadline: Option<Instant>) -> Result<(), Error> {
-        self.flush()?;
+    fn handshake(&self, deadline: Option<Instant>, signals: Signals<'_>) -> Result<(), Error> {
+        let during = "during the opening handshake";
+        self.write_out(&mut lock(&self.writer), deadline, during, signals)?;
         let mut reader = lock(&self.reader);
-        loop {
-            if lock(&self.engine).poll_handshake()? == State::Open {
-                // The request is sent: free its buffer rather than keep it for the connection's
-                // lifetime (most connections send small messages, if any).
-                *lock(&self.writer) = Vec::new();
-                return Ok(());
-            }
-            // read_some writes what the engine queued (TLS handshake records) as it goes.
-            match self.read_some(&mut reader, deadline, "during the opening handshake") {
-                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                other => other?,
-            }
-        }
+        self.receive(
+            &mut reader,
+            Goal::Upgrade,
+            deadline,
+            during,
+            signals,
+            &Direct,
+            |_| (),
+        )?;
+        // The request is sent: free its buffer rather than keep it for the connection's
+        // lifetime (most connections send small messages, if any).
+        *lock(&self.writer) = Outbox::default();
+        Ok(())
     }
 
     /// Seconds since the connection was made: the engine's clock.
@@ -169,25 +158,13 @@ impl Client {
         self.origin.elapsed().as_secs_f64()
     }
 
-    /// The URL connected to.
-    pub fn url(&self) -> &WebSocketUrl {
-        &self.url
-    }
-
     /// The local socket address.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
         if let Some(addr) = self.local_addr.get() {
             return Ok(*addr);
         }
-        let addr = self.stream.local_addr()?;
+        let addr = self.stream.tcp().local_addr()?;
         Ok(*self.local_addr.get_or_init(|| addr))
-    }
-
-    /// Shuts the socket down once, waking any thread blocked on it.
-    fn shutdown(&self) {
-        if !self.shut.swap(true, Ordering::AcqRel) {
-            shutdown(&self.stream);
-        }
     }
 
     /// The peer's socket address.
@@ -196,119 +173,321 @@ impl Client {
     }
 
     /// The socket.
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 
-    /// The engine lock. Never hold it across a system call or while waiting for another lock.
-    pub fn engine(&self) -> &Mutex<Protocol> {
-        &self.engine
+    /// Reads the engine (state, headers, close code…) under its lock.
+    pub fn inspect<R, B: Blocking>(&self, blocking: &B, f: impl FnOnce(&Protocol) -> R) -> R {
+        f(&self.lock_engine(blocking))
     }
 
-    /// The reader lock: `Err(WouldBlock)` when another thread is receiving.
-    pub fn try_reader(&self) -> Result<MutexGuard<'_, Reader>, Error> {
-        match self.reader.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
-            Err(TryLockError::WouldBlock) => Err(Error::Concurrency(
-                "cannot call recv() while another thread is already running recv()",
-            )),
+    /// The engine lock, taken with `try_lock` first; when another thread holds it, it is
+    /// waited for inside `blocking` (detached from the interpreter), so no thread ever blocks
+    /// on a lock while attached.
+    fn lock_engine<B: Blocking>(&self, blocking: &B) -> MutexGuard<'_, Protocol> {
+        loop {
+            match self.engine.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => blocking.run(|| drop(lock(&self.engine))),
+            }
         }
     }
 
-    /// Runs `op` on the engine and writes what it queued, under the writer lock.
-    pub fn with_engine<T>(
-        &self,
-        op: impl FnOnce(&mut Protocol, f64) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let mut out = lock(&self.writer);
-        let value = {
+    /// Shuts the socket down once, waking any thread blocked on it.
+    fn shutdown(&self) {
+        if !self.shut.swap(true, Ordering::AcqRel) {
+            self.stream.shutdown();
+        }
+    }
+
+    /// The transport failed or a deadline passed: the connection is over (1006 unless it
+    /// already ended).
+    fn abort(&self) -> Termination {
+        let info = {
             let mut engine = lock(&self.engine);
-            let value = op(&mut engine, self.now());
-            engine.take_data_to_send(&mut out);
-            value
+            engine.abort();
+            engine.closed_info()
         };
-        self.write_out(&mut out)?;
-        value
+        self.terminated.notify_all();
+        info
     }
 
-    /// Writes whatever the engine has queued.
-    pub fn flush(&self) -> Result<(), Error> {
-        self.with_engine(|_, _| Ok(()))
+    // ---- writing ---------------------------------------------------------------------------
+
+    /// Writes the outbox and everything the engine queued until the engine is empty, waiting
+    /// for room until `deadline`. A peer that is gone aborts the connection.
+    fn write_out(
+        &self,
+        outbox: &mut Outbox,
+        deadline: Option<Instant>,
+        during: &'static str,
+        signals: Signals<'_>,
+    ) -> Result<(), Error> {
+        let result = self.write_loop(outbox, Some((deadline, signals)));
+        self.after_write(outbox, result, during)
     }
 
-    fn write_out(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        if out.is_empty() {
-            return Ok(());
+    /// Writes what the socket takes now, without waiting; what it does not take stays in the
+    /// outbox (and the engine holds at most one more pong meanwhile).
+    fn write_now(&self, outbox: &mut Outbox) -> Result<(), Error> {
+        let result = self.write_loop(outbox, None);
+        self.after_write(outbox, result, "writing")
+    }
+
+    fn write_loop(
+        &self,
+        outbox: &mut Outbox,
+        wait: Option<(Option<Instant>, Signals<'_>)>,
+    ) -> Result<(), Error> {
+        loop {
+            if outbox.written >= outbox.buf.len() {
+                outbox.written = 0;
+                outbox.buf.clear();
+                let mut engine = lock(&self.engine);
+                if !engine.has_data_to_send() {
+                    return Ok(());
+                }
+                engine.take_data_to_send(&mut outbox.buf);
+            }
+            match wait {
+                Some((deadline, signals)) => {
+                    self.stream
+                        .write_all(&outbox.buf, &mut outbox.written, deadline, signals)?;
+                }
+                None => {
+                    let rest = outbox.buf.get(outbox.written..).unwrap_or_default();
+                    match self.stream.write_now(rest)? {
+                        0 => {
+                            self.backlog.store(true, Ordering::Release);
+                            return Ok(());
+                        }
+                        n => outbox.written += n,
+                    }
+                }
+            }
         }
-        let result = (&self.stream).write_all(out);
-        out.clear();
-        if out.capacity() > crate::buffer::KEEP_CAPACITY {
-            *out = Vec::new();
+    }
+
+    fn after_write(
+        &self,
+        outbox: &mut Outbox,
+        result: Result<(), Error>,
+        during: &'static str,
+    ) -> Result<(), Error> {
+        if outbox.written >= outbox.buf.len() {
+            self.backlog.store(false, Ordering::Release);
+            if outbox.buf.capacity() > KEEP_CAPACITY {
+                *outbox = Outbox::default();
+            }
         }
         match result {
-            Ok(()) => Ok(()),
-            Err(e) if is_disconnect(&e) => {
-                let mut engine = lock(&self.engine);
-                engine.abort();
-                let info = engine.closed_info();
-                drop(engine);
-                self.terminated.notify_all();
-                Err(Error::Closed(info))
-            }
-            Err(e) => Err(Error::Io(e)),
+            Err(Error::Io(e)) if net::is_disconnect(&e) => Err(Error::Closed(self.abort())),
+            Err(Error::Timeout { .. }) => Err(Error::Timeout { during }),
+            other => other,
         }
     }
 
-    /// Queues a text message and writes it.
-    pub fn send_text(&self, text: &str) -> Result<(), Error> {
-        self.with_engine(|e, _| e.send_text(text))
-    }
-
-    /// Queues a binary message and writes it.
-    pub fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
-        self.with_engine(|e, _| e.send_binary(data))
-    }
-
-    /// Sends a ping; its pong updates the latency.
-    pub fn ping(&self, data: &[u8]) -> Result<(), Error> {
-        self.with_engine(|e, now| e.send_ping(data, now))
-    }
-
-    /// Takes the next message out of the engine's buffer, converting it with `convert` while
-    /// the engine lock is held (the payload is borrowed from the engine).
-    ///
-    /// Pings, pongs and close frames are consumed on the way; when they queue a reply,
-    /// `needs_flush` is set and the caller must [`Client::flush`] after releasing the engine.
-    pub fn poll_message<T>(
-        engine: &mut Protocol,
-        needs_flush: &mut bool,
-        mut convert: impl FnMut(bool, &[u8]) -> T,
-    ) -> Received<T> {
-        let received = loop {
-            match engine.next_event() {
-                Ok(Some(Event::Text(text))) => {
-                    break Received::Message(convert(true, text.as_bytes()))
-                }
-                Ok(Some(Event::Binary(data))) => break Received::Message(convert(false, data)),
-                Ok(Some(Event::Ping(_) | Event::Pong(_) | Event::Close { .. })) => continue,
-                Ok(None) | Err(_) => match engine.termination() {
-                    Some(t) => break Received::Closed(t.clone()),
-                    None => break Received::NeedData,
-                },
-            }
+    /// Writes whatever the engine queued, if no other thread is writing (that thread writes
+    /// it then), without waiting for a peer that does not read. Errors are left to the receive
+    /// loop, which sees how the connection ended.
+    fn flush_now(&self) {
+        let outbox = match self.writer.try_lock() {
+            Ok(outbox) => outbox,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
         };
-        *needs_flush |= engine.has_data_to_send();
-        received
+        let mut outbox = outbox;
+        let _ = self.write_now(&mut outbox);
+    }
+
+    /// Queues a frame with `queue` (run attached: it may read a Python buffer) and writes it.
+    ///
+    /// `timeout` bounds the wait for a peer that does not read; when it passes, a frame may be
+    /// half-written, so the connection is failed and `TimeoutError` raised.
+    pub fn send<B: Blocking>(
+        &self,
+        blocking: &B,
+        signals: Signals<'_>,
+        timeout: Option<Duration>,
+        queue: impl FnOnce(&mut Protocol, f64) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        {
+            let mut engine = self.lock_engine(blocking);
+            let now = self.now();
+            queue(&mut engine, now)?;
+        }
+        let during = "waiting for the peer to read";
+        let result = blocking.run(|| {
+            let mut outbox = match deadline {
+                None => lock(&self.writer),
+                Some(_) => loop {
+                    match self.writer.try_lock() {
+                        Ok(outbox) => break outbox,
+                        Err(TryLockError::Poisoned(e)) => break e.into_inner(),
+                        Err(TryLockError::WouldBlock) if expired(deadline) => {
+                            return Err(Error::Timeout { during })
+                        }
+                        Err(TryLockError::WouldBlock) => {
+                            std::thread::sleep(Duration::from_millis(1));
+                            signals.check()?;
+                        }
+                    }
+                },
+            };
+            self.write_out(&mut outbox, deadline, during, signals)
+        });
+        if let Err(Error::Timeout { .. }) = result {
+            // Part of a frame may be on the wire: the stream cannot go on.
+            self.abort();
+            self.shutdown();
+        }
+        result
+    }
+
+    // ---- receiving -------------------------------------------------------------------------
+
+    /// The reader lock. When another thread holds it: if the connection is closing, `close()`
+    /// has it and will end the connection, so wait for it; otherwise two threads receive at
+    /// once, which is refused.
+    fn lock_reader<B: Blocking>(&self, blocking: &B) -> Result<MutexGuard<'_, Reader>, Error> {
+        loop {
+            match self.reader.try_lock() {
+                Ok(guard) => return Ok(guard),
+                Err(TryLockError::Poisoned(e)) => return Ok(e.into_inner()),
+                Err(TryLockError::WouldBlock) => {
+                    if self.lock_engine(blocking).state() == State::Open {
+                        return Err(Error::Concurrency(
+                            "cannot call recv() while another thread is already running recv()",
+                        ));
+                    }
+                    blocking.run(|| drop(lock(&self.reader)));
+                }
+            }
+        }
+    }
+
+    /// Receives the next message, converted by `convert` while the engine lock is held (the
+    /// payload is borrowed from the engine). Steps that may block run inside `blocking`.
+    pub fn recv<T, B: Blocking>(
+        &self,
+        timeout: Option<Duration>,
+        signals: Signals<'_>,
+        blocking: &B,
+        convert: impl FnMut(Message<'_>) -> T,
+    ) -> Result<T, Error> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut reader = self.lock_reader(blocking)?;
+        let during = "waiting for a message";
+        match self.receive(
+            &mut reader,
+            Goal::Message,
+            deadline,
+            during,
+            signals,
+            blocking,
+            convert,
+        )? {
+            Outcome::Message(m) => Ok(m),
+            Outcome::Closed(t) => {
+                blocking.run(|| self.finish());
+                Err(Error::Closed(t))
+            }
+            Outcome::Upgraded => Err(Error::InvalidArgument("not connected".into())),
+        }
+    }
+
+    /// The one receive loop (the upgrade, messages, the closing handshake). Each turn decodes
+    /// what is buffered, writes any reply without waiting, checks the deadline, then waits for
+    /// bytes. Complete messages are delivered before how the connection ended is reported.
+    #[allow(clippy::too_many_arguments)]
+    fn receive<T, B: Blocking>(
+        &self,
+        reader: &mut Reader,
+        goal: Goal,
+        deadline: Option<Instant>,
+        during: &'static str,
+        signals: Signals<'_>,
+        blocking: &B,
+        mut convert: impl FnMut(Message<'_>) -> T,
+    ) -> Result<Outcome<T>, Error> {
+        let mut turn = 0u32;
+        loop {
+            let (outcome, reply) = {
+                let mut engine = self.lock_engine(blocking);
+                let outcome = match goal {
+                    Goal::Upgrade => match engine.poll_handshake()? {
+                        State::Connecting => None,
+                        _ => Some(Outcome::Upgraded),
+                    },
+                    Goal::Message | Goal::Close => Self::poll(&mut engine, &mut convert),
+                };
+                (outcome, engine.has_data_to_send())
+            };
+            if let Some(outcome) = outcome {
+                if reply {
+                    blocking.run(|| self.flush_now());
+                }
+                return Ok(outcome);
+            }
+            // RFC 6455 says nothing of deadlines; this one holds however fast bytes arrive.
+            if turn > 0 && expired(deadline) {
+                return Err(Error::Timeout { during });
+            }
+            turn += 1;
+            blocking.run(|| {
+                if reply {
+                    self.flush_now();
+                }
+                self.read_some(reader, deadline, during, signals)
+            })?;
+        }
+    }
+
+    /// Decodes buffered bytes up to the next message or the end of the connection.
+    fn poll<T>(
+        engine: &mut Protocol,
+        convert: &mut impl FnMut(Message<'_>) -> T,
+    ) -> Option<Outcome<T>> {
+        loop {
+            match engine.next_event() {
+                Ok(Some(Event::Message(message))) => {
+                    let converted = convert(message);
+                    engine.trim();
+                    return Some(Outcome::Message(converted));
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return engine.finished().cloned().map(Outcome::Closed),
+            }
+        }
     }
 
     /// Reads once from the socket (waiting until `deadline` at most) and feeds the engine.
-    pub fn read_some(
+    fn read_some(
         &self,
         reader: &mut Reader,
         deadline: Option<Instant>,
         during: &'static str,
+        signals: Signals<'_>,
     ) -> Result<(), Error> {
+        if self.backlog.load(Ordering::Acquire) {
+            // Replies wait for a peer that does not read: wait for either direction.
+            let ready = net::wait(
+                &self.stream,
+                libc::POLLIN | libc::POLLOUT,
+                deadline,
+                during,
+                signals,
+            )?;
+            if ready & libc::POLLOUT != 0 {
+                self.flush_now();
+            }
+            if ready & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+                return Ok(());
+            }
+        }
         let Reader {
             read_size,
             buf,
@@ -324,9 +503,9 @@ impl Client {
             None
         };
         let mut small = [0u8; SMALL_READ];
-        let (full, fed, pending) = if let Some(mut input) = taken {
+        let full = if let Some(mut input) = taken {
             let target = &mut input.free_space(size)[..size];
-            let n = match self.read_or_eof(timeout, target, deadline, during) {
+            let n = match self.stream.read(timeout, target, deadline, during, signals) {
                 Ok(n) => n,
                 Err(e) => {
                     // The buffer holds what is not decoded yet: it goes back on every path.
@@ -339,141 +518,108 @@ impl Client {
             if n == 0 {
                 engine.receive_eof();
             }
-            (n == size, Ok(()), engine.has_data_to_send())
+            n == size
         } else {
             if size > 0 {
                 buf.resize(size, 0);
             }
             let target: &mut [u8] = if size == 0 { &mut small } else { buf };
-            let n = self.read_or_eof(timeout, target, deadline, during)?;
+            let n = self
+                .stream
+                .read(timeout, target, deadline, during, signals)?;
             let now = self.now();
             let mut engine = lock(&self.engine);
-            let fed = if n == 0 {
+            if n == 0 {
                 engine.receive_eof();
-                Ok(())
             } else {
-                engine.receive_data(&target[..n], now)
-            };
-            (n == target.len(), fed, engine.has_data_to_send())
+                // An error here is a failed TLS handshake, reported by the upgrade.
+                engine.receive_data(&target[..n], now)?;
+            }
+            n == target.len()
         };
         if full && size < READ_MAX {
             *read_size = if size == 0 { READ_MIN } else { size * 4 }.min(READ_MAX);
         }
-        if pending {
-            self.flush()?;
-        }
-        fed
+        Ok(())
     }
 
-    /// One read from the socket; a connection the peer dropped reads as end of stream (0).
-    fn read_or_eof(
-        &self,
-        timeout: &mut ReadTimeout,
-        target: &mut [u8],
-        deadline: Option<Instant>,
-        during: &'static str,
-    ) -> Result<usize, Error> {
-        match timeout.read(&self.stream, target, deadline, during) {
-            Ok(n) => Ok(n),
-            Err(Error::Io(e)) if is_disconnect(&e) => Ok(0),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Called once the engine reports termination: writes any last frame, wakes a waiting
-    /// `close()` and shuts the socket down.
-    pub fn finish(&self) {
-        let _ = self.flush();
+    /// Called once the connection is over: writes any last frame without waiting, wakes a
+    /// waiting `close()` and shuts the socket down.
+    fn finish(&self) {
+        self.flush_now();
         self.terminated.notify_all();
         self.shutdown();
     }
 
-    /// Receives the next message as owned bytes (`true` for text): the plain-Rust API.
-    pub fn recv(&self, timeout: Option<Duration>) -> Result<(bool, Vec<u8>), Error> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut reader = self.try_reader()?;
-        loop {
-            let mut needs_flush = false;
-            let received = {
-                let mut engine = lock(&self.engine);
-                Self::poll_message(&mut engine, &mut needs_flush, |text, data| {
-                    (text, data.to_vec())
-                })
-            };
-            if needs_flush {
-                self.flush()?;
-            }
-            match received {
-                Received::Message(m) => return Ok(m),
-                Received::Closed(t) => {
-                    self.finish();
-                    return Err(Error::Closed(t));
-                }
-                Received::NeedData => {
-                    self.read_some(&mut reader, deadline, "waiting for a message")?
-                }
-            }
-        }
-    }
-
     /// The closing handshake: sends a close frame, waits up to `close_timeout` for the
     /// peer's, then shuts the socket down. Idempotent.
-    pub fn close(&self, code: Option<u16>, reason: &str) -> Result<(), Error> {
-        match self.with_engine(|e, _| e.send_close(code, reason)) {
-            Ok(()) | Err(Error::Closed(_)) => {}
-            Err(e) => return Err(e),
-        }
+    pub fn close<B: Blocking>(
+        &self,
+        code: Option<u16>,
+        reason: &str,
+        signals: Signals<'_>,
+        blocking: &B,
+    ) -> Result<(), Error> {
+        self.lock_engine(blocking).send_close(code, reason)?;
         let deadline = self.close_timeout.map(|t| Instant::now() + t);
-        match self.try_reader() {
-            Ok(mut reader) => loop {
-                let mut needs_flush = false;
-                let received =
-                    Self::poll_message(&mut lock(&self.engine), &mut needs_flush, |_, _| ());
-                if needs_flush {
-                    let _ = self.flush();
-                }
-                if let Received::Closed(_) = received {
-                    break;
-                }
-                if let Received::Message(()) = received {
-                    continue;
-                }
-                match self.read_some(&mut reader, deadline, "waiting for the peer's close frame") {
-                    Ok(()) => {}
-                    Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        lock(&self.engine).abort();
-                        break;
-                    }
-                }
-            },
-            Err(_) => {
-                // Another thread is in recv(): it will see the peer's close frame.
-                let mut engine = lock(&self.engine);
-                while engine.termination().is_none() {
-                    let wait = match deadline {
-                        None => Duration::from_secs(3600),
-                        Some(d) => d.saturating_duration_since(Instant::now()),
-                    };
-                    if wait.is_zero() {
-                        engine.abort();
-                        break;
-                    }
-                    engine = self
-                        .terminated
-                        .wait_timeout(engine, wait)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
-                }
+        let during = "waiting for the peer's close frame";
+        let result = blocking.run(|| {
+            // If a sender holds the writer lock, it writes our close frame after its own.
+            if let Ok(mut outbox) = self.writer.try_lock() {
+                self.write_out(&mut outbox, deadline, during, signals)?;
             }
+            Ok(())
+        });
+        let result = result.and_then(|()| match self.reader.try_lock() {
+            Ok(mut reader) => self
+                .receive(
+                    &mut reader,
+                    Goal::Close,
+                    deadline,
+                    during,
+                    signals,
+                    blocking,
+                    |_| (),
+                )
+                .map(drop),
+            // Another thread is in recv(): it will see the peer's close frame.
+            Err(_) => blocking.run(|| self.wait_terminated(deadline, signals)),
+        });
+        blocking.run(|| {
+            if result.is_err() {
+                self.abort();
+            }
+            self.finish();
+        });
+        match result {
+            Err(Error::Interrupted) => Err(Error::Interrupted),
+            _ => Ok(()),
         }
-        self.finish();
-        Ok(())
     }
 
-    /// The engine's state.
-    pub fn state(&self) -> State {
-        lock(&self.engine).state()
+    fn wait_terminated(
+        &self,
+        deadline: Option<Instant>,
+        signals: Signals<'_>,
+    ) -> Result<(), Error> {
+        let mut engine = lock(&self.engine);
+        while engine.termination().is_none() {
+            let left = net::remaining(deadline, "waiting for the peer's close frame")?;
+            let wait = left
+                .map(|l| l.min(Duration::from_millis(100)))
+                .unwrap_or(Duration::from_millis(100));
+            engine = self
+                .terminated
+                .wait_timeout(engine, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+            if engine.termination().is_none() {
+                drop(engine);
+                signals.check()?;
+                engine = lock(&self.engine);
+            }
+        }
+        Ok(())
     }
 }
 

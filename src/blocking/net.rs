@@ -1,14 +1,62 @@
-//! Blocking TCP: name resolution and connection under a deadline, socket options, and reads
-//! that honour a deadline.
+//! Blocking sockets under deadlines: name resolution and connection, reads and writes that
+//! wait at most until a deadline, and waits that let the caller's signal handlers run.
+//!
+//! Reads block in `read` with the socket's receive timeout set to what is left (one system call
+//! per read, as fast as a plain blocking read). Writes never block in the kernel: they send
+//! with `MSG_DONTWAIT` and wait for room with `poll`, so every write has a deadline and a
+//! writer blocked on a peer that stopped reading wakes when the socket is shut down.
 
 use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Protocol as IpProtocol, SockRef, Socket, Type};
+
 use crate::error::Error;
 
-/// Time left until `deadline`, or a timeout error naming `during`.
+/// How often a wait on the main thread stops to run the caller's signal check: a signal sent to
+/// the process may be delivered to another thread, which leaves this thread's system call
+/// uninterrupted.
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// The caller's signal check, run when a wait is interrupted (`EINTR`) and, on the thread that
+/// receives signals, every [`SIGNAL_SLICE`]. It returns `Err(Error::Interrupted)` to abandon the
+/// wait (a signal handler raised).
+#[derive(Clone, Copy)]
+pub struct Signals<'a> {
+    check: Option<&'a (dyn Fn() -> Result<(), Error> + Sync)>,
+}
+
+impl<'a> Signals<'a> {
+    /// No signal handling: interrupted waits are retried.
+    pub const NONE: Signals<'static> = Signals { check: None };
+
+    /// Runs `check` on interruption and every [`SIGNAL_SLICE`] of waiting.
+    pub fn new(check: &'a (dyn Fn() -> Result<(), Error> + Sync)) -> Self {
+        Signals { check: Some(check) }
+    }
+
+    /// Runs the check.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.check {
+            Some(check) => check(),
+            None => Ok(()),
+        }
+    }
+
+    /// How long one wait may last given what is `left` until the deadline.
+    fn slice(&self, left: Option<Duration>) -> Option<Duration> {
+        match (self.check, left) {
+            (None, left) => left,
+            (Some(_), None) => Some(SIGNAL_SLICE),
+            (Some(_), Some(left)) => Some(left.min(SIGNAL_SLICE)),
+        }
+    }
+}
+
+/// Time left until `deadline` (`None`: no deadline), or a timeout error naming `during`.
 pub fn remaining(
     deadline: Option<Instant>,
     during: &'static str,
@@ -26,9 +74,19 @@ pub fn remaining(
     }
 }
 
+/// True once `deadline` has passed.
+pub fn expired(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
 /// Resolves `host:port`. IP literals skip the resolver; names are resolved on a helper thread
-/// so that the deadline holds even when the system resolver hangs.
-pub fn resolve(host: &str, port: u16, deadline: Option<Instant>) -> Result<Vec<SocketAddr>, Error> {
+/// so that the deadline holds, and signals are seen, even when the system resolver hangs.
+pub fn resolve(
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+    signals: Signals<'_>,
+) -> Result<Vec<SocketAddr>, Error> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
@@ -36,28 +94,26 @@ pub fn resolve(host: &str, port: u16, deadline: Option<Instant>) -> Result<Vec<S
         host: host.to_string(),
         message,
     };
-    let lookup = {
-        let host = host.to_string();
-        move || -> io::Result<Vec<SocketAddr>> {
-            Ok((host.as_str(), port).to_socket_addrs()?.collect())
-        }
-    };
-    let addrs = match remaining(deadline, "resolving the host name")? {
-        None => lookup().map_err(|e| dns_error(e.to_string()))?,
-        Some(left) => {
-            let (tx, rx) = mpsc::channel();
-            std::thread::Builder::new()
-                .name("sigil-ws-resolver".into())
-                .spawn(move || {
-                    let _ = tx.send(lookup());
-                })?;
-            match rx.recv_timeout(left) {
-                Ok(result) => result.map_err(|e| dns_error(e.to_string()))?,
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        during: "resolving the host name",
-                    })
-                }
+    let (tx, rx) = mpsc::channel();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("sigil-ws-resolver".into())
+        .spawn(move || {
+            let result: io::Result<Vec<SocketAddr>> = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            let _ = tx.send(result);
+        })?;
+    let during = "resolving the host name";
+    let addrs = loop {
+        let wait = signals
+            .slice(remaining(deadline, during)?)
+            .unwrap_or(Duration::from_secs(3600));
+        match rx.recv_timeout(wait) {
+            Ok(result) => break result.map_err(|e| dns_error(e.to_string()))?,
+            Err(mpsc::RecvTimeoutError::Timeout) => signals.check()?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(dns_error("the resolver thread failed".into()))
             }
         }
     };
@@ -74,30 +130,93 @@ pub fn connect_tcp(
     host: &str,
     port: u16,
     deadline: Option<Instant>,
+    signals: Signals<'_>,
 ) -> Result<(TcpStream, SocketAddr), Error> {
-    let addrs = resolve(host, port, deadline)?;
+    let addrs = resolve(host, port, deadline, signals)?;
     let mut last_error = None;
     for addr in addrs {
-        let attempt = match remaining(deadline, "connecting")? {
-            None => TcpStream::connect(addr),
-            Some(left) => TcpStream::connect_timeout(&addr, left),
-        };
-        match attempt {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                return Ok((stream, addr));
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return Err(Error::Timeout {
-                    during: "connecting",
-                })
-            }
-            Err(e) => last_error = Some(e),
+        match connect_addr(addr, deadline, signals) {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(Error::Io(e)) => last_error = Some(e),
+            Err(e) => return Err(e),
         }
     }
-    Err(last_error
-        .map(Error::Io)
-        .unwrap_or_else(|| Error::Io(io::Error::other("no address to connect to"))))
+    Err(Error::Io(last_error.unwrap_or_else(|| {
+        io::Error::other("no address to connect to")
+    })))
+}
+
+fn connect_addr(
+    addr: SocketAddr,
+    deadline: Option<Instant>,
+    signals: Signals<'_>,
+) -> Result<TcpStream, Error> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(IpProtocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            wait(&socket, libc::POLLOUT, deadline, "connecting", signals)?;
+            if let Some(e) = socket.take_error()? {
+                return Err(Error::Io(e));
+            }
+        }
+        Err(e) => return Err(Error::Io(e)),
+    }
+    socket.set_nonblocking(false)?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
+/// Waits until the socket is ready for `events` (`POLLIN`, `POLLOUT`) or the deadline passes;
+/// returns the events that are ready (errors and hang-ups count as ready: the next read or
+/// write reports them).
+pub fn wait(
+    socket: &impl AsRawFd,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+    during: &'static str,
+    signals: Signals<'_>,
+) -> Result<libc::c_short, Error> {
+    loop {
+        let left = remaining(deadline, during)?;
+        let slice = signals.slice(left);
+        let ms = match slice {
+            None => -1,
+            // Round up, so a wait never ends before the deadline and spins.
+            Some(d) => libc::c_int::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+        };
+        let mut fd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: `fd` is one valid, initialised `pollfd` that lives on this stack frame for
+        // the whole call, and the count passed is 1.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        if n > 0 {
+            return Ok(fd.revents);
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::Io(e));
+            }
+        }
+        // Interrupted, or a slice ended: let the caller's handlers run.
+        signals.check()?;
+    }
+}
+
+/// A connected socket whose reads and writes honour deadlines.
+#[derive(Debug)]
+pub struct Stream {
+    tcp: TcpStream,
 }
 
 /// The read side's socket timeout, set only when it changes (one system call saved per read).
@@ -106,47 +225,111 @@ pub struct ReadTimeout {
     current: Option<Duration>,
 }
 
-impl ReadTimeout {
+impl Stream {
+    /// Wraps a connected, blocking TCP socket.
+    pub fn new(tcp: TcpStream) -> Stream {
+        Stream { tcp }
+    }
+
+    /// The socket.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
     /// Reads into `buf`, waiting until `deadline` at most.
     ///
-    /// `Ok(0)` is end of stream. A passed deadline is `Error::Timeout`; `Interrupted` is passed
-    /// through for the caller to check for signals and retry.
+    /// `Ok(0)` is end of stream, also for a peer that reset the connection. Once the deadline
+    /// has passed, what is already there is still taken (so that `recv(timeout=0)` polls).
     pub fn read(
-        &mut self,
-        mut stream: &TcpStream,
+        &self,
+        timeout: &mut ReadTimeout,
         buf: &mut [u8],
         deadline: Option<Instant>,
         during: &'static str,
+        signals: Signals<'_>,
     ) -> Result<usize, Error> {
-        // Once the deadline has passed, still take what is already there (so that
-        // `recv(timeout=0)` polls) by waiting the shortest time the socket allows.
-        let want = deadline.map(|d| {
-            d.saturating_duration_since(Instant::now())
-                .max(Duration::from_micros(1))
-        });
-        if want != self.current {
-            stream.set_read_timeout(want)?;
-            self.current = want;
-        }
-        match stream.read(buf) {
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(Error::Timeout { during })
+        loop {
+            let left = deadline.map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(1))
+            });
+            let want = signals.slice(left);
+            if want != timeout.current {
+                self.tcp.set_read_timeout(want)?;
+                timeout.current = want;
             }
-            Err(e) => Err(Error::Io(e)),
+            match (&self.tcp).read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if is_disconnect(&e) => return Ok(0),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if expired(deadline) {
+                        return Err(Error::Timeout { during });
+                    }
+                    signals.check()?;
+                }
+                Err(e) => return Err(Error::Io(e)),
+            }
         }
+    }
+
+    /// Writes what the socket takes now without waiting; `Ok(0)` when it takes nothing.
+    pub fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match SockRef::from(&self.tcp)
+                .send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes all of `buf`, waiting for room until `deadline` at most. On a timeout, part of
+    /// `buf` may have been written: `written` counts it.
+    pub fn write_all(
+        &self,
+        buf: &[u8],
+        written: &mut usize,
+        deadline: Option<Instant>,
+        signals: Signals<'_>,
+    ) -> Result<(), Error> {
+        while let Some(rest) = buf.get(*written..).filter(|r| !r.is_empty()) {
+            match self.write_now(rest)? {
+                0 => {
+                    wait(
+                        &self.tcp,
+                        libc::POLLOUT,
+                        deadline,
+                        "waiting for the peer to read",
+                        signals,
+                    )?;
+                }
+                n => *written += n,
+            }
+        }
+        Ok(())
+    }
+
+    /// Shuts both directions down, waking any thread blocked on the socket. Errors (the peer
+    /// may have gone already) are irrelevant at this point.
+    pub fn shutdown(&self) {
+        let _ = self.tcp.shutdown(Shutdown::Both);
     }
 }
 
-/// Shuts both directions down, waking any thread blocked on the socket. Errors (the peer may
-/// have gone already) are irrelevant at this point.
-pub fn shutdown(stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Both);
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.tcp.as_raw_fd()
+    }
 }
 
 /// True for errors that mean the peer is gone rather than that something is misconfigured.
@@ -172,23 +355,23 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let deadline = Some(Instant::now() + Duration::from_secs(5));
-        let (stream, addr) = connect_tcp("127.0.0.1", port, deadline).unwrap();
+        let (stream, addr) = connect_tcp("127.0.0.1", port, deadline, Signals::NONE).unwrap();
         assert!(stream.nodelay().unwrap());
         assert_eq!(addr, stream.peer_addr().unwrap());
-        let stream = connect_tcp("localhost", port, deadline);
+        let stream = connect_tcp("localhost", port, deadline, Signals::NONE);
         // localhost may resolve to ::1 first; some address must accept.
         assert!(stream.is_ok(), "{stream:?}");
     }
 
     #[test]
-    fn refused_is_an_io_error() {
+    fn refused_is_an_io_error_with_errno() {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let e = connect_tcp("127.0.0.1", port, None).unwrap_err();
+        let e = connect_tcp("127.0.0.1", port, None, Signals::NONE).unwrap_err();
         assert!(
-            matches!(e, Error::Io(ref io) if io.kind() == io::ErrorKind::ConnectionRefused),
+            matches!(e, Error::Io(ref io) if io.raw_os_error() == Some(libc::ECONNREFUSED)),
             "{e:?}"
         );
     }
@@ -199,6 +382,7 @@ mod tests {
             "no-such-host.invalid",
             80,
             Some(Instant::now() + Duration::from_secs(5)),
+            Signals::NONE,
         )
         .unwrap_err();
         assert!(
@@ -207,35 +391,87 @@ mod tests {
         );
     }
 
-    #[test]
-    fn read_deadline() {
+    fn pair() -> (Stream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (stream, _) = connect_tcp("127.0.0.1", port, None).unwrap();
+        let (stream, _) = connect_tcp("127.0.0.1", port, None, Signals::NONE).unwrap();
         let (server, _) = listener.accept().unwrap();
+        (Stream::new(stream), server)
+    }
+
+    #[test]
+    fn read_deadline() {
+        let (stream, server) = pair();
         let mut rt = ReadTimeout::default();
         let start = Instant::now();
-        let e = rt
+        let e = stream
             .read(
-                &stream,
+                &mut rt,
                 &mut [0; 8],
                 Some(start + Duration::from_millis(50)),
                 "reading",
+                Signals::NONE,
             )
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { during: "reading" }));
         assert!(start.elapsed() >= Duration::from_millis(45));
-        let e = rt
-            .read(&stream, &mut [0; 8], Some(start), "reading")
+        let e = stream
+            .read(&mut rt, &mut [0; 8], Some(start), "reading", Signals::NONE)
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }));
         // A passed deadline still returns what is already there.
         (&server).write_all(b"ready").unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let mut buf = [0; 8];
-        assert_eq!(
-            rt.read(&stream, &mut buf, Some(start), "reading").unwrap(),
-            5
+        let n = stream
+            .read(&mut rt, &mut buf, Some(start), "reading", Signals::NONE)
+            .unwrap();
+        assert_eq!(n, 5);
+    }
+
+    #[test]
+    fn write_deadline_against_a_peer_that_does_not_read() {
+        let (stream, _server) = pair();
+        let chunk = vec![0u8; 1 << 20];
+        let start = Instant::now();
+        let deadline = Some(start + Duration::from_millis(200));
+        let (e, written) = loop {
+            let mut written = 0;
+            if let Err(e) = stream.write_all(&chunk, &mut written, deadline, Signals::NONE) {
+                break (e, written);
+            }
+        };
+        assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(written < chunk.len());
+    }
+
+    #[test]
+    fn signal_check_ends_a_wait() {
+        let (stream, _server) = pair();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let check = || {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2 {
+                Err(Error::Interrupted)
+            } else {
+                Ok(())
+            }
+        };
+        let start = Instant::now();
+        let e = stream
+            .read(
+                &mut ReadTimeout::default(),
+                &mut [0; 8],
+                None,
+                "reading",
+                Signals::new(&check),
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::Interrupted), "{e:?}");
+        let took = start.elapsed();
+        assert!(
+            took >= 2 * SIGNAL_SLICE && took < 10 * SIGNAL_SLICE,
+            "{took:?}"
         );
     }
 }

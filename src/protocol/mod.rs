@@ -6,19 +6,27 @@
 //!
 //! Driver contract: feed socket bytes to [`Protocol::receive_data`] and end of stream to
 //! [`Protocol::receive_eof`]; pull events with [`Protocol::next_event`] until it returns
-//! `None`; after every call, write [`Protocol::take_data_to_send`] out in full, in order.
+//! `None`; after every call, write [`Protocol::take_data_to_send`] out in full, in order. When
+//! the transport fails or a deadline passes, [`Protocol::abort`].
+//!
+//! Submodules: `wire` moves bytes (through TLS when there is a TLS layer), `message` turns
+//! data frames into messages.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use crate::buffer::{InputBuffer, KEEP_CAPACITY};
-use crate::error::{Error, ProtocolError, Termination};
-use crate::frame::{decode_header, encode_frame, is_valid_close_code, FrameHeader, OpCode};
-use crate::handshake::{self, HandshakeError, PackedHeaders, RequestOptions};
-use crate::random::mask_key;
-use crate::tls::TlsLayer;
-use crate::url::WebSocketUrl;
-use crate::utf8::Utf8Validator;
+pub use self::message::Message;
+use self::message::{Completed, Payload, Reassembly};
+use self::wire::Wire;
+use crate::buffer::InputBuffer;
+use crate::error::{Error, Failure, ProtocolError, Termination};
+use crate::frame::{decode_header, is_valid_close_code, OpCode};
+use crate::handshake::{self, HandshakeError, PackedHeaders};
+use crate::options::Options;
+use crate::tls::{client_config, TlsLayer};
+use crate::url::{parse_url, WebSocketUrl};
+
+mod message;
+mod wire;
 
 /// Connection states (RFC 6455 §4, §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +56,9 @@ impl State {
 /// What the engine reports. Payloads borrow the engine's buffers until the next call.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A complete text message.
-    Text(&'a str),
-    /// A complete binary message.
-    Binary(&'a [u8]),
-    /// The peer pinged; the pong is already queued.
+    /// A complete message.
+    Message(Message<'a>),
+    /// The peer pinged; the pong is queued (only the latest ping's, RFC 6455 §5.5.3).
     Ping(&'a [u8]),
     /// The peer ponged.
     Pong(&'a [u8]),
@@ -65,32 +71,18 @@ pub enum Event<'a> {
     },
 }
 
-/// Engine settings.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Largest message accepted, in bytes; `None` for no limit.
-    pub max_size: Option<usize>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_size: Some(16 * 1024 * 1024),
-        }
-    }
-}
-
-/// An unfinished fragmented message.
-#[derive(Debug)]
-struct Fragmented {
-    text: bool,
-}
-
 /// A ping we sent and whose pong has not come back.
 #[derive(Debug)]
 struct PendingPing {
     data: Vec<u8>,
     sent_at: f64,
+}
+
+/// What only the opening handshake needs; dropped once it is over.
+#[derive(Debug)]
+struct Upgrade {
+    key: String,
+    offered_subprotocols: Vec<String>,
 }
 
 /// At most this much is reserved ahead for a frame whose header has arrived: enough to receive
@@ -100,34 +92,28 @@ const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
 /// The engine of one client connection.
 pub struct Protocol {
     state: State,
-    config: Config,
-    /// Boxed: a rustls connection is about 1 KiB, which a `ws://` connection should not carry.
-    tls: Option<Box<TlsLayer>>,
-    /// Plaintext received and not yet consumed.
-    input: InputBuffer,
-    /// Bytes for the socket.
-    out: Vec<u8>,
-    /// Frame scratch when frames go through TLS.
-    scratch: Vec<u8>,
-    key: String,
-    offered_subprotocols: Vec<String>,
+    url: WebSocketUrl,
+    /// `Some` while the upgrade response is awaited.
+    upgrade: Option<Box<Upgrade>>,
+    wire: Wire,
+    reassembly: Reassembly,
     subprotocol: Option<String>,
     response_headers: PackedHeaders,
-    /// Reassembly of a fragmented message.
-    fragmented: Option<Fragmented>,
-    message: Vec<u8>,
-    /// The message buffer was handed out in the previous event and must be cleared.
-    message_delivered: bool,
-    utf8: Utf8Validator,
-    /// Payload bytes of the current (incomplete) text frame already validated.
-    validated: usize,
     pings: VecDeque<PendingPing>,
+    /// The payload of the pong owed for the latest ping, while `pong_owed`.
+    pong: Vec<u8>,
+    pong_owed: bool,
     latency: f64,
     /// Arrival time of the bytes being processed.
     now: f64,
+    /// No more bytes will arrive.
     eof: bool,
     /// The upgrade succeeded.
     opened: bool,
+    /// Frames are decoded: false before the upgrade and once the peer's close frame arrived or
+    /// the connection failed (RFC 6455 §7.1.7: an endpoint that failed the connection "MUST
+    /// NOT continue to attempt to process data").
+    decoding: bool,
     /// Leave a violating frame unread instead of failing (see `set_defer_failure`).
     defer_failure: bool,
     /// A violating frame waits at the head of the buffer.
@@ -138,58 +124,56 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// A client engine that has queued its upgrade request for `url`.
+    /// A client engine for `url` that has queued its upgrade request: the one way an engine is
+    /// made, for every driver.
     ///
-    /// `tls` is required for `wss://` URLs; `server_name` overrides the URL host for SNI and
-    /// certificate checks.
-    pub fn client(
-        url: &WebSocketUrl,
-        key: String,
-        request: &RequestOptions,
-        config: Config,
-        tls: Option<(Arc<rustls::ClientConfig>, Option<&str>)>,
-    ) -> Result<Protocol, Error> {
-        let tls = match (url.secure(), tls) {
-            (true, Some((tls_config, name))) => Some(Box::new(TlsLayer::new(
-                tls_config,
-                name.unwrap_or(&url.host),
-            )?)),
-            (true, None) => {
+    /// `key` overrides the random `Sec-WebSocket-Key` (for tests).
+    pub fn client(url: &str, options: &Options, key: Option<String>) -> Result<Protocol, Error> {
+        let url = parse_url(url)?;
+        let tls = match (url.secure(), &options.tls) {
+            (true, tls) => {
+                let tls = tls.clone().unwrap_or_default();
+                let name = tls.server_hostname.as_deref().unwrap_or(&url.host);
+                Some(TlsLayer::new(client_config(&tls)?, name)?)
+            }
+            (false, None) => None,
+            (false, Some(_)) => {
                 return Err(Error::InvalidArgument(
-                    "wss:// needs a TLS configuration".into(),
+                    "tls is only for wss:// URLs, not ws://".into(),
                 ))
             }
-            (false, _) => None,
         };
-        let request_bytes = handshake::build_request(url, &key, request)?;
+        let key = match key {
+            Some(k) => k,
+            None => handshake::generate_key()?,
+        };
+        let request = handshake::build_request(&url, &key, &options.request)?;
         let mut engine = Protocol {
             state: State::Connecting,
-            config,
-            tls,
-            input: InputBuffer::default(),
-            out: Vec::new(),
-            scratch: Vec::new(),
-            key,
-            offered_subprotocols: request.subprotocols.clone(),
+            url,
+            upgrade: Some(Box::new(Upgrade {
+                key,
+                offered_subprotocols: options.request.subprotocols.clone(),
+            })),
+            wire: Wire::new(tls),
+            reassembly: Reassembly::new(options.max_size),
             subprotocol: None,
             response_headers: PackedHeaders::default(),
-            fragmented: None,
-            message: Vec::new(),
-            message_delivered: false,
-            utf8: Utf8Validator::new(),
-            validated: 0,
             pings: VecDeque::new(),
+            pong: Vec::new(),
+            pong_owed: false,
             latency: 0.0,
             now: 0.0,
             eof: false,
             opened: false,
+            decoding: false,
             defer_failure: false,
             failure_deferred: false,
             close_sent: None,
             close_received: None,
             termination: None,
         };
-        engine.write_plain(&request_bytes)?;
+        engine.wire.write_plain(&request)?;
         Ok(engine)
     }
 
@@ -198,6 +182,11 @@ impl Protocol {
     /// The connection state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The URL this engine connects to.
+    pub fn url(&self) -> &WebSocketUrl {
+        &self.url
     }
 
     /// True once the upgrade succeeded (also after the connection closed).
@@ -220,6 +209,14 @@ impl Protocol {
         self.termination.as_ref()
     }
 
+    /// How the connection ended, once no further event can come: the connection ended and
+    /// either input is over or nothing more is decoded.
+    pub fn finished(&self) -> Option<&Termination> {
+        self.termination
+            .as_ref()
+            .filter(|_| self.eof || !self.decoding)
+    }
+
     /// Seconds of the last ping/pong round trip, 0.0 before any.
     pub fn latency(&self) -> f64 {
         self.latency
@@ -227,7 +224,7 @@ impl Protocol {
 
     /// The ALPN protocol negotiated by TLS.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.tls.as_ref().and_then(|t| t.alpn_protocol())
+        self.wire.alpn_protocol()
     }
 
     /// True while we wait for the peer's close frame: the driver arms `close_timeout`.
@@ -235,64 +232,51 @@ impl Protocol {
         self.state == State::Closing
     }
 
-    /// True when bytes are waiting for the socket.
-    pub fn has_data_to_send(&self) -> bool {
-        !self.out.is_empty()
-    }
-
-    /// Hands the bytes for the socket over by swapping them with `buf` (which should be
-    /// empty; its capacity is reused).
-    pub fn take_data_to_send(&mut self, buf: &mut Vec<u8>) {
-        buf.clear();
-        std::mem::swap(&mut self.out, buf);
-    }
-
-    /// Runs `f` on the bytes waiting for the socket and empties the buffer, keeping its
-    /// capacity (for drivers that copy the bytes out anyway).
-    pub fn drain_data_to_send<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> R {
-        let result = f(&self.out);
-        self.out.clear();
-        if self.out.capacity() > KEEP_CAPACITY {
-            self.out = Vec::new();
-        }
-        result
-    }
-
     /// Bytes received and not yet turned into events.
     pub fn buffered_len(&self) -> usize {
-        self.input.pending().len()
+        self.wire.input.pending().len()
     }
 
     // ---- input -----------------------------------------------------------------------------
 
     /// Feeds bytes read from the socket, received at time `now`.
     ///
-    /// Nothing is parsed here: [`Protocol::next_event`] decodes lazily, so the memory held
-    /// ahead of the consumer is what the driver chose to read.
+    /// Nothing is decoded here: [`Protocol::next_event`] decodes lazily, so the memory held
+    /// ahead of the consumer is what the driver chose to read. A TLS failure during the
+    /// opening handshake is returned; after it, a TLS failure fails the connection like a
+    /// protocol error (state `Closed`, the error as the termination's cause).
     pub fn receive_data(&mut self, data: &[u8], now: f64) -> Result<(), Error> {
         self.now = now;
         if self.ignores_input() {
             return Ok(());
         }
-        self.input.compact();
-        match &mut self.tls {
-            Some(tls) => {
-                let result = tls.read(data, &mut self.input);
-                // Alerts and handshake records go out whether or not reading failed.
-                tls.drain(&mut self.out)?;
-                if result?.closed {
-                    self.eof = true;
-                }
+        match self.wire.receive(data) {
+            Ok(closed) => {
+                self.eof |= closed;
+                Ok(())
             }
-            None => self.input.extend(data),
+            Err(e) => self.transport_failed(e),
         }
+    }
+
+    fn transport_failed(&mut self, error: Error) -> Result<(), Error> {
+        self.eof = true;
+        if self.state == State::Connecting {
+            self.terminate(1006, String::new(), None);
+            return Err(error);
+        }
+        let cause = match error {
+            Error::Tls(e) => Some(Failure::Tls(e)),
+            _ => None,
+        };
+        self.terminate(1006, String::new(), cause);
         Ok(())
     }
 
-    /// RFC 6455 §7.1.7: after failing the connection an endpoint "MUST NOT continue to attempt
-    /// to process data" from the peer; nor is there any after the end of the stream.
+    /// No input is taken after the end of the stream, after the peer's close frame, or once
+    /// the connection failed (RFC 6455 §7.1.7).
     fn ignores_input(&self) -> bool {
-        self.eof || self.termination.is_some() && self.state == State::Closed
+        self.eof || self.opened && !self.decoding
     }
 
     /// For a driver that reads plain TCP itself: the input buffer, taken out of the engine so
@@ -304,32 +288,37 @@ impl Protocol {
     ///
     /// `None` over TLS (ciphertext goes through rustls first) and once input is ignored.
     pub fn take_input(&mut self) -> Option<InputBuffer> {
-        if self.tls.is_some() || self.ignores_input() {
+        if self.ignores_input() {
             return None;
         }
-        self.input.compact();
-        Some(std::mem::take(&mut self.input))
+        self.wire.take_input()
     }
 
     /// Puts back the buffer from [`Protocol::take_input`] with `n` bytes read into its free
     /// space at time `now` (dropped if input has become ignored meanwhile).
-    pub fn receive_into(&mut self, mut input: InputBuffer, n: usize, now: f64) {
+    pub fn receive_into(&mut self, input: InputBuffer, n: usize, now: f64) {
         self.now = now;
-        if n > 0 && !self.ignores_input() {
-            input.commit(n);
-        }
-        self.input = input;
+        let accept = !self.ignores_input();
+        self.wire.put_input(input, n, accept);
     }
 
-    /// The socket reached end of stream.
+    /// The socket reached end of stream. What arrived before it is still decoded.
     pub fn receive_eof(&mut self) {
         self.eof = true;
     }
 
+    /// The transport failed or the driver gave up waiting (a close timeout): the connection
+    /// is closed with 1006 unless it already ended. Complete messages that arrived before are
+    /// still delivered, and bytes the socket still holds may be fed until its end.
+    pub fn abort(&mut self) {
+        self.terminate(1006, String::new(), None);
+    }
+
     /// Defers failing the connection while `defer` is set: a frame that breaks the protocol is
-    /// left unread and [`Protocol::failure_deferred`] turns true. A driver that already holds
-    /// messages for its application sets this, so that the application can still answer them
-    /// before the connection fails (as the lazy sync driver naturally allows).
+    /// left unread and [`Protocol::failure_deferred`] turns true. A driver that reads ahead of
+    /// its application (asyncio, to answer pings while nobody receives) sets this while it
+    /// holds undelivered messages, so that the application can still answer them before the
+    /// connection fails, as RFC 6455 §5.4's ordering and Autobahn's 3.2, 4.1.3 and 5.15 expect.
     pub fn set_defer_failure(&mut self, defer: bool) {
         self.defer_failure = defer;
     }
@@ -341,41 +330,55 @@ impl Protocol {
 
     /// The next event, or `None` when more bytes are needed (or the connection is over).
     ///
-    /// A protocol violation fails the connection: the close frame with the matching code is
-    /// queued, the state becomes `Closed`, and the error is returned once; later calls return
-    /// `None` and [`Protocol::termination`] tells what happened.
+    /// A refused or malformed upgrade is returned as an error once. A protocol violation
+    /// fails the connection: the close frame with the matching code is queued, the state
+    /// becomes `Closed`, and the error is returned once; later calls return `None` and
+    /// [`Protocol::termination`] tells what happened.
     pub fn next_event(&mut self) -> Result<Option<Event<'_>>, Error> {
+        self.reassembly.recycle();
+        if self.state == State::Connecting {
+            self.poll_handshake()?;
+        }
+        if !self.decoding {
+            return Ok(None);
+        }
         self.failure_deferred = false;
-        if self.message_delivered {
-            self.message_delivered = false;
-            self.message.clear();
-            if self.message.capacity() > KEEP_CAPACITY {
-                self.message = Vec::new();
-            }
-        }
-        match self.poll_handshake()? {
-            // The response may have arrived with the first frames: go on decoding.
-            State::Open | State::Closing => {}
-            State::Connecting | State::Closed => return Ok(None),
-        }
+        let before = self
+            .defer_failure
+            .then(|| (self.wire.input.pos(), self.reassembly.snapshot()));
         match self.decode_frame() {
             Ok(Some(step)) => Ok(Some(self.event_for(step))),
             Ok(None) => {
-                if self.eof && self.termination.is_none() {
+                if self.eof {
                     // RFC 6455 §7.1.5: no close frame received → "_The WebSocket Connection
                     // Close Code_ is considered to be 1006."
+                    self.decoding = false;
                     self.terminate(1006, String::new(), None);
                 }
                 Ok(None)
             }
-            Err(Error::Protocol(e)) => {
+            Err(_) if before.is_some() => {
+                if let Some((pos, snapshot)) = before {
+                    self.wire.input.set_pos(pos);
+                    self.reassembly.restore(snapshot);
+                }
+                self.failure_deferred = true;
+                Ok(None)
+            }
+            Err(e) => {
                 self.fail(e.clone());
                 Err(Error::Protocol(e))
             }
-            Err(e) => {
-                self.abort();
-                Err(e)
-            }
+        }
+    }
+
+    /// Releases the memory of the event returned last: call it when done with the event's
+    /// payload, so an idle connection does not keep the buffers of one large message.
+    pub fn trim(&mut self) {
+        self.reassembly.recycle();
+        if self.wire.input.is_drained() {
+            // A drained buffer is rewound, and released when it grew past KEEP_CAPACITY.
+            self.wire.input.compact();
         }
     }
 
@@ -386,12 +389,8 @@ impl Protocol {
     pub fn poll_handshake(&mut self) -> Result<State, Error> {
         if self.state == State::Connecting {
             if let Err(e) = self.receive_handshake() {
-                self.state = State::Closed;
-                self.termination = Some(Termination {
-                    code: 1006,
-                    reason: String::new(),
-                    cause: None,
-                });
+                self.upgrade = None;
+                self.terminate(1006, String::new(), None);
                 return Err(e);
             }
         }
@@ -399,10 +398,13 @@ impl Protocol {
     }
 
     fn receive_handshake(&mut self) -> Result<(), Error> {
-        let pending = self.input.pending();
+        let Some(upgrade) = &self.upgrade else {
+            return Ok(());
+        };
+        let pending = self.wire.input.pending();
         let Some((response, used)) = handshake::parse_response(pending)? else {
             if self.eof {
-                if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+                if self.wire.tls_handshaking() {
                     return Err(Error::TlsHandshakeEof);
                 }
                 return Err(HandshakeError::UnexpectedEof.into());
@@ -411,227 +413,93 @@ impl Protocol {
         };
         let accepted = handshake::validate_response(
             &response,
-            &self.key,
-            &self.offered_subprotocols,
+            &upgrade.key,
+            &upgrade.offered_subprotocols,
             &pending[used..],
         )?;
-        self.input.set_pos(self.input.pos() + used);
+        let pos = self.wire.input.pos() + used;
+        self.wire.input.set_pos(pos);
         self.subprotocol = accepted.subprotocol;
         self.response_headers = PackedHeaders::new(&response.headers);
         self.state = State::Open;
         self.opened = true;
+        self.decoding = true;
         // What only the handshake needed goes now: an idle connection keeps little memory.
-        self.key = String::new();
-        self.offered_subprotocols = Vec::new();
-        self.input.compact();
-        self.input.release_if_drained();
-        if self.out.is_empty() {
-            self.out = Vec::new(); // the request's capacity
-        }
+        self.upgrade = None;
+        self.wire.input.compact();
+        self.wire.input.release_if_drained();
+        self.wire.shrink_out(true);
         Ok(())
     }
 
     /// Decodes frames up to the next event; `None` when more bytes are needed.
-    ///
-    /// With failures deferred, a frame that breaks the protocol is left unread (nothing of it is
-    /// consumed) and decoding stops, so that it fails the same way once deferral ends.
-    fn decode_frame(&mut self) -> Result<Option<Step>, Error> {
+    fn decode_frame(&mut self) -> Result<Option<Step>, ProtocolError> {
         loop {
-            let (frame_start, validated, utf8) =
-                (self.input.pos(), self.validated, self.utf8.clone());
-            match self.decode_next_frame() {
-                Ok(Decoded::NeedData) => return Ok(None),
-                Ok(Decoded::Fragment) => continue,
-                Ok(Decoded::Event(step)) => return Ok(Some(step)),
-                Err(Error::Protocol(_)) if self.defer_failure => {
-                    self.input.set_pos(frame_start);
-                    self.validated = validated;
-                    self.utf8 = utf8;
-                    self.failure_deferred = true;
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Decodes one frame. Errors happen before the frame changes any state but the input position,
-    /// `validated` and the UTF-8 validator, which `decode_frame` restores when it defers.
-    fn decode_next_frame(&mut self) -> Result<Decoded, Error> {
-        let in_pos = self.input.pos();
-        let pending = self.input.pending();
-        let Some((header, header_len)) = decode_header(pending)? else {
-            return Ok(Decoded::NeedData);
-        };
-        self.check_header(&header)?;
-        // `check_header` bounded the length by `max_size` (or 125 for control frames);
-        // without a limit it is at most 2^63 - 1, which fits a 64-bit usize.
-        let payload_len =
-            usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength {
-                len: header.payload_len,
-            })?;
-        let available = pending.len() - header_len;
-        if available < payload_len {
-            // Fail fast on invalid UTF-8 in the part of a text frame that has arrived.
-            if self.in_text_message(&header) && available > self.validated {
-                let start = in_pos + header_len + self.validated;
-                let end = in_pos + header_len + available;
-                self.utf8
-                    .feed(&self.input.bytes()[start..end])
-                    .map_err(|_| ProtocolError::InvalidUtf8 {
-                        context: "text message",
-                    })?;
-                self.validated = available;
-            }
-            // Make room for the rest of the frame now rather than regrowing (and copying) the
-            // buffer several times while it arrives. `check_header` bounded the length by
-            // `max_size`; RESERVE_AHEAD bounds it when there is no limit.
-            let missing = (payload_len - available).min(RESERVE_AHEAD);
-            self.input.reserve(missing);
-            return Ok(Decoded::NeedData);
-        }
-        let start = in_pos + header_len;
-        let end = start + payload_len;
-        self.input.set_pos(end);
-        let already_validated = std::mem::take(&mut self.validated);
-        let step = match header.opcode {
-            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                match self.data_frame(&header, start, end, already_validated)? {
-                    Some(step) => step,
-                    None => return Ok(Decoded::Fragment),
-                }
-            }
-            OpCode::Ping => {
-                if self.state == State::Open {
-                    let payload = self.input.bytes()[start..end].to_vec();
-                    self.write_frame(OpCode::Pong, &[&payload])?;
-                }
-                Step::Ping { start, end }
-            }
-            OpCode::Pong => {
-                self.match_pong(start, end);
-                Step::Pong { start, end }
-            }
-            OpCode::Close => self.close_frame(start, end)?,
-        };
-        Ok(Decoded::Event(step))
-    }
-
-    fn in_text_message(&self, header: &FrameHeader) -> bool {
-        match header.opcode {
-            OpCode::Text => true,
-            OpCode::Continuation => self.fragmented.as_ref().is_some_and(|f| f.text),
-            _ => false,
-        }
-    }
-
-    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
-        // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
-        // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
-        // WebSocket Connection_."
-        if header.rsv != 0 {
-            return Err(ProtocolError::ReservedBits { bits: header.rsv });
-        }
-        // RFC 6455 §5.1: "The client MUST close a connection if it detects a masked frame."
-        if header.mask.is_some() {
-            return Err(ProtocolError::MaskedFrame);
-        }
-        if header.opcode.is_control() {
-            // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or
-            // less and MUST NOT be fragmented."
-            if header.payload_len > 125 {
-                return Err(ProtocolError::ControlFrameTooLong {
+            let in_pos = self.wire.input.pos();
+            let pending = self.wire.input.pending();
+            let Some((header, header_len)) = decode_header(pending)? else {
+                return Ok(None);
+            };
+            self.reassembly.check_header(&header)?;
+            // `check_header` bounded the length by `max_size` (or 125 for control frames);
+            // without a limit it is at most 2^63 - 1, which fits a 64-bit usize.
+            let payload_len =
+                usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength {
                     len: header.payload_len,
-                });
-            }
-            if !header.fin {
-                return Err(ProtocolError::FragmentedControlFrame {
-                    opcode: header.opcode.as_u8(),
-                });
-            }
-            return Ok(());
-        }
-        // RFC 6455 §5.4: fragments of one message are not interleaved with another message.
-        match (header.opcode, &self.fragmented) {
-            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text | OpCode::Binary, Some(_)) => {
-                return Err(ProtocolError::ExpectedContinuation {
-                    opcode: header.opcode.as_u8(),
-                })
-            }
-            _ => {}
-        }
-        if let Some(limit) = self.config.max_size {
-            let size = (self.message.len() as u64).saturating_add(header.payload_len);
-            if size > limit as u64 {
-                return Err(ProtocolError::MessageTooBig { size, limit });
-            }
-        }
-        Ok(())
-    }
-
-    fn data_frame(
-        &mut self,
-        header: &FrameHeader,
-        start: usize,
-        end: usize,
-        already_validated: usize,
-    ) -> Result<Option<Step>, ProtocolError> {
-        let text = self.in_text_message(header);
-        let invalid = |_| ProtocolError::InvalidUtf8 {
-            context: "text message",
-        };
-        if header.opcode != OpCode::Continuation && header.fin {
-            // A whole message in one frame: hand out the payload in place.
-            if text {
-                if already_validated == 0 {
-                    std::str::from_utf8(&self.input.bytes()[start..end]).map_err(|_| {
-                        ProtocolError::InvalidUtf8 {
-                            context: "text message",
-                        }
-                    })?;
-                } else {
-                    self.utf8
-                        .feed(&self.input.bytes()[start + already_validated..end])
-                        .map_err(invalid)?;
-                    self.utf8.finish().map_err(invalid)?;
+                })?;
+            let available = pending.len() - header_len;
+            if available < payload_len {
+                if !header.opcode.is_control() {
+                    let arrived = pending.get(header_len..).unwrap_or_default();
+                    self.reassembly.partial(&header, arrived)?;
                 }
+                // Make room for the rest of the frame now rather than regrowing (and copying)
+                // the buffer several times while it arrives. `check_header` bounded the length
+                // by `max_size`; RESERVE_AHEAD bounds it when there is no limit.
+                let missing = (payload_len - available).min(RESERVE_AHEAD);
+                self.wire.input.reserve(missing);
+                return Ok(None);
             }
-            return Ok(Some(Step::Message {
-                text,
-                in_place: true,
-                start,
-                end,
-            }));
+            let start = in_pos + header_len;
+            let end = start + payload_len;
+            self.wire.input.set_pos(end);
+            let step = match header.opcode {
+                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                    match self
+                        .reassembly
+                        .frame(&header, self.wire.input.bytes(), start, end)?
+                    {
+                        Some(completed) => Step::Message(completed),
+                        None => continue,
+                    }
+                }
+                OpCode::Ping => {
+                    if self.state == State::Open {
+                        // RFC 6455 §5.5.3: "If an endpoint receives a Ping frame and has not
+                        // yet sent Pong frame(s) in response to previous Ping frame(s), the
+                        // endpoint MAY elect to send a Pong frame for only the most recently
+                        // processed Ping frame." One pong is owed at most, so a peer that
+                        // pings and never reads cannot make the engine buffer pongs.
+                        self.pong.clear();
+                        self.pong.extend_from_slice(
+                            self.wire.input.bytes().get(start..end).unwrap_or_default(),
+                        );
+                        self.pong_owed = true;
+                    }
+                    Step::Ping { start, end }
+                }
+                OpCode::Pong => {
+                    self.match_pong(start, end);
+                    Step::Pong { start, end }
+                }
+                OpCode::Close => self.close_frame(start, end)?,
+            };
+            return Ok(Some(step));
         }
-        if text {
-            self.utf8
-                .feed(&self.input.bytes()[start + already_validated..end])
-                .map_err(invalid)?;
-        }
-        if header.opcode != OpCode::Continuation {
-            self.fragmented = Some(Fragmented { text });
-        }
-        self.message
-            .extend_from_slice(&self.input.bytes()[start..end]);
-        if !header.fin {
-            return Ok(None);
-        }
-        if text {
-            self.utf8.finish().map_err(invalid)?;
-        }
-        self.fragmented = None;
-        self.message_delivered = true;
-        Ok(Some(Step::Message {
-            text,
-            in_place: false,
-            start: 0,
-            end: self.message.len(),
-        }))
     }
 
     fn match_pong(&mut self, start: usize, end: usize) {
-        let payload = &self.input.bytes()[start..end];
+        let payload = self.wire.input.bytes().get(start..end).unwrap_or_default();
         if let Some(i) = self.pings.iter().position(|p| p.data == payload) {
             // A pong answers the ping with the same payload; earlier pings are answered too
             // (RFC 6455 §5.5.3 lets a peer answer only the most recent ping).
@@ -643,27 +511,29 @@ impl Protocol {
     }
 
     fn close_frame(&mut self, start: usize, end: usize) -> Result<Step, ProtocolError> {
-        let payload = &self.input.bytes()[start..end];
-        let (code, reason_start) = match payload {
-            [] => (1005, start),
+        let payload = self.wire.input.bytes().get(start..end).unwrap_or_default();
+        let (code, reason) = match payload {
+            [] => (1005, &[][..]),
             // RFC 6455 §5.5.1: a close body starts with a 2-byte status code.
             [_] => return Err(ProtocolError::ClosePayloadTooShort),
-            [hi, lo, ..] => {
+            [hi, lo, reason @ ..] => {
                 let code = u16::from_be_bytes([*hi, *lo]);
                 // RFC 6455 §7.4: only defined or registered codes, never 1005/1006/1015.
                 if !is_valid_close_code(code) {
                     return Err(ProtocolError::InvalidCloseCode { code });
                 }
-                (code, start + 2)
+                (code, reason)
             }
         };
         // RFC 6455 §5.5.1: the reason's "data is not guaranteed to be human readable" but is
         // UTF-8 (§7.1.6); invalid UTF-8 fails the connection with 1007 (§8.1).
-        let reason = std::str::from_utf8(&self.input.bytes()[reason_start..end])
+        let reason = std::str::from_utf8(reason)
             .map_err(|_| ProtocolError::InvalidUtf8 {
                 context: "close reason",
             })?
             .to_string();
+        self.close_received = Some((code, reason.clone()));
+        self.decoding = false;
         if self.state == State::Open {
             // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously
             // send a Close frame, the endpoint MUST send a Close frame in response."
@@ -671,41 +541,36 @@ impl Protocol {
             let reply = if code == 1005 { None } else { Some(code) };
             let _ = self.queue_close(reply, "");
         }
-        self.close_received = Some((code, reason.clone()));
         self.terminate(code, reason, None);
-        Ok(Step::Close {
-            code,
-            start: reason_start,
-            end,
-        })
+        Ok(Step::Close)
     }
 
     fn event_for(&self, step: Step) -> Event<'_> {
+        let input = self.wire.input.bytes();
+        let slice = |start: usize, end: usize| input.get(start..end).unwrap_or_default();
         match step {
-            Step::Message {
-                text,
-                in_place,
-                start,
-                end,
-            } => {
-                let data = if in_place {
-                    &self.input.bytes()[start..end]
-                } else {
-                    &self.message[start..end]
+            Step::Message(Completed { text, payload }) => {
+                let data = match payload {
+                    Payload::InPlace { start, end } => slice(start, end),
+                    Payload::Reassembled => self.reassembly.message(),
                 };
-                if text {
-                    // Validated above; `from_utf8` cannot fail here, and an empty string is
-                    // the harmless fallback that keeps this path panic-free.
-                    Event::Text(std::str::from_utf8(data).unwrap_or_default())
+                Event::Message(if text {
+                    message::text(data)
                 } else {
-                    Event::Binary(data)
-                }
+                    Message::Binary(data)
+                })
             }
-            Step::Ping { start, end } => Event::Ping(&self.input.bytes()[start..end]),
-            Step::Pong { start, end } => Event::Pong(&self.input.bytes()[start..end]),
-            Step::Close { code, start, end } => Event::Close {
-                code,
-                reason: std::str::from_utf8(&self.input.bytes()[start..end]).unwrap_or_default(),
+            Step::Ping { start, end } => Event::Ping(slice(start, end)),
+            Step::Pong { start, end } => Event::Pong(slice(start, end)),
+            Step::Close => match &self.close_received {
+                Some((code, reason)) => Event::Close {
+                    code: *code,
+                    reason,
+                },
+                None => Event::Close {
+                    code: 1005,
+                    reason: "",
+                },
             },
         }
     }
@@ -714,19 +579,15 @@ impl Protocol {
     /// one was sent already, then stop processing input.
     fn fail(&mut self, error: ProtocolError) {
         let code = error.close_code();
-        if self.close_sent.is_none() && self.state == State::Open {
+        if self.state == State::Open {
             let _ = self.queue_close(Some(code), "");
         }
-        self.state = State::Closed;
-        self.fragmented = None;
-        self.termination = Some(Termination {
-            code,
-            reason: String::new(),
-            cause: Some(error),
-        });
+        self.decoding = false;
+        self.reassembly.abandon();
+        self.terminate(code, String::new(), Some(Failure::Protocol(error)));
     }
 
-    fn terminate(&mut self, code: u16, reason: String, cause: Option<ProtocolError>) {
+    fn terminate(&mut self, code: u16, reason: String, cause: Option<Failure>) {
         self.state = State::Closed;
         if self.termination.is_none() {
             self.termination = Some(Termination {
@@ -739,33 +600,37 @@ impl Protocol {
 
     // ---- output ----------------------------------------------------------------------------
 
-    fn write_plain(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        match &mut self.tls {
-            Some(tls) => {
-                tls.write(bytes)?;
-                tls.drain(&mut self.out)?;
-            }
-            None => self.out.extend_from_slice(bytes),
-        }
-        Ok(())
+    /// True when bytes are waiting for the socket.
+    pub fn has_data_to_send(&self) -> bool {
+        self.pong_owed || !self.wire.out_is_empty()
     }
 
-    fn write_frame(&mut self, opcode: OpCode, parts: &[&[u8]]) -> Result<(), Error> {
-        let key = mask_key()?;
-        match &mut self.tls {
-            Some(tls) => {
-                self.scratch.clear();
-                encode_frame(&mut self.scratch, opcode, true, parts, Some(key));
-                tls.write(&self.scratch)?;
-                tls.drain(&mut self.out)?;
-                if self.scratch.capacity() > KEEP_CAPACITY {
-                    self.scratch = Vec::new();
-                }
+    /// Hands the bytes for the socket over by swapping them with `buf` (which should be
+    /// empty; its capacity is reused).
+    pub fn take_data_to_send(&mut self, buf: &mut Vec<u8>) {
+        self.write_owed_pong();
+        buf.clear();
+        std::mem::swap(self.wire.out(), buf);
+    }
+
+    /// Runs `f` on the bytes waiting for the socket and empties the buffer, keeping its
+    /// capacity (for drivers that copy the bytes out anyway).
+    pub fn drain_data_to_send<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.write_owed_pong();
+        let out = self.wire.out();
+        let result = f(out);
+        out.clear();
+        self.wire.shrink_out(false);
+        result
+    }
+
+    fn write_owed_pong(&mut self) {
+        if self.pong_owed {
+            self.pong_owed = false;
+            if self.state == State::Open {
+                let _ = self.wire.write_frame(OpCode::Pong, &[&self.pong]);
             }
-            // RFC 6455 §5.3: a client masks every frame with a fresh key.
-            None => encode_frame(&mut self.out, opcode, true, parts, Some(key)),
         }
-        Ok(())
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -794,20 +659,20 @@ impl Protocol {
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
         self.check_open()?;
-        self.write_frame(OpCode::Text, &[text.as_bytes()])
+        self.wire.write_frame(OpCode::Text, &[text.as_bytes()])
     }
 
     /// Queues a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
         self.check_open()?;
-        self.write_frame(OpCode::Binary, &[data])
+        self.wire.write_frame(OpCode::Binary, &[data])
     }
 
     /// Queues a ping sent at `now`; its pong updates [`Protocol::latency`].
     pub fn send_ping(&mut self, data: &[u8], now: f64) -> Result<(), Error> {
         check_control_len(data.len(), "ping")?;
         self.check_open()?;
-        self.write_frame(OpCode::Ping, &[data])?;
+        self.wire.write_frame(OpCode::Ping, &[data])?;
         self.pings.push_back(PendingPing {
             data: data.to_vec(),
             sent_at: now,
@@ -819,7 +684,7 @@ impl Protocol {
     pub fn send_pong(&mut self, data: &[u8]) -> Result<(), Error> {
         check_control_len(data.len(), "pong")?;
         self.check_open()?;
-        self.write_frame(OpCode::Pong, &[data])
+        self.wire.write_frame(OpCode::Pong, &[data])
     }
 
     /// Starts the closing handshake. Idempotent: once closing or closed, it does nothing.
@@ -827,21 +692,10 @@ impl Protocol {
     /// `code` must be one an endpoint may send (1000–1003, 1007–1014, 3000–4999); `None` sends
     /// a close frame without a body. The reason is at most 123 bytes of UTF-8.
     pub fn send_close(&mut self, code: Option<u16>, reason: &str) -> Result<(), Error> {
-        if let Some(c) = code {
-            if !is_valid_close_code(c) {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid close code {c}: use 1000-1003, 1007-1014 or 3000-4999"
-                )));
-            }
-        } else if !reason.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a close reason needs a close code".into(),
-            ));
-        }
-        check_control_len(reason.len() + 2, "close")?;
+        check_close(code, reason)?;
         match self.state {
             State::Connecting => {
-                self.state = State::Closed;
+                self.upgrade = None;
                 self.terminate(code.unwrap_or(1005), reason.to_string(), None);
                 Ok(())
             }
@@ -851,6 +705,8 @@ impl Protocol {
     }
 
     fn queue_close(&mut self, code: Option<u16>, reason: &str) -> Result<(), Error> {
+        // The pong owed goes first: after our close frame, nothing else is sent.
+        self.write_owed_pong();
         let code_bytes;
         let parts: &[&[u8]] = match code {
             Some(c) => {
@@ -859,7 +715,7 @@ impl Protocol {
             }
             None => &[],
         };
-        self.write_frame(OpCode::Close, parts)?;
+        self.wire.write_frame(OpCode::Close, parts)?;
         self.close_sent = Some((code.unwrap_or(1005), reason.to_string()));
         if self.state == State::Open {
             self.state = if self.close_received.is_some() {
@@ -868,20 +724,35 @@ impl Protocol {
                 State::Closing
             };
         }
-        if let Some(tls) = &mut self.tls {
-            if self.close_received.is_some() {
-                tls.close();
-                tls.drain(&mut self.out)?;
-            }
+        if self.close_received.is_some() {
+            self.wire.close_tls()?;
         }
         Ok(())
     }
+}
 
-    /// Marks the connection closed because the driver gave up waiting (close timeout) or the
-    /// transport failed. Has no effect once terminated.
-    pub fn abort(&mut self) {
-        self.terminate(1006, String::new(), None);
+/// A close code given as any integer: out of range is as invalid as any code we may not send.
+pub fn close_code(code: i64) -> Result<u16, Error> {
+    u16::try_from(code)
+        .ok()
+        .filter(|c| is_valid_close_code(*c))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "invalid close code {code}: use 1000-1003, 1007-1014 or 3000-4999"
+            ))
+        })
+}
+
+/// The arguments of a close frame we send.
+pub fn check_close(code: Option<u16>, reason: &str) -> Result<(), Error> {
+    if let Some(c) = code {
+        close_code(i64::from(c))?;
+    } else if !reason.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a close reason needs a close code".into(),
+        ));
     }
+    check_control_len(reason.len() + 2, "close")
 }
 
 fn check_control_len(len: usize, what: &str) -> Result<(), Error> {
@@ -897,38 +768,13 @@ fn check_control_len(len: usize, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// What decoding one frame gave.
-enum Decoded {
-    /// The frame is incomplete.
-    NeedData,
-    /// A non-final fragment, absorbed into the message being reassembled.
-    Fragment,
-    /// A frame that makes an event.
-    Event(Step),
-}
-
 /// A decoded frame's meaning, as buffer offsets (so the borrow can be taken afterwards).
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    Message {
-        text: bool,
-        in_place: bool,
-        start: usize,
-        end: usize,
-    },
-    Ping {
-        start: usize,
-        end: usize,
-    },
-    Pong {
-        start: usize,
-        end: usize,
-    },
-    Close {
-        code: u16,
-        start: usize,
-        end: usize,
-    },
+    Message(Completed),
+    Ping { start: usize, end: usize },
+    Pong { start: usize, end: usize },
+    Close,
 }
 
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! Engine tests: bytes in, events and `data_to_send` out, grouped by RFC section.
 
 use super::*;
-use crate::frame::decode_header;
+use crate::frame::{decode_header, encode_frame};
 use crate::handshake::accept_key;
 use crate::mask::apply_mask;
-use crate::url::parse_url;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -18,8 +17,24 @@ fn response() -> Vec<u8> {
 }
 
 fn engine_with(config: Config) -> Protocol {
-    let url = parse_url("ws://example.com/chat").unwrap();
-    Protocol::client(&url, KEY.into(), &RequestOptions::default(), config, None).unwrap()
+    let options = Options {
+        max_size: config.max_size,
+        ..Options::default()
+    };
+    Protocol::client("ws://example.com/chat", &options, Some(KEY.into())).unwrap()
+}
+
+/// The engine settings these tests vary.
+struct Config {
+    max_size: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_size: Options::default().max_size,
+        }
+    }
 }
 
 /// An engine past the handshake, with the request already taken.
@@ -69,8 +84,8 @@ fn events(p: &mut Protocol) -> Result<Vec<Ev>, Error> {
     let mut all = Vec::new();
     while let Some(e) = p.next_event()? {
         all.push(match e {
-            Event::Text(t) => Ev::Text(t.to_string()),
-            Event::Binary(b) => Ev::Binary(b.to_vec()),
+            Event::Message(Message::Text(t)) => Ev::Text(t.to_string()),
+            Event::Message(Message::Binary(b)) => Ev::Binary(b.to_vec()),
             Event::Ping(b) => Ev::Ping(b.to_vec()),
             Event::Pong(b) => Ev::Pong(b.to_vec()),
             Event::Close { code, reason } => Ev::Close(code, reason.to_string()),
@@ -112,7 +127,7 @@ fn expect_failure(p: &mut Protocol, data: &[u8], code: u16) -> ProtocolError {
     assert_eq!(&sent[0].2[..2], &code.to_be_bytes());
     let t = p.termination().unwrap();
     assert_eq!(t.code, code);
-    assert_eq!(t.cause.as_ref(), Some(&err));
+    assert_eq!(t.cause.as_ref(), Some(&Failure::Protocol(err.clone())));
     // Input after the failure is ignored.
     p.receive_data(&frame(1, true, b"late"), 0.0).unwrap();
     assert_eq!(p.next_event().unwrap(), None);
@@ -343,6 +358,34 @@ mod rfc6455_5_5_control_frames {
     }
 
     #[test]
+    fn only_the_latest_ping_is_answered_while_output_waits() {
+        // RFC 6455 §5.5.3: a flood of pings the driver cannot write out yet costs one pong.
+        let mut p = open();
+        for i in 0..1000u32 {
+            p.receive_data(&frame(9, true, &i.to_be_bytes()), 0.0)
+                .unwrap();
+            assert_eq!(events(&mut p).unwrap().len(), 1);
+        }
+        assert!(p.has_data_to_send());
+        assert_eq!(
+            client_frames(&take(&mut p)),
+            vec![(OpCode::Pong, true, 999u32.to_be_bytes().to_vec())]
+        );
+        assert!(!p.has_data_to_send());
+    }
+
+    #[test]
+    fn the_owed_pong_goes_before_our_close_frame() {
+        let mut p = open();
+        p.receive_data(&frame(9, true, b"p"), 0.0).unwrap();
+        events(&mut p).unwrap();
+        p.send_close(Some(1000), "").unwrap();
+        let sent = client_frames(&take(&mut p));
+        assert_eq!(sent[0], (OpCode::Pong, true, b"p".to_vec()));
+        assert_eq!(sent[1].0, OpCode::Close);
+    }
+
+    #[test]
     fn control_frames_over_125_bytes_fail() {
         for op in [8u8, 9, 10] {
             let mut p = open();
@@ -459,7 +502,8 @@ mod rfc6455_7_closing {
             client_frames(&take(&mut p)),
             vec![(OpCode::Close, true, vec![])]
         );
-        assert!(!p.termination().unwrap().is_normal());
+        // A close frame without a code is a normal closure (ConnectionClosedOK).
+        assert!(p.termination().unwrap().is_normal());
     }
 
     #[test]
@@ -631,6 +675,47 @@ mod deferred_failure {
             assert_eq!(sent[1].0, OpCode::Close);
             assert_eq!(&sent[1].2[..2], &code.to_be_bytes());
         }
+    }
+}
+
+mod transport_loss {
+    use super::*;
+
+    #[test]
+    fn messages_that_arrived_are_delivered_after_an_abort() {
+        let mut p = open();
+        let mut stream = frame(9, true, b"p");
+        stream.extend(frame(1, true, b"one"));
+        stream.extend(frame(1, true, b"two"));
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(p.next_event().unwrap(), Some(Event::Ping(b"p")));
+        // Writing the pong failed: the driver aborts.
+        p.abort();
+        assert_eq!(p.state(), State::Closed);
+        assert_eq!(p.finished(), None, "bytes may still arrive before the end");
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Text("one".into()), Ev::Text("two".into())]
+        );
+        p.receive_eof();
+        assert_eq!(events(&mut p).unwrap(), vec![]);
+        assert_eq!(p.finished().map(|t| t.code), Some(1006));
+    }
+
+    #[test]
+    fn a_large_message_does_not_pin_memory_once_consumed() {
+        let mut p = open_with(Config { max_size: None });
+        let payload = vec![7u8; 8 * 1024 * 1024];
+        p.receive_data(&frame(2, true, &payload), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap().len(), 1);
+        p.trim();
+        assert!(p.wire.input.capacity() <= crate::buffer::KEEP_CAPACITY);
+        let mut fragmented = frame(2, false, &payload);
+        fragmented.extend(frame(0, true, b"end"));
+        p.receive_data(&fragmented, 0.0).unwrap();
+        assert!(matches!(p.next_event(), Ok(Some(Event::Message(_)))));
+        p.trim();
+        assert_eq!(p.reassembly.message().len(), 0);
     }
 }
 

@@ -3,24 +3,52 @@
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The object's buffer as bytes: `bytearray`, `memoryview`, `array('B')` directly; buffers of
+/// other item formats (`array('i')`, a typed `memoryview`) through `memoryview(obj).cast("B")`,
+/// so any bytes-like object is accepted as its raw bytes, as `bytes(obj)` would take it.
+fn byte_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
+    if let Ok(buffer) = PyBuffer::<u8>::get(obj) {
+        return Ok(buffer);
+    }
+    let refused = || {
+        PyTypeError::new_err(format!(
+            "expected a bytes-like object, not {}",
+            type_name(obj)
+        ))
+    };
+    let view = obj
+        .py()
+        .import("builtins")?
+        .getattr("memoryview")?
+        .call1((obj,))
+        .map_err(|_| refused())?;
+    let bytes = view.call_method1("cast", ("B",)).or_else(|_| {
+        // Not C-contiguous: a copy of its bytes, in order.
+        view.call_method0("tobytes")
+    })?;
+    PyBuffer::<u8>::get(&bytes).map_err(|_| refused())
+}
 
 /// Runs `f` on the bytes of a bytes-like object (`bytes`, `bytearray`, `memoryview`, any
 /// buffer), with the interpreter attached. `bytes` and C-contiguous buffers are read in place;
 /// other buffers are copied once.
+///
+/// `f` must not detach from the interpreter: the proof below relies on it.
 #[allow(unsafe_code)]
 pub fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(bytes) = obj.cast::<PyBytes>() {
         return Ok(f(bytes.as_bytes()));
     }
-    let buffer = PyBuffer::<u8>::get(obj).map_err(|_| {
-        let kind = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "?".into());
-        PyTypeError::new_err(format!("expected a bytes-like object, not {kind}"))
-    })?;
+    let buffer = byte_buffer(obj)?;
     if !buffer.is_c_contiguous() {
         return Ok(f(&buffer.to_vec(obj.py())?));
     }
@@ -33,9 +61,25 @@ pub fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyRe
     // bytes at `buf_ptr()` (PyBuffer<u8> checked the item size and format). The export keeps
     // the memory alive and stops it from being resized (`bytearray` raises BufferError) until
     // `buffer` is dropped at the end of this function, after the slice's last use in `f`. The
-    // slice is only read, while this thread is attached to the interpreter, so no Python code
-    // writes to it meanwhile; native code writing to it without the GIL would race any
-    // consumer of the buffer protocol and is the owner's to prevent.
+    // slice is only read, and this thread stays attached to the interpreter from the export
+    // to the end of `f` (every caller passes an `f` that does not detach: the blocking
+    // driver takes its engine lock before calling this, not inside `f`), so on an interpreter
+    // with a GIL no Python code writes to the buffer meanwhile; native code writing to it
+    // without the GIL would race any consumer of the buffer protocol and is the owner's to
+    // prevent.
     let data = unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, len) };
     Ok(f(data))
+}
+
+/// A control frame payload: `None` is empty, `str` is its UTF-8, any bytes-like object its
+/// bytes (copied: at most 125 bytes).
+pub fn payload_bytes(data: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
+    match data {
+        None => Ok(Vec::new()),
+        Some(d) if d.is_none() => Ok(Vec::new()),
+        Some(d) => match d.cast::<PyString>() {
+            Ok(s) => Ok(s.to_str()?.as_bytes().to_vec()),
+            Err(_) => with_bytes(d, <[u8]>::to_vec),
+        },
+    }
 }

@@ -1,20 +1,24 @@
 //! `sigil_ws.Connection`: the blocking client, thread-safe, GIL released while it waits.
+//!
+//! Thin: every loop, lock and deadline is in `crate::blocking::client`.
 
-use std::sync::{Arc, MutexGuard};
-use std::time::Instant;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyString};
 
-use crate::blocking::client::{Client, ConnectOptions, Received};
-use crate::protocol::Protocol;
+use crate::blocking::client::{Blocking, Client};
+use crate::error::Error;
+use crate::options;
+use crate::protocol::{close_code, State};
 
-use super::buffers::with_bytes;
-use super::errors::{blocking, closed_error, to_pyerr, ConnectionClosedOK};
-use super::objects::{headers_object, payload_object, state_object, str_pairs};
-use super::options::{duration, max_size, request_options, tls_options};
+use super::buffers::{payload_bytes, with_bytes};
+use super::errors::{to_pyerr, with_signals, ConnectionClosedOK, Detached};
+use super::objects::{headers_object, message_object, state_object};
+use super::options::connect_options;
 
 /// A WebSocket connection driven by blocking sockets.
 ///
@@ -41,75 +45,37 @@ pub fn connect(
     max_size: Option<i64>,
     tls: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyConnection> {
-    let options = ConnectOptions {
-        open_timeout: duration("open_timeout", open_timeout)?,
-        close_timeout: duration("close_timeout", close_timeout)?,
-        request: request_options(headers, subprotocols, origin, user_agent),
-        max_size: self::max_size(max_size)?,
-        tls: tls_options(tls.as_ref())?,
-    };
-    let client = blocking(py, || Client::connect(&url, &options))?;
+    let options = connect_options(
+        py,
+        open_timeout,
+        close_timeout,
+        headers,
+        subprotocols,
+        origin,
+        user_agent,
+        max_size,
+        tls.as_ref(),
+    )?;
+    let client = with_signals(py, |signals, blocking| {
+        blocking.run(|| Client::connect(&url, &options, signals))
+    })?;
     Ok(PyConnection {
         client: Arc::new(client),
     })
 }
 
 impl PyConnection {
-    /// Takes the engine lock while attached: `try_lock` first; when another thread holds it,
-    /// wait for it detached so that no thread ever blocks on a lock while attached.
-    fn engine<'a>(&'a self, py: Python<'_>) -> MutexGuard<'a, Protocol> {
-        loop {
-            match self.client.engine().try_lock() {
-                Ok(guard) => return guard,
-                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    let client = &self.client;
-                    py.detach(|| {
-                        drop(client.engine().lock());
-                    });
-                }
-            }
-        }
+    fn recv_inner(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let timeout = options::timeout("timeout", timeout).map_err(|e| to_pyerr(py, e))?;
+        with_signals(py, |signals, blocking| {
+            self.client.recv(timeout, signals, blocking, |m| {
+                message_object(py, m).unbind()
+            })
+        })
     }
 
-    fn recv_inner(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let deadline = duration("timeout", timeout)?.map(|t| Instant::now() + t);
-        let mut reader = self.client.try_reader().map_err(|e| to_pyerr(py, e))?;
-        loop {
-            let mut needs_flush = false;
-            // Fast path: decode a buffered message with the interpreter attached, building the
-            // Python object straight from the engine's buffer.
-            let received = {
-                let mut engine = self.engine(py);
-                Client::poll_message(&mut engine, &mut needs_flush, |text, data| {
-                    payload_object(py, text, data).unbind()
-                })
-            };
-            if needs_flush {
-                let client = &self.client;
-                match blocking(py, || client.flush()) {
-                    Ok(()) => {}
-                    // The peer vanished while we answered: report how the connection ended.
-                    Err(e) if matches!(received, Received::Closed(_)) => drop(e),
-                    Err(e) => return Err(e),
-                }
-            }
-            match received {
-                Received::Message(obj) => return Ok(obj),
-                Received::Closed(t) => {
-                    let client = &self.client;
-                    py.detach(|| client.finish());
-                    return Err(closed_error(py, &t));
-                }
-                Received::NeedData => {
-                    let client = &self.client;
-                    let reader = &mut *reader;
-                    blocking(py, || {
-                        client.read_some(reader, deadline, "waiting for a message")
-                    })?;
-                }
-            }
-        }
+    fn inspect<R>(&self, py: Python<'_>, f: impl FnOnce(&crate::protocol::Protocol) -> R) -> R {
+        self.client.inspect(&Detached(py), f)
     }
 }
 
@@ -125,7 +91,7 @@ impl PyConnection {
     ///
     /// Raises:
     ///     TimeoutError: no message within `timeout`; the connection stays usable.
-    ///     ConnectionClosedOK: the peer closed normally (1000/1001).
+    ///     ConnectionClosedOK: the peer closed normally (1000/1001, or no code).
     ///     ConnectionClosedError: the connection failed or closed with another code.
     ///     ConcurrencyError: another thread is already in `recv()`.
     #[pyo3(signature = (timeout=None))]
@@ -133,47 +99,70 @@ impl PyConnection {
         self.recv_inner(py, timeout)
     }
 
-    /// Sends a message: `str` as text, `bytes`/`bytearray`/`memoryview` as binary.
+    /// Sends a message: `str` as text, any bytes-like object as binary.
+    ///
+    /// Args:
+    ///     message: the message.
+    ///     timeout: seconds to wait for a peer that does not read; `None` waits forever.
     ///
     /// Raises:
     ///     ConnectionClosed: the connection is closing or closed.
+    ///     TimeoutError: `timeout` passed; the connection is then failed, since a frame may
+    ///         be half-written.
     ///     TypeError: the message is neither text nor a bytes-like object.
-    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(signature = (message, *, timeout=None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let timeout = options::timeout("timeout", timeout).map_err(|e| to_pyerr(py, e))?;
         let client = &self.client;
         if let Ok(s) = message.cast::<PyString>() {
             let text: PyBackedStr = s.clone().try_into()?;
-            return blocking(py, || client.send_text(&text));
+            return with_signals(py, |signals, blocking| {
+                client.send(blocking, signals, timeout, |e, _| e.send_text(&text))
+            });
         }
         if let Ok(b) = message.cast::<PyBytes>() {
             let data: PyBackedBytes = b.clone().into();
-            return blocking(py, || client.send_binary(&data));
+            return with_signals(py, |signals, blocking| {
+                client.send(blocking, signals, timeout, |e, _| e.send_binary(&data))
+            });
         }
         // Other buffers (bytearray, memoryview, array, ...) are framed straight from their
-        // memory with the interpreter attached, so nothing changes them meanwhile; the frame
-        // is then written detached.
-        let kind = message.get_type().name()?;
-        with_bytes(message, |data| self.engine(py).send_binary(data))
-            .map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "message must be str or a bytes-like object, not {kind}"
-                ))
-            })?
-            .map_err(|e| to_pyerr(py, e))?;
-        blocking(py, || client.flush())
+        // memory, after the engine lock is taken and with the interpreter attached throughout,
+        // so nothing changes them meanwhile; the frame is then written detached.
+        let refused = RefCell::new(None);
+        let result = with_signals(py, |signals, blocking| {
+            client.send(blocking, signals, timeout, |engine, _| {
+                match with_bytes(message, |data| engine.send_binary(data)) {
+                    Ok(result) => result,
+                    Err(e) => {
+                        *refused.borrow_mut() = Some(e);
+                        Err(Error::InvalidArgument(String::new()))
+                    }
+                }
+            })
+        });
+        if refused.borrow().is_some() {
+            let kind = message.get_type().name()?;
+            return Err(PyTypeError::new_err(format!(
+                "message must be str or a bytes-like object, not {kind}"
+            )));
+        }
+        result
     }
 
     /// Sends a ping (at most 125 bytes); the matching pong updates `latency`.
     #[pyo3(signature = (data=None))]
     fn ping(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let payload: Vec<u8> = match data {
-            None => Vec::new(),
-            Some(d) => match d.cast::<PyString>() {
-                Ok(s) => s.to_str()?.as_bytes().to_vec(),
-                Err(_) => with_bytes(d, <[u8]>::to_vec)?,
-            },
-        };
-        let client = &self.client;
-        blocking(py, || client.ping(&payload))
+        let payload = payload_bytes(data)?;
+        with_signals(py, |signals, blocking| {
+            self.client
+                .send(blocking, signals, None, |e, now| e.send_ping(&payload, now))
+        })
     }
 
     /// Closes the connection: sends a close frame, waits up to `close_timeout` for the peer's,
@@ -182,9 +171,11 @@ impl PyConnection {
     /// Raises:
     ///     ValueError: the code may not be sent or the reason exceeds 123 bytes.
     #[pyo3(signature = (code=1000, reason=""))]
-    fn close(&self, py: Python<'_>, code: u16, reason: &str) -> PyResult<()> {
-        let client = &self.client;
-        blocking(py, || client.close(Some(code), reason))
+    fn close(&self, py: Python<'_>, code: i64, reason: &str) -> PyResult<()> {
+        let code = close_code(code).map_err(|e| to_pyerr(py, e))?;
+        with_signals(py, |signals, blocking| {
+            self.client.close(Some(code), reason, signals, blocking)
+        })
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -211,67 +202,67 @@ impl PyConnection {
     /// The connection state: `sigil_ws.State`.
     #[getter]
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.engine(py).state();
+        let state = self.inspect(py, |e| e.state());
         state_object(py, state)
     }
 
     /// The URL as connected, normalised (`ws://host:port/path?query`).
     #[getter]
-    fn url(&self) -> String {
-        self.client.url().to_string()
+    fn url(&self, py: Python<'_>) -> String {
+        self.inspect(py, |e| e.url().to_string())
     }
 
     /// The host of the URL.
     #[getter]
-    fn host(&self) -> String {
-        self.client.url().host.clone()
+    fn host(&self, py: Python<'_>) -> String {
+        self.inspect(py, |e| e.url().host.clone())
     }
 
     /// The port connected to.
     #[getter]
-    fn port(&self) -> u16 {
-        self.client.url().port
+    fn port(&self, py: Python<'_>) -> u16 {
+        self.inspect(py, |e| e.url().port)
     }
 
     /// The resource name: path and query.
     #[getter]
-    fn path(&self) -> String {
-        self.client.url().resource.clone()
+    fn path(&self, py: Python<'_>) -> String {
+        self.inspect(py, |e| e.url().resource.clone())
     }
 
     /// The subprotocol the server chose, or `None`.
     #[getter]
     fn subprotocol(&self, py: Python<'_>) -> Option<String> {
-        self.engine(py).subprotocol().map(str::to_string)
+        self.inspect(py, |e| e.subprotocol().map(str::to_string))
     }
 
     /// The headers of the server's 101 response: `sigil_ws.Headers`.
     #[getter]
     fn response_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let headers: Vec<(String, String)> = self
-            .engine(py)
-            .response_headers()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-        headers_object(py, str_pairs(&headers))
+        let headers: Vec<(String, String)> = self.inspect(py, |e| {
+            e.response_headers()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect()
+        });
+        headers_object(py, super::str_pairs(&headers))
     }
 
     /// The close code once the connection is closed, else `None`.
     #[getter]
     fn close_code(&self, py: Python<'_>) -> Option<u16> {
-        self.engine(py).termination().map(|t| t.code)
+        self.inspect(py, |e| e.termination().map(|t| t.code))
     }
 
     /// The close reason once the connection is closed, else `None`.
     #[getter]
     fn close_reason(&self, py: Python<'_>) -> Option<String> {
-        self.engine(py).termination().map(|t| t.reason.clone())
+        self.inspect(py, |e| e.termination().map(|t| t.reason.clone()))
     }
 
     /// Seconds of the last ping/pong round trip; 0.0 before any.
     #[getter]
     fn latency(&self, py: Python<'_>) -> f64 {
-        self.engine(py).latency()
+        self.inspect(py, |e| e.latency())
     }
 
     /// `(host, port)` of the local end.
@@ -290,24 +281,12 @@ impl PyConnection {
 
     /// The socket's file descriptor.
     fn fileno(&self) -> i64 {
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd;
-            i64::from(self.client.stream().as_raw_fd())
-        }
-        #[cfg(windows)]
-        {
-            use std::os::windows::io::AsRawSocket;
-            self.client.stream().as_raw_socket() as i64
-        }
+        use std::os::fd::AsRawFd;
+        i64::from(self.client.stream().as_raw_fd())
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let state = self.engine(py).state();
-        format!(
-            "<sigil_ws.Connection {} {}>",
-            self.client.url(),
-            state.name()
-        )
+        let (url, state): (String, State) = self.inspect(py, |e| (e.url().to_string(), e.state()));
+        format!("<sigil_ws.Connection {url} {}>", state.name())
     }
 }

@@ -1,10 +1,15 @@
-//! `Error` → Python exception: the only place that chooses a Python exception class.
+//! `Error` → Python exception: the only place that chooses a Python exception class; and the
+//! way blocking calls run (detached, with signals checked).
 
-use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::error::{Error, ProtocolError, Termination};
+use crate::blocking::client::Blocking;
+use crate::blocking::net::Signals;
+use crate::error::{Error, Failure, ProtocolError, Termination};
 use crate::handshake::HandshakeError;
 
 use super::{headers_object, str_pairs};
@@ -32,8 +37,8 @@ fn protocol_error(e: &ProtocolError) -> PyErr {
     }
 }
 
-/// `ConnectionClosedOK` or `ConnectionClosedError` for a termination, with the protocol
-/// violation (if any) as `__cause__`.
+/// `ConnectionClosedOK` or `ConnectionClosedError` for a termination, with what failed the
+/// connection (a protocol violation, a TLS failure) as `__cause__`.
 pub fn closed_error(py: Python<'_>, t: &Termination) -> PyErr {
     let args = (t.code, t.reason.clone());
     let err = if t.is_normal() {
@@ -41,10 +46,31 @@ pub fn closed_error(py: Python<'_>, t: &Termination) -> PyErr {
     } else {
         exc::ConnectionClosedError::new_err(args)
     };
-    if let Some(cause) = &t.cause {
-        err.set_cause(py, Some(protocol_error(cause)));
+    match &t.cause {
+        Some(Failure::Protocol(cause)) => err.set_cause(py, Some(protocol_error(cause))),
+        Some(Failure::Tls(cause)) => err.set_cause(
+            py,
+            Some(exc::TLSError::new_err(format!("TLS error: {cause}"))),
+        ),
+        None => {}
     }
     err
+}
+
+/// An OS error as the standard library raises it: `OSError(errno, strerror)`, which Python
+/// turns into the matching subclass (`ConnectionRefusedError`, …) with `errno` set.
+fn os_error(e: std::io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => {
+            let text = e.to_string();
+            let strerror = match text.rfind(" (os error ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            PyOSError::new_err((code, strerror))
+        }
+        None => PyErr::from(e),
+    }
 }
 
 /// Maps every error variant onto the exception hierarchy of API.md.
@@ -73,28 +99,63 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             exc::TLSError::new_err(err.to_string())
         }
         Error::Dns { .. } => exc::gaierror::new_err(err.to_string()),
-        Error::Io(e) => PyErr::from(e),
+        Error::Io(e) => os_error(e),
         Error::Timeout { .. } => PyTimeoutError::new_err(err.to_string()),
         Error::Closed(t) => closed_error(py, &t),
         Error::Concurrency(m) => exc::ConcurrencyError::new_err(m),
         Error::InvalidArgument(m) => PyValueError::new_err(m),
+        Error::Interrupted => PyKeyboardInterrupt::new_err(()),
     }
 }
 
-/// Runs a blocking operation with the thread detached from the interpreter.
-///
-/// On `EINTR` it re-attaches, runs the signal handlers (so Ctrl-C raises `KeyboardInterrupt`
-/// inside `recv()`), and retries.
-pub fn blocking<T: Send>(
-    py: Python<'_>,
-    mut op: impl FnMut() -> Result<T, Error> + Send,
-) -> PyResult<T> {
-    loop {
-        match py.detach(&mut op) {
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                py.check_signals()?;
-            }
-            other => return other.map_err(|e| to_pyerr(py, e)),
-        }
+/// Blocking steps run detached from the interpreter, so other threads run meanwhile.
+pub struct Detached<'py>(pub Python<'py>);
+
+impl Blocking for Detached<'_> {
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.0.detach(f)
     }
+}
+
+/// True on the process's main thread, the one Python runs signal handlers on.
+fn is_main_thread() -> bool {
+    thread_local! {
+        static MAIN: bool = {
+            // SAFETY: getpid and gettid take no arguments, touch no memory and cannot fail.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::getpid() == libc::gettid()
+            }
+        };
+    }
+    MAIN.with(|main| *main)
+}
+
+/// Runs a call that may block (its blocking steps detach through [`Detached`]), with the
+/// signal handlers run while it waits on the main thread: Ctrl-C raises `KeyboardInterrupt`
+/// within a fraction of a second from any wait, as Python's own blocking calls do (PEP 475).
+pub fn with_signals<T>(
+    py: Python<'_>,
+    op: impl FnOnce(Signals<'_>, &Detached<'_>) -> Result<T, Error>,
+) -> PyResult<T> {
+    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
+    let check = || -> Result<(), Error> {
+        Python::attach(|py| py.check_signals()).map_err(|e| {
+            *raised.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            Error::Interrupted
+        })
+    };
+    let signals = if is_main_thread() {
+        Signals::new(&check)
+    } else {
+        Signals::NONE
+    };
+    op(signals, &Detached(py)).map_err(|e| match e {
+        Error::Interrupted => raised
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| to_pyerr(py, Error::Interrupted)),
+        e => to_pyerr(py, e),
+    })
 }

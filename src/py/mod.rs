@@ -19,6 +19,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<connection::PyConnection>()?;
     m.add_class::<protocol::PyProtocol>()?;
     m.add_function(wrap_pyfunction!(connection::connect, m)?)?;
+    m.add_function(wrap_pyfunction!(options::check_option, m)?)?;
+    m.add("DEFAULTS", options::defaults(m.py())?)?;
     building_blocks::register(m)?;
     Ok(())
 }

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
-use crate::protocol::{Event, State};
+use crate::protocol::{Event, Message, State};
 
 static HEADERS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static STATE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -42,23 +42,18 @@ pub fn state_object(py: Python<'_>, state: State) -> PyResult<Bound<'_, PyAny>> 
         .call1((state as u8,))
 }
 
-/// A message payload as `str` (text) or `bytes` (binary), copied once from the engine.
-pub fn payload_object<'py>(py: Python<'py>, text: bool, data: &[u8]) -> Bound<'py, PyAny> {
-    if text {
-        // The engine validated the payload as UTF-8 before handing it out.
-        match std::str::from_utf8(data) {
-            Ok(s) => PyString::new(py, s).into_any(),
-            Err(_) => PyBytes::new(py, data).into_any(),
-        }
-    } else {
-        PyBytes::new(py, data).into_any()
+/// A message as `str` (text) or `bytes` (binary), copied once from the engine.
+pub fn message_object<'py>(py: Python<'py>, message: Message<'_>) -> Bound<'py, PyAny> {
+    match message {
+        Message::Text(text) => PyString::new(py, text).into_any(),
+        Message::Binary(data) => PyBytes::new(py, data).into_any(),
     }
 }
 
 /// The Python event object for an engine event (`Message`, `Ping`, `Pong`, `Close`).
 pub fn event_object<'py>(py: Python<'py>, event: &Event<'_>) -> PyResult<Bound<'py, PyAny>> {
     match event {
-        Event::Text(text) => {
+        Event::Message(Message::Text(text)) => {
             let kind = MESSAGE_TYPE
                 .import(py, "sigil_ws.events", "MessageType")?
                 .getattr("TEXT")?;
@@ -66,7 +61,7 @@ pub fn event_object<'py>(py: Python<'py>, event: &Event<'_>) -> PyResult<Bound<'
                 .import(py, "sigil_ws.events", "Message")?
                 .call1((kind, PyString::new(py, text)))
         }
-        Event::Binary(data) => {
+        Event::Message(Message::Binary(data)) => {
             let kind = MESSAGE_TYPE
                 .import(py, "sigil_ws.events", "MessageType")?
                 .getattr("BINARY")?;

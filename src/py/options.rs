@@ -1,54 +1,89 @@
-//! Python arguments → Rust option structs, refusing bad values with `ValueError`/`TypeError`.
+//! Python arguments → the engine's `Options`: one function for every entry point (the sync
+//! `connect`, `Protocol(...)` under the asyncio client and custom drivers). The defaults and
+//! range checks themselves live in `crate::options`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
-use crate::handshake::RequestOptions;
-use crate::tls::TlsOptions;
+use crate::error::Error;
+use crate::options::{self, Options, RequestOptions, TlsOptions};
 
-/// Seconds as a `Duration`; `None` stays `None`.
-pub fn duration(name: &str, seconds: Option<f64>) -> PyResult<Option<Duration>> {
-    match seconds {
-        None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 => Duration::try_from_secs_f64(s)
-            .map(Some)
-            .map_err(|_| PyValueError::new_err(format!("{name} {s} is out of range"))),
-        Some(s) => Err(PyValueError::new_err(format!(
-            "{name} must be a non-negative number of seconds, not {s}"
-        ))),
-    }
-}
+use super::errors::to_pyerr;
 
-/// The upgrade request's extras.
-pub fn request_options(
+/// The options of a connection, checked.
+#[allow(clippy::too_many_arguments)]
+pub fn connect_options(
+    py: Python<'_>,
+    open_timeout: Option<f64>,
+    close_timeout: Option<f64>,
     headers: Option<Vec<(String, String)>>,
     subprotocols: Option<Vec<String>>,
     origin: Option<String>,
     user_agent: Option<String>,
-) -> RequestOptions {
-    RequestOptions {
-        headers: headers.unwrap_or_default(),
-        subprotocols: subprotocols.unwrap_or_default(),
-        origin,
-        user_agent,
+    max_size: Option<i64>,
+    tls: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Options> {
+    let checked = || -> Result<Options, Error> {
+        Ok(Options {
+            open_timeout: options::timeout("open_timeout", open_timeout)?,
+            close_timeout: options::timeout("close_timeout", close_timeout)?,
+            request: RequestOptions {
+                headers: headers.unwrap_or_default(),
+                subprotocols: subprotocols.unwrap_or_default(),
+                origin,
+                user_agent,
+            },
+            max_size: options::positive("max_size", max_size)?,
+            tls: None,
+        })
+    };
+    let mut options = checked().map_err(|e| to_pyerr(py, e))?;
+    options.tls = tls.filter(|t| !t.is_none()).map(tls_options).transpose()?;
+    Ok(options)
+}
+
+/// Checks one option or argument by name, as every entry point does: timeouts (NaN and
+/// negative refused, infinity is no limit) and sizes. Returns the normalised value.
+#[pyfunction]
+pub fn check_option<'py>(
+    py: Python<'py>,
+    name: &str,
+    value: Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let result = match name {
+        "open_timeout" | "close_timeout" | "timeout" => {
+            let seconds: f64 = value.extract()?;
+            options::timeout(name, Some(seconds))
+                .map(|d| d.map(|d| d.as_secs_f64().into_pyobject(py).map(Bound::into_any)))
+        }
+        "max_size" | "max_queue" => options::positive(name, Some(value.extract()?))
+            .map(|n| n.map(|n| n.into_pyobject(py).map(Bound::into_any))),
+        "write_limit" => options::non_negative(name, value.extract()?)
+            .map(|n| Some(n.into_pyobject(py).map(Bound::into_any))),
+        _ => Err(Error::InvalidArgument(format!("unknown option {name:?}"))),
+    };
+    match result.map_err(|e| to_pyerr(py, e))? {
+        None => Ok(None),
+        Some(v) => Ok(Some(v?)),
     }
 }
 
-/// `max_size`: a positive int or `None`.
-pub fn max_size(value: Option<i64>) -> PyResult<Option<usize>> {
-    match value {
-        None => Ok(None),
-        Some(n) if n > 0 => usize::try_from(n)
-            .map(Some)
-            .map_err(|_| PyValueError::new_err(format!("max_size {n} is too large"))),
-        Some(n) => Err(PyValueError::new_err(format!(
-            "max_size must be positive or None, not {n}"
-        ))),
-    }
+/// The defaults of every option, for the Python signatures' tests and docs.
+pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("open_timeout", options::OPEN_TIMEOUT)?;
+    d.set_item("close_timeout", options::CLOSE_TIMEOUT)?;
+    d.set_item("max_size", options::MAX_SIZE)?;
+    d.set_item("max_queue", options::MAX_QUEUE)?;
+    d.set_item("write_limit", options::WRITE_LIMIT)?;
+    d.set_item("user_agent", options::USER_AGENT)?;
+    Ok(d)
 }
 
 fn optional_path(obj: &Bound<'_, PyAny>, attr: &str) -> PyResult<Option<PathBuf>> {
@@ -62,14 +97,17 @@ fn optional_path(obj: &Bound<'_, PyAny>, attr: &str) -> PyResult<Option<PathBuf>
     )))
 }
 
-/// Reads a `sigil_ws.TLSConfig` (any object with its attributes); `None` is the default
-/// verification against the system store.
-pub fn tls_options(tls: Option<&Bound<'_, PyAny>>) -> PyResult<TlsOptions> {
-    let Some(tls) = tls.filter(|t| !t.is_none()) else {
-        return Ok(TlsOptions::system());
-    };
+/// Reads a `sigil_ws.TLSConfig` (any object with its attributes).
+fn tls_options(tls: &Bound<'_, PyAny>) -> PyResult<TlsOptions> {
     let ca_data = {
-        let v = tls.getattr("ca_data")?;
+        let v = tls.getattr("ca_data").map_err(|_| {
+            let kind = tls
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyTypeError::new_err(format!("tls must be a sigil_ws.TLSConfig, not {kind}"))
+        })?;
         if v.is_none() {
             None
         } else if let Ok(s) = v.cast::<PyString>() {

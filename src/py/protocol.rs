@@ -4,22 +4,16 @@
 use std::time::Instant;
 
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::error::Error;
-use crate::handshake::generate_key;
-use crate::protocol::{Config, Event, Protocol, State};
-use crate::tls::client_config;
-use crate::url::parse_url;
+use crate::options;
+use crate::protocol::{close_code, Event, Protocol, State};
 
-use super::buffers::with_bytes;
+use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
-use super::objects::{event_object, headers_object, payload_object, state_object};
-use super::options::{max_size, request_options, tls_options};
-
-/// The default `User-Agent`.
-pub const DEFAULT_USER_AGENT: &str = concat!("sigil-ws/", env!("CARGO_PKG_VERSION"));
+use super::objects::{event_object, headers_object, message_object, state_object};
+use super::options::connect_options;
 
 /// The sans-IO WebSocket client engine: bytes in, events out; messages in, bytes out.
 ///
@@ -43,7 +37,7 @@ impl PyProtocol {
 #[pymethods]
 impl PyProtocol {
     #[new]
-    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(DEFAULT_USER_AGENT.to_string()), max_size=Some(16 * 1024 * 1024), tls=None),
+    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(options::USER_AGENT.to_string()), max_size=Some(options::MAX_SIZE as i64), tls=None),
         text_signature = "(url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=..., max_size=16777216, tls=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -57,31 +51,18 @@ impl PyProtocol {
         max_size: Option<i64>,
         tls: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let build = || -> Result<Protocol, Error> {
-            let parsed = parse_url(url)?;
-            let key = match key {
-                Some(k) => k,
-                None => generate_key()?,
-            };
-            let tls_opts =
-                tls_options(tls.as_ref()).map_err(|e| Error::TlsConfig(e.to_string()))?;
-            let tls = if parsed.secure() {
-                Some((client_config(&tls_opts)?, tls_opts.server_hostname.clone()))
-            } else {
-                None
-            };
-            Protocol::client(
-                &parsed,
-                key,
-                &request_options(headers, subprotocols, origin, user_agent),
-                Config {
-                    max_size: self::max_size(max_size)
-                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
-                },
-                tls.as_ref().map(|(c, name)| (c.clone(), name.as_deref())),
-            )
-        };
-        let engine = build().map_err(|e| to_pyerr(py, e))?;
+        let options = connect_options(
+            py,
+            None,
+            None,
+            headers,
+            subprotocols,
+            origin,
+            user_agent,
+            max_size,
+            tls.as_ref(),
+        )?;
+        let engine = Protocol::client(url, &options, key).map_err(|e| to_pyerr(py, e))?;
         Ok(PyProtocol {
             engine,
             origin: Instant::now(),
@@ -123,38 +104,38 @@ impl PyProtocol {
         }
     }
 
-    /// Feeds bytes and returns the data messages they complete, as `str` or `bytes`: the
-    /// fast path for drivers.
+    /// Feeds bytes and returns the messages they complete, as `str` or `bytes`, at most
+    /// `limit` of them (`None`: all): the fast path for drivers.
     ///
+    /// Decoding is lazy: what is not returned stays buffered, undecoded, for the next call
+    /// (with `b""` to feed nothing), so a driver pulls as many messages as it has room for.
     /// Pings, pongs and close frames are handled on the way (their replies wait in
-    /// `data_to_send()`). When the peer breaks the protocol, the connection fails: the close
-    /// frame is queued, `state` is `CLOSED` and `closed_exception()` tells why. A violation
-    /// that follows messages returned by the same call, or any violation while `defer_failure`
-    /// is true (the driver still holds undelivered messages), is left unread instead and
-    /// `failure_deferred` turns true: call again with `b""` once those messages are consumed,
-    /// so that the application can answer them first, in order.
+    /// `data_to_send()`). When the peer breaks the protocol, the connection fails (the close
+    /// frame is queued, `state` is `CLOSED`) and `closed_exception()` tells why; so does a
+    /// TLS failure. A violation that follows messages returned by the same call, or any
+    /// violation while `defer_failure` is true (the driver still holds undelivered messages),
+    /// is left unread instead and `failure_deferred` turns true: call again once those
+    /// messages are consumed, so that the application can answer them first, in order.
     ///
     /// Raises:
     ///     HandshakeError: the upgrade was refused or malformed.
-    ///     TLSError: the TLS layer failed.
-    #[pyo3(signature = (data, defer_failure=false))]
+    ///     TLSError: the TLS handshake failed.
+    #[pyo3(signature = (data, limit=None, defer_failure=false))]
     fn receive_messages<'py>(
         &mut self,
         py: Python<'py>,
         data: &Bound<'py, PyAny>,
+        limit: Option<usize>,
         defer_failure: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let now = self.now();
         with_bytes(data, |d| self.engine.receive_data(d, now))?.map_err(|e| to_pyerr(py, e))?;
         let list = PyList::empty(py);
-        loop {
+        while limit.is_none_or(|l| list.len() < l) {
             self.engine
                 .set_defer_failure(defer_failure || !list.is_empty());
             match self.engine.next_event() {
-                Ok(Some(Event::Text(text))) => {
-                    list.append(payload_object(py, true, text.as_bytes()))?
-                }
-                Ok(Some(Event::Binary(data))) => list.append(payload_object(py, false, data))?,
+                Ok(Some(Event::Message(message))) => list.append(message_object(py, message))?,
                 Ok(Some(_)) => {}
                 Ok(None) | Err(Error::Protocol(_)) => break,
                 Err(e) => {
@@ -164,6 +145,7 @@ impl PyProtocol {
             }
         }
         self.engine.set_defer_failure(false);
+        self.engine.trim();
         Ok(list)
     }
 
@@ -171,6 +153,18 @@ impl PyProtocol {
     #[getter]
     fn failure_deferred(&self) -> bool {
         self.engine.failure_deferred()
+    }
+
+    /// Bytes received and not decoded yet.
+    #[getter]
+    fn buffered(&self) -> usize {
+        self.engine.buffered_len()
+    }
+
+    /// The transport failed or the driver gave up waiting (close timeout): the connection is
+    /// closed with 1006 unless it already ended. Messages already received are still returned.
+    fn abort(&mut self) {
+        self.engine.abort();
     }
 
     /// The `ConnectionClosedOK`/`ConnectionClosedError` that describes how the connection
@@ -203,26 +197,32 @@ impl PyProtocol {
         with_bytes(data, |d| self.engine.send_binary(d))?.map_err(|e| to_pyerr(py, e))
     }
 
-    /// Queues a ping (at most 125 bytes); its pong updates `latency`.
+    /// Queues a ping (at most 125 bytes: str, bytes or any bytes-like object); its pong
+    /// updates `latency`.
     #[pyo3(signature = (data=None))]
-    fn send_ping(&mut self, py: Python<'_>, data: Option<PyBackedBytes>) -> PyResult<()> {
+    fn send_ping(&mut self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let now = self.now();
-        let payload = data.as_deref().unwrap_or_default();
+        let payload = payload_bytes(data)?;
         self.engine
-            .send_ping(payload, now)
+            .send_ping(&payload, now)
             .map_err(|e| to_pyerr(py, e))
     }
 
     /// Queues a pong (at most 125 bytes).
     #[pyo3(signature = (data=None))]
-    fn send_pong(&mut self, py: Python<'_>, data: Option<PyBackedBytes>) -> PyResult<()> {
-        let payload = data.as_deref().unwrap_or_default();
-        self.engine.send_pong(payload).map_err(|e| to_pyerr(py, e))
+    fn send_pong(&mut self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let payload = payload_bytes(data)?;
+        self.engine.send_pong(&payload).map_err(|e| to_pyerr(py, e))
     }
 
-    /// Starts the closing handshake; does nothing once closing.
+    /// Starts the closing handshake; does nothing once closing (the arguments are still
+    /// checked).
     #[pyo3(signature = (code=Some(1000), reason=""), text_signature = "(self, code=1000, reason='')")]
-    fn send_close(&mut self, py: Python<'_>, code: Option<u16>, reason: &str) -> PyResult<()> {
+    fn send_close(&mut self, py: Python<'_>, code: Option<i64>, reason: &str) -> PyResult<()> {
+        let code = code
+            .map(close_code)
+            .transpose()
+            .map_err(|e| to_pyerr(py, e))?;
         self.engine
             .send_close(code, reason)
             .map_err(|e| to_pyerr(py, e))
@@ -278,5 +278,29 @@ impl PyProtocol {
     #[getter]
     fn latency(&self) -> f64 {
         self.engine.latency()
+    }
+
+    /// The URL, normalised (`ws://host:port/path?query`).
+    #[getter]
+    fn url(&self) -> String {
+        self.engine.url().to_string()
+    }
+
+    /// The host of the URL.
+    #[getter]
+    fn host(&self) -> String {
+        self.engine.url().host.clone()
+    }
+
+    /// The port of the URL.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.engine.url().port
+    }
+
+    /// The resource name: path and query.
+    #[getter]
+    fn path(&self) -> String {
+        self.engine.url().resource.clone()
     }
 }

@@ -1,0 +1,103 @@
+"""One normaliser for every entry point: the sync and asyncio ``connect()`` and the handshake
+building blocks turn their arguments into the values the Rust core takes here.
+
+Ranges and defaults are checked and defined once, in the Rust core (``src/options.rs``);
+this module converts Python types (mappings of headers, sequences of subprotocols, TLSConfig).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from . import _core
+from .tls import TLSConfig
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "HeadersLike",
+    "connect_options",
+    "headers",
+    "size",
+    "subprotocols",
+    "timeout",
+    "tls",
+]
+
+DEFAULTS: dict[str, Any] = _core.DEFAULTS
+DEFAULT_USER_AGENT: str = DEFAULTS["user_agent"]
+
+HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def headers(value: HeadersLike | None) -> list[tuple[str, str]] | None:
+    """Extra request headers as a list of ``(name, value)`` string pairs."""
+    if value is None:
+        return None
+    pairs = value.items() if isinstance(value, Mapping) else value
+    result = []
+    for pair in pairs:
+        name, text = pair
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise TypeError(f"header names and values must be str, not {pair!r}")
+        result.append((name, text))
+    return result
+
+
+def subprotocols(value: Sequence[str] | None) -> list[str] | None:
+    """Offered subprotocols as a list of str (a lone str is refused: it is a common slip)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError("subprotocols must be a sequence of str, not a str")
+    return [str(p) for p in value]
+
+
+def tls(value: object) -> TLSConfig | None:
+    """``tls`` as passed to connect(): a TLSConfig or None."""
+    if value is not None and not isinstance(value, TLSConfig):
+        raise TypeError(f"tls must be a sigil_ws.TLSConfig, not {type(value).__name__}")
+    return value
+
+
+def timeout(name: str, value: float | None) -> float | None:
+    """Seconds to wait: ``None`` or infinity wait forever; NaN and negatives are refused."""
+    if value is None:
+        return None
+    result: float | None = _core.check_option(name, value)
+    return result
+
+
+def size(name: str, value: int | None) -> int | None:
+    """A positive size (``max_size``, ``max_queue``) or None; ``write_limit`` may be 0."""
+    result: int | None = _core.check_option(name, value)
+    return result
+
+
+def connect_options(
+    *,
+    open_timeout: float | None,
+    close_timeout: float | None,
+    headers: HeadersLike | None,
+    subprotocols: Sequence[str] | None,
+    origin: str | None,
+    user_agent: str | None,
+    max_size: int | None,
+    tls: TLSConfig | None,
+) -> dict[str, Any]:
+    """The options both clients share, normalised."""
+    return dict(
+        open_timeout=timeout("open_timeout", open_timeout),
+        close_timeout=timeout("close_timeout", close_timeout),
+        headers=_headers(headers),
+        subprotocols=_subprotocols(subprotocols),
+        origin=origin,
+        user_agent=user_agent,
+        max_size=size("max_size", max_size),
+        tls=_tls(tls),
+    )
+
+
+_headers = headers
+_subprotocols = subprotocols
+_tls = tls

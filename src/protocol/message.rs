@@ -1,0 +1,268 @@
+//! Data frames into messages: the frame rules of RFC 6455 §5, reassembly of fragments, size
+//! limits and UTF-8.
+//!
+//! UTF-8 is proven once, by `std::str::from_utf8` over the whole message when it completes; an
+//! incremental check runs only over the part of a frame or message that has arrived so far, to
+//! fail fast (RFC 6455 §8.1) before the rest of a bad message is even received.
+
+use crate::buffer::KEEP_CAPACITY;
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, OpCode};
+use crate::utf8::Utf8Validator;
+
+/// A complete message, borrowed from the engine until its next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, valid UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl Message<'_> {
+    /// The payload's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(data) => data,
+        }
+    }
+}
+
+/// Where a completed message's payload lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Payload {
+    /// In the input buffer, at these offsets (a message of one frame, read in place).
+    InPlace {
+        /// First byte.
+        start: usize,
+        /// One past the last byte.
+        end: usize,
+    },
+    /// In the reassembly buffer.
+    Reassembled,
+}
+
+/// A message that `frame` completed: its kind and where its payload is. Text payloads are
+/// proven UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Completed {
+    pub text: bool,
+    pub payload: Payload,
+}
+
+/// What [`Reassembly::restore`] needs to undo the frames decoded since [`Reassembly::snapshot`].
+#[derive(Debug, Clone)]
+pub(super) struct Snapshot {
+    fragmented: Option<bool>,
+    message_len: usize,
+    utf8: Utf8Validator,
+    checked: usize,
+}
+
+/// Reassembly state between frames.
+#[derive(Debug, Default)]
+pub(super) struct Reassembly {
+    max_size: Option<usize>,
+    /// A fragmented message is under way: `Some(is_text)`.
+    fragmented: Option<bool>,
+    /// Its payload so far.
+    message: Vec<u8>,
+    /// The reassembly buffer was handed out and is cleared on the next call.
+    delivered: bool,
+    /// Fail-fast check of the text that has arrived so far.
+    utf8: Utf8Validator,
+    /// Bytes of the current, incomplete frame already fed to `utf8`.
+    checked: usize,
+}
+
+impl Reassembly {
+    pub fn new(max_size: Option<usize>) -> Self {
+        Reassembly {
+            max_size,
+            ..Default::default()
+        }
+    }
+
+    /// The reassembled payload of the last completed message.
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// Releases the buffer of a message handed out by the previous call.
+    pub fn recycle(&mut self) {
+        if self.delivered {
+            self.delivered = false;
+            self.message.clear();
+            if self.message.capacity() > KEEP_CAPACITY {
+                self.message = Vec::new();
+            }
+        }
+    }
+
+    /// The state before the next frame, for a driver that may leave a violating frame unread.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            fragmented: self.fragmented,
+            message_len: self.message.len(),
+            utf8: self.utf8.clone(),
+            checked: self.checked,
+        }
+    }
+
+    /// Undoes the frames decoded since `snapshot`.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        self.fragmented = snapshot.fragmented;
+        self.message.truncate(snapshot.message_len);
+        self.utf8 = snapshot.utf8;
+        self.checked = snapshot.checked;
+    }
+
+    /// Forgets an unfinished message (the connection failed).
+    pub fn abandon(&mut self) {
+        self.fragmented = None;
+        self.message = Vec::new();
+        self.checked = 0;
+        self.utf8.reset();
+    }
+
+    fn in_text(&self, header: &FrameHeader) -> bool {
+        match header.opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self.fragmented == Some(true),
+            _ => false,
+        }
+    }
+
+    /// The rules a frame header must meet before any of its payload is looked at.
+    pub fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
+        // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
+        // WebSocket Connection_."
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits { bits: header.rsv });
+        }
+        // RFC 6455 §5.1: "The client MUST close a connection if it detects a masked frame."
+        if header.mask.is_some() {
+            return Err(ProtocolError::MaskedFrame);
+        }
+        if header.opcode.is_control() {
+            // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or
+            // less and MUST NOT be fragmented."
+            if header.payload_len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong {
+                    len: header.payload_len,
+                });
+            }
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame {
+                    opcode: header.opcode.as_u8(),
+                });
+            }
+            return Ok(());
+        }
+        // RFC 6455 §5.4: fragments of one message are not interleaved with another message.
+        match (header.opcode, self.fragmented) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation {
+                    opcode: header.opcode.as_u8(),
+                })
+            }
+            _ => {}
+        }
+        if let Some(limit) = self.max_size {
+            let size = (self.message.len() as u64).saturating_add(header.payload_len);
+            if size > limit as u64 {
+                return Err(ProtocolError::MessageTooBig { size, limit });
+            }
+        }
+        Ok(())
+    }
+
+    /// Part of a data frame's payload has arrived (`arrived`, from its start): check the new
+    /// text in it, so invalid UTF-8 fails before the rest comes.
+    pub fn partial(&mut self, header: &FrameHeader, arrived: &[u8]) -> Result<(), ProtocolError> {
+        if self.in_text(header) && arrived.len() > self.checked {
+            if let Some(new) = arrived.get(self.checked..) {
+                self.utf8.feed(new).map_err(|_| invalid_text())?;
+            }
+            self.checked = arrived.len();
+        }
+        Ok(())
+    }
+
+    /// A complete data frame whose payload is `input[start..end]`. Returns the message it
+    /// completes, if any.
+    pub fn frame(
+        &mut self,
+        header: &FrameHeader,
+        input: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Result<Option<Completed>, ProtocolError> {
+        let text = self.in_text(header);
+        let checked = std::mem::take(&mut self.checked);
+        let payload = input.get(start..end).unwrap_or_default();
+        if header.opcode != OpCode::Continuation && header.fin {
+            // A whole message in one frame: handed out in place, proven once.
+            if text {
+                self.utf8.reset();
+                prove_utf8(payload)?;
+            }
+            return Ok(Some(Completed {
+                text,
+                payload: Payload::InPlace { start, end },
+            }));
+        }
+        if text {
+            if let Some(rest) = payload.get(checked..) {
+                self.utf8.feed(rest).map_err(|_| invalid_text())?;
+            }
+        }
+        if header.opcode != OpCode::Continuation {
+            self.fragmented = Some(text);
+        }
+        self.message.extend_from_slice(payload);
+        if !header.fin {
+            return Ok(None);
+        }
+        self.fragmented = None;
+        if text {
+            self.utf8.finish().map_err(|_| invalid_text())?;
+            prove_utf8(&self.message)?;
+        }
+        self.delivered = true;
+        Ok(Some(Completed {
+            text,
+            payload: Payload::Reassembled,
+        }))
+    }
+}
+
+fn invalid_text() -> ProtocolError {
+    ProtocolError::InvalidUtf8 {
+        context: "text message",
+    }
+}
+
+/// RFC 6455 §8.1: "When an endpoint is to interpret a byte stream as UTF-8 but finds that the
+/// byte stream is not, in fact, a valid UTF-8 stream, that endpoint MUST _Fail the WebSocket
+/// Connection_."
+fn prove_utf8(payload: &[u8]) -> Result<(), ProtocolError> {
+    std::str::from_utf8(payload)
+        .map(drop)
+        .map_err(|_| invalid_text())
+}
+
+/// The message for a completed text payload that [`Reassembly::frame`] proved UTF-8.
+pub(super) fn text(payload: &[u8]) -> Message<'_> {
+    // SAFETY: `Reassembly::frame` returns a `Completed { text: true, .. }` only after
+    // `prove_utf8` (that is, `std::str::from_utf8`) accepted exactly these bytes: the in-place
+    // range `input[start..end]` or the whole reassembly buffer. The engine builds the message
+    // within the same `&mut self` call that decoded the frame, and nothing writes to the input
+    // buffer or the reassembly buffer in between (see `Protocol::next_event`).
+    #[allow(unsafe_code)]
+    let text = unsafe { std::str::from_utf8_unchecked(payload) };
+    Message::Text(text)
+}

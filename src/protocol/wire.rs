@@ -1,0 +1,134 @@
+//! Bytes in and out of the engine, through the TLS layer when there is one: the only place that
+//! knows whether a connection is encrypted.
+
+use crate::buffer::{InputBuffer, KEEP_CAPACITY};
+use crate::error::Error;
+use crate::frame::{encode_frame, OpCode};
+use crate::random::mask_key;
+use crate::tls::TlsLayer;
+
+/// The socket side of the engine: received plaintext, and bytes for the socket.
+#[derive(Default)]
+pub(super) struct Wire {
+    /// Boxed: a rustls connection is about 1 KiB, which a `ws://` connection should not carry.
+    tls: Option<Box<TlsLayer>>,
+    /// Plaintext received and not yet decoded.
+    pub input: InputBuffer,
+    /// Bytes for the socket.
+    out: Vec<u8>,
+    /// Frame scratch when frames go through TLS.
+    scratch: Vec<u8>,
+}
+
+impl Wire {
+    pub fn new(tls: Option<TlsLayer>) -> Wire {
+        Wire {
+            tls: tls.map(Box::new),
+            ..Wire::default()
+        }
+    }
+
+    /// Feeds bytes from the socket. Returns true when TLS reports the end of the stream
+    /// (close_notify). A TLS failure is returned after its alert was queued for the peer.
+    pub fn receive(&mut self, data: &[u8]) -> Result<bool, Error> {
+        self.input.compact();
+        match &mut self.tls {
+            Some(tls) => {
+                let result = tls.read(data, &mut self.input);
+                // Alerts and handshake records go out whether or not reading failed.
+                tls.drain(&mut self.out)?;
+                Ok(result?.closed)
+            }
+            None => {
+                self.input.extend(data);
+                Ok(false)
+            }
+        }
+    }
+
+    /// The input buffer for a driver that reads plain TCP straight into it; `None` under TLS,
+    /// where ciphertext goes through rustls first.
+    pub fn take_input(&mut self) -> Option<InputBuffer> {
+        if self.tls.is_some() {
+            return None;
+        }
+        self.input.compact();
+        Some(std::mem::take(&mut self.input))
+    }
+
+    /// Takes back the buffer of [`Wire::take_input`] with `n` more bytes, or none when
+    /// `accept` is false.
+    pub fn put_input(&mut self, mut input: InputBuffer, n: usize, accept: bool) {
+        if n > 0 && accept {
+            input.commit(n);
+        }
+        self.input = input;
+    }
+
+    /// Queues bytes that are not a frame (the upgrade request).
+    pub fn write_plain(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        match &mut self.tls {
+            Some(tls) => {
+                tls.write(bytes)?;
+                tls.drain(&mut self.out)?;
+            }
+            None => self.out.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    /// Queues one frame whose payload is the concatenation of `parts`.
+    pub fn write_frame(&mut self, opcode: OpCode, parts: &[&[u8]]) -> Result<(), Error> {
+        // RFC 6455 §5.3: a client masks every frame with a fresh key.
+        let key = mask_key()?;
+        match &mut self.tls {
+            Some(tls) => {
+                self.scratch.clear();
+                encode_frame(&mut self.scratch, opcode, true, parts, Some(key));
+                tls.write(&self.scratch)?;
+                tls.drain(&mut self.out)?;
+                if self.scratch.capacity() > KEEP_CAPACITY {
+                    self.scratch = Vec::new();
+                }
+            }
+            None => encode_frame(&mut self.out, opcode, true, parts, Some(key)),
+        }
+        Ok(())
+    }
+
+    /// Ends the TLS stream (close_notify) once the closing handshake is over.
+    pub fn close_tls(&mut self) -> Result<(), Error> {
+        if let Some(tls) = &mut self.tls {
+            tls.close();
+            tls.drain(&mut self.out)?;
+        }
+        Ok(())
+    }
+
+    /// True while the TLS handshake has not finished.
+    pub fn tls_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
+    /// The ALPN protocol TLS negotiated.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.tls.as_ref().and_then(|t| t.alpn_protocol())
+    }
+
+    /// True when no byte waits for the socket.
+    pub fn out_is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// The bytes waiting for the socket.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Releases the output buffer's memory when it is empty and large, or when `all`.
+    pub fn shrink_out(&mut self, all: bool) {
+        if self.out.is_empty() && (all || self.out.capacity() > KEEP_CAPACITY) {
+            self.out = Vec::new();
+        }
+    }
+}
