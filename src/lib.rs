@@ -4,6 +4,7 @@ pub mod client;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 pub mod protocol;
 #[cfg(feature = "python")]

@@ -5,7 +5,7 @@ use pyo3::types::{PyBytes, PyString};
 
 use crate::error::Error;
 use crate::handshake::{self, HandshakeError, RequestOptions};
-use crate::url;
+use crate::{http, url};
 
 use super::errors::to_pyerr;
 use super::objects::{headers_object, str_pairs};
@@ -60,7 +60,7 @@ fn parse_status_line(py: Python<'_>, line: &Bound<'_, PyAny>) -> PyResult<u16> {
         Ok(s) => s.to_str()?.to_string(),
         Err(_) => String::from_utf8_lossy(line.cast::<PyBytes>()?.as_bytes()).into_owned(),
     };
-    handshake::parse_status_line(&text).map_err(|e| to_pyerr(py, e.into()))
+    http::parse_status_line(&text).map_err(|e| to_pyerr(py, HandshakeError::from(e).into()))
 }
 
 /// Checks a complete upgrade response against the key (and the offered subprotocols).

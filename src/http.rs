@@ -1,0 +1,309 @@
+//! The HTTP/1.1 response head: status line, header fields, limits and the search for its end
+//! (RFC 9112). Nothing here knows about WebSocket; `handshake.rs` applies the upgrade rules.
+
+/// Largest response header block accepted, in bytes.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Most response header lines accepted.
+pub const MAX_HEADERS: usize = 256;
+
+/// Why a response head cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// The status line is not `HTTP/1.1 NNN reason`.
+    #[error("invalid status line {0:?}")]
+    InvalidStatusLine(String),
+    /// A header line is not `name: value`.
+    #[error("invalid header line {0:?}")]
+    InvalidHeaderLine(String),
+    /// The header block grew past [`MAX_HEADER_BYTES`].
+    #[error("response headers exceed {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// More than [`MAX_HEADERS`] header lines.
+    #[error("response has more than {limit} headers")]
+    TooManyHeaders {
+        /// The limit in lines.
+        limit: usize,
+    },
+}
+
+/// RFC 9110 §5.6.2 token characters.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Parses `HTTP/1.1 101 Switching Protocols` into its status code.
+pub fn parse_status_line(line: &str) -> Result<u16, HttpError> {
+    let bad = || HttpError::InvalidStatusLine(line.to_string());
+    let line = line.trim_end_matches(['\r', '\n']);
+    let mut parts = line.splitn(3, ' ');
+    let version = parts.next().ok_or_else(bad)?;
+    // RFC 6455 §4.1: the response is an HTTP/1.1 (or later) response.
+    if !(version == "HTTP/1.1" || version.starts_with("HTTP/1.") && version.len() == 8) {
+        return Err(bad());
+    }
+    let code = parts.next().ok_or_else(bad)?;
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let status: u16 = code.parse().map_err(|_| bad())?;
+    if !(100..=599).contains(&status) {
+        return Err(bad());
+    }
+    Ok(status)
+}
+
+/// A parsed HTTP response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header lines in order, names as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The first value of a header, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(&self.headers, name)
+    }
+
+    /// Every value of a header, case-insensitively, in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Header lines packed into one allocation, for what a connection keeps after its handshake.
+///
+/// Each line is stored as `name:value\n`. The packing is lossless: a field name is a token,
+/// which cannot contain `:` (RFC 9110 §5.1), and no line can contain `\n`, which ends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedHeaders {
+    packed: Box<str>,
+}
+
+impl PackedHeaders {
+    /// Packs header pairs whose names contain no `:` and neither part a `\n`.
+    pub fn new(headers: &[(String, String)]) -> PackedHeaders {
+        let mut packed = String::with_capacity(
+            headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 2)
+                .sum(),
+        );
+        for (name, value) in headers {
+            debug_assert!(!name.contains([':', '\n']) && !value.contains('\n'));
+            packed.push_str(name);
+            packed.push(':');
+            packed.push_str(value);
+            packed.push('\n');
+        }
+        PackedHeaders {
+            packed: packed.into_boxed_str(),
+        }
+    }
+
+    /// The `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.packed
+            .split_terminator('\n')
+            .map(|line| line.split_once(':').unwrap_or((line, "")))
+    }
+}
+
+/// The first value of `name` in `headers`, case-insensitively.
+pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Finds the end of the header block: the offset just past the empty line.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + pos;
+        // An empty line is "\n" or "\r\n" right after the previous line's "\n".
+        if nl >= 1 && buf[nl - 1] == b'\n' {
+            return Some(nl + 1);
+        }
+        if nl >= 2 && buf[nl - 1] == b'\r' && buf[nl - 2] == b'\n' {
+            return Some(nl + 1);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Reads a response head from the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete, or the response and the number of bytes it
+/// used. Bytes past that are the start of the WebSocket stream (or the body of a refusal).
+pub fn read_head(buf: &[u8]) -> Result<Option<(Response, usize)>, HttpError> {
+    let Some(end) = find_head_end(buf) else {
+        if buf.len() > MAX_HEADER_BYTES {
+            return Err(HttpError::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            });
+        }
+        return Ok(None);
+    };
+    if end > MAX_HEADER_BYTES {
+        return Err(HttpError::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        });
+    }
+    // Header bytes are ISO-8859-1 at worst (RFC 9110 §5.5); decode lossily for messages.
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let status = parse_status_line(lines.next().unwrap_or_default())?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        // RFC 9112 §5.2: obsolete line folding is rejected.
+        if line.starts_with([' ', '\t']) {
+            return Err(HttpError::InvalidHeaderLine(line.to_string()));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| HttpError::InvalidHeaderLine(line.to_string()))?;
+        if !is_token(name) {
+            return Err(HttpError::InvalidHeaderLine(line.to_string()));
+        }
+        if headers.len() == MAX_HEADERS {
+            return Err(HttpError::TooManyHeaders { limit: MAX_HEADERS });
+        }
+        headers.push((
+            name.to_string(),
+            value.trim_matches([' ', '\t']).to_string(),
+        ));
+    }
+    Ok(Some((Response { status, headers }, end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_headers_round_trip() {
+        let pairs: Vec<(String, String)> = [
+            ("Upgrade", "websocket"),
+            ("X-Time", "12:30:00"),
+            ("Empty", ""),
+            ("Upgrade", "again"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let packed = PackedHeaders::new(&pairs);
+        let back: Vec<(String, String)> = packed
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(back, pairs);
+        assert_eq!(PackedHeaders::new(&[]).iter().count(), 0);
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            parse_status_line("HTTP/1.1 101 Switching Protocols").unwrap(),
+            101
+        );
+        assert_eq!(
+            parse_status_line("HTTP/1.1 404 Not Found\r\n").unwrap(),
+            404
+        );
+        assert_eq!(parse_status_line("HTTP/1.1 200").unwrap(), 200);
+        for bad in [
+            "",
+            "HTTP/1.1",
+            "HTTP/1.1 1O1 x",
+            "HTTP/1.1 1010 x",
+            "HTTP/2 101 x",
+            "FOO 101 x",
+            "HTTP/1.1 099 x",
+        ] {
+            assert!(
+                matches!(parse_status_line(bad), Err(HttpError::InvalidStatusLine(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\n\r\n";
+
+    #[test]
+    fn head_read_keeps_trailing_bytes() {
+        let mut buf = HEAD.to_vec();
+        buf.extend_from_slice(b"\x81\x02hi");
+        let (resp, used) = read_head(&buf).unwrap().unwrap();
+        assert_eq!(used, HEAD.len());
+        assert_eq!(&buf[used..], b"\x81\x02hi");
+        assert_eq!(resp.status, 101);
+        assert_eq!(resp.header("upgrade"), Some("WebSocket"));
+    }
+
+    #[test]
+    fn head_read_needs_the_whole_head() {
+        for cut in 0..HEAD.len() {
+            assert_eq!(read_head(&HEAD[..cut]).unwrap(), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn head_read_accepts_bare_lf_and_multi_values() {
+        let buf = b"HTTP/1.1 101 OK\nUpgrade: websocket\nX-A: 1\nx-a: 2\n\nrest";
+        let (resp, used) = read_head(buf).unwrap().unwrap();
+        assert_eq!(&buf[used..], b"rest");
+        assert_eq!(resp.header_values("X-A").collect::<Vec<_>>(), ["1", "2"]);
+    }
+
+    #[test]
+    fn head_read_limits() {
+        let mut big = b"HTTP/1.1 101 OK\r\n".to_vec();
+        while big.len() <= MAX_HEADER_BYTES {
+            big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert!(matches!(
+            read_head(&big),
+            Err(HttpError::HeadersTooLarge { .. })
+        ));
+        let mut many = b"HTTP/1.1 101 OK\r\n".to_vec();
+        for _ in 0..=MAX_HEADERS {
+            many.extend_from_slice(b"X: y\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            read_head(&many),
+            Err(HttpError::TooManyHeaders { .. })
+        ));
+        for bad in [
+            &b"HTTP/1.1 101 OK\r\nno colon\r\n\r\n"[..],
+            b"HTTP/1.1 101 OK\r\nBad Name: v\r\n\r\n",
+            b"HTTP/1.1 101 OK\r\nA: b\r\n folded\r\n\r\n",
+        ] {
+            assert!(matches!(
+                read_head(bad),
+                Err(HttpError::InvalidHeaderLine(_))
+            ));
+        }
+        assert!(matches!(
+            read_head(b"garbage\r\n\r\n"),
+            Err(HttpError::InvalidStatusLine(_))
+        ));
+    }
+}
