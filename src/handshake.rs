@@ -1,6 +1,6 @@
 //! The opening handshake: keys, the upgrade request and the response (RFC 6455 §4.1, §4.2.2).
 
-use crate::http::{self, is_token, HttpError};
+use crate::http::{is_token, HeadReader, HttpError};
 use crate::mask::random_bytes;
 use crate::url::WebSocketUrl;
 
@@ -197,12 +197,13 @@ pub fn build_request(
     Ok(out)
 }
 
-/// Parses a response head from the start of `buf`.
+/// Parses a response head from the start of `buf` (a fresh [`HeadReader`]: a caller that reads
+/// the response in pieces keeps one instead).
 ///
 /// Returns `Ok(None)` while the head is incomplete, or the response and the number of bytes it
 /// used. Bytes past that are the start of the WebSocket stream (or the body of a refusal).
 pub fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, HandshakeError> {
-    Ok(http::read_head(buf)?)
+    Ok(HeadReader::new().poll(buf)?)
 }
 
 /// What the server agreed to.

@@ -128,43 +128,88 @@ pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
-/// Finds the end of the header block: the offset just past the empty line.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + pos;
-        // An empty line is "\n" or "\r\n" right after the previous line's "\n".
-        if nl >= 1 && buf[nl - 1] == b'\n' {
-            return Some(nl + 1);
-        }
-        if nl >= 2 && buf[nl - 1] == b'\r' && buf[nl - 2] == b'\n' {
-            return Some(nl + 1);
-        }
-        i = nl + 1;
-    }
-    None
+/// Finds the end of a response head that arrives in pieces, looking at each byte once.
+///
+/// Give [`HeadReader::poll`] every byte received so far, the same prefix plus new bytes on each
+/// call: the search for the empty line resumes where it stopped, so a head that arrives one byte
+/// at a time costs time linear in its length (a fresh search per read would be quadratic, up to
+/// [`MAX_HEADER_BYTES`]).
+#[derive(Debug, Clone, Default)]
+pub struct HeadReader {
+    /// How far the search for the empty line has looked: no line before this offset is the
+    /// empty line. At most [`MAX_HEADER_BYTES`].
+    scanned: usize,
+    /// Bytes the search has looked at, over all calls: what the linearity test counts.
+    #[cfg(test)]
+    examined: usize,
 }
 
-/// Reads a response head from the start of `buf`.
-///
-/// Returns `Ok(None)` while the head is incomplete, or the response and the number of bytes it
-/// used. Bytes past that are the start of the WebSocket stream (or the body of a refusal).
-pub fn read_head(buf: &[u8]) -> Result<Option<(Response, usize)>, HttpError> {
-    let Some(end) = find_head_end(buf) else {
-        if buf.len() > MAX_HEADER_BYTES {
-            return Err(HttpError::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES,
-            });
-        }
-        return Ok(None);
-    };
-    if end > MAX_HEADER_BYTES {
-        return Err(HttpError::HeadersTooLarge {
-            limit: MAX_HEADER_BYTES,
-        });
+impl HeadReader {
+    /// A reader that has seen nothing yet.
+    pub fn new() -> HeadReader {
+        HeadReader::default()
     }
+
+    /// Looks for the end of the head in `buf`, every byte received so far.
+    ///
+    /// Returns `Ok(None)` while the head is incomplete, or the response and the number of bytes
+    /// it used: bytes past that are the start of the WebSocket stream (or the body of a refusal).
+    /// Polling again with the same bytes gives the same answer. A `buf` shorter than what was
+    /// already searched is taken as a new response, searched from its start.
+    pub fn poll(&mut self, buf: &[u8]) -> Result<Option<(Response, usize)>, HttpError> {
+        if buf.len() < self.scanned {
+            *self = HeadReader::default();
+        }
+        // A head that ends past the limit is refused, so the search never looks further.
+        let window = buf.get(..MAX_HEADER_BYTES).unwrap_or(buf);
+        let Some(end) = self.search(window) else {
+            if buf.len() > MAX_HEADER_BYTES {
+                return Err(HttpError::HeadersTooLarge {
+                    limit: MAX_HEADER_BYTES,
+                });
+            }
+            return Ok(None);
+        };
+        let head = window.get(..end).unwrap_or(window);
+        parse_head(head).map(|response| Some((response, end)))
+    }
+
+    /// The offset just past the empty line that ends the head, searching `window` from where
+    /// the previous search stopped.
+    fn search(&mut self, window: &[u8]) -> Option<usize> {
+        let start = self.scanned;
+        let mut from = start;
+        let found = loop {
+            let Some(pos) = window
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+            else {
+                break None;
+            };
+            let nl = from + pos;
+            // An empty line is "\n" or "\r\n" right after the previous line's "\n". The
+            // bytes before `nl` were received earlier or now: a line end split across two
+            // reads is found all the same.
+            let before = window.get(..nl).unwrap_or_default();
+            if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
+                break Some(nl);
+            }
+            from = nl + 1;
+        };
+        // Stop on the final "\n" itself so that the next poll finds the same end again.
+        self.scanned = found.unwrap_or(window.len());
+        #[cfg(test)]
+        {
+            self.examined += found.map_or(window.len(), |nl| nl + 1) - start;
+        }
+        found.map(|nl| nl + 1)
+    }
+}
+
+/// Parses a complete response head: the status line, then header lines up to the empty line.
+fn parse_head(head: &[u8]) -> Result<Response, HttpError> {
     // Header bytes are ISO-8859-1 at worst (RFC 9110 §5.5); decode lossily for messages.
-    let head = String::from_utf8_lossy(&buf[..end]);
+    let head = String::from_utf8_lossy(head);
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let status = parse_status_line(lines.next().unwrap_or_default())?;
     let mut headers: Vec<(String, String)> = Vec::new();
@@ -190,7 +235,7 @@ pub fn read_head(buf: &[u8]) -> Result<Option<(Response, usize)>, HttpError> {
             value.trim_matches([' ', '\t']).to_string(),
         ));
     }
-    Ok(Some((Response { status, headers }, end)))
+    Ok(Response { status, headers })
 }
 
 #[cfg(test)]
@@ -250,7 +295,7 @@ mod tests {
     fn head_read_keeps_trailing_bytes() {
         let mut buf = HEAD.to_vec();
         buf.extend_from_slice(b"\x81\x02hi");
-        let (resp, used) = read_head(&buf).unwrap().unwrap();
+        let (resp, used) = HeadReader::new().poll(&buf).unwrap().unwrap();
         assert_eq!(used, HEAD.len());
         assert_eq!(&buf[used..], b"\x81\x02hi");
         assert_eq!(resp.status, 101);
@@ -260,14 +305,18 @@ mod tests {
     #[test]
     fn head_read_needs_the_whole_head() {
         for cut in 0..HEAD.len() {
-            assert_eq!(read_head(&HEAD[..cut]).unwrap(), None, "cut at {cut}");
+            assert_eq!(
+                HeadReader::new().poll(&HEAD[..cut]).unwrap(),
+                None,
+                "cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn head_read_accepts_bare_lf_and_multi_values() {
         let buf = b"HTTP/1.1 101 OK\nUpgrade: websocket\nX-A: 1\nx-a: 2\n\nrest";
-        let (resp, used) = read_head(buf).unwrap().unwrap();
+        let (resp, used) = HeadReader::new().poll(buf).unwrap().unwrap();
         assert_eq!(&buf[used..], b"rest");
         assert_eq!(resp.header_values("X-A").collect::<Vec<_>>(), ["1", "2"]);
     }
@@ -279,7 +328,7 @@ mod tests {
             big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
         assert!(matches!(
-            read_head(&big),
+            HeadReader::new().poll(&big),
             Err(HttpError::HeadersTooLarge { .. })
         ));
         let mut many = b"HTTP/1.1 101 OK\r\n".to_vec();
@@ -288,7 +337,7 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(matches!(
-            read_head(&many),
+            HeadReader::new().poll(&many),
             Err(HttpError::TooManyHeaders { .. })
         ));
         for bad in [
@@ -297,13 +346,82 @@ mod tests {
             b"HTTP/1.1 101 OK\r\nA: b\r\n folded\r\n\r\n",
         ] {
             assert!(matches!(
-                read_head(bad),
+                HeadReader::new().poll(bad),
                 Err(HttpError::InvalidHeaderLine(_))
             ));
         }
         assert!(matches!(
-            read_head(b"garbage\r\n\r\n"),
+            HeadReader::new().poll(b"garbage\r\n\r\n"),
             Err(HttpError::InvalidStatusLine(_))
         ));
+    }
+
+    /// Polls one reader with `buf` cut at each of `cuts`; every answer must be the one a fresh
+    /// reader gives for the same bytes.
+    fn assert_resumes(buf: &[u8], cuts: &[usize]) {
+        let mut reader = HeadReader::new();
+        for &cut in cuts {
+            let fresh = HeadReader::new().poll(&buf[..cut]);
+            assert_eq!(reader.poll(&buf[..cut]), fresh, "{buf:?} cut at {cuts:?}");
+        }
+    }
+
+    #[test]
+    fn every_split_gives_the_answer_of_a_single_read() {
+        let heads: [&[u8]; 5] = [
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX: a\r\n\r\n\x81\x00",
+            b"HTTP/1.1 101 OK\nUpgrade: websocket\n\nrest",
+            b"HTTP/1.1 101 OK\r\nA: b\r\n\n",
+            b"HTTP/1.1 101 OK\r\nBad Name: v\r\n\r\n",
+            b"HTTP/1.1 1O1 OK\r\n\r\n",
+        ];
+        for buf in heads {
+            let whole = HeadReader::new().poll(buf);
+            assert_ne!(whole, Ok(None));
+            for i in 0..=buf.len() {
+                for j in i..=buf.len() {
+                    assert_resumes(buf, &[i, j, buf.len(), buf.len()]);
+                }
+            }
+            assert_resumes(buf, &(0..=buf.len()).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_head_fed_one_byte_at_a_time_is_searched_once() {
+        let mut buf = b"HTTP/1.1 101 OK\r\n".to_vec();
+        while buf.len() < 60 * 1024 {
+            buf.extend_from_slice(b"X-Filler: ");
+            buf.extend_from_slice(&[b'a'; 300]);
+            buf.extend_from_slice(b"\r\n");
+        }
+        buf.extend_from_slice(b"\r\n");
+        let mut reader = HeadReader::new();
+        let mut scanned = 0;
+        for n in 0..buf.len() {
+            assert_eq!(reader.poll(&buf[..n]), Ok(None));
+            assert!(reader.scanned >= scanned, "the search went back at {n}");
+            scanned = reader.scanned;
+        }
+        let (response, used) = reader.poll(&buf).unwrap().unwrap();
+        assert_eq!((response.status, used), (101, buf.len()));
+        // Each byte looked at once; a search from the start on every read would look at about
+        // len² / 2 bytes (1.9 × 10⁹ here).
+        assert!(reader.examined <= buf.len(), "{}", reader.examined);
+
+        // Without an end, the search stops at the limit, and the byte past it is refused.
+        buf.truncate(buf.len() - 2);
+        buf.resize(MAX_HEADER_BYTES + 1, b'a');
+        let mut reader = HeadReader::new();
+        for n in 0..=MAX_HEADER_BYTES {
+            assert_eq!(reader.poll(&buf[..n]), Ok(None));
+        }
+        assert_eq!(
+            reader.poll(&buf),
+            Err(HttpError::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES
+            })
+        );
+        assert!(reader.examined <= MAX_HEADER_BYTES, "{}", reader.examined);
     }
 }
