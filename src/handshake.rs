@@ -1,4 +1,5 @@
-//! The opening handshake: keys, the upgrade request and the response (RFC 6455 §4.1, §4.2.2).
+//! The opening handshake: keys, the upgrade request, the client's rules for the response, and
+//! the phase object that receives it (RFC 6455 §4.1, §4.2.2).
 
 use crate::http::{is_token, HeadReader, HttpError};
 use crate::mask::random_bytes;
@@ -198,7 +199,7 @@ pub fn build_request(
 }
 
 /// Parses a response head from the start of `buf` (a fresh [`HeadReader`]: a caller that reads
-/// the response in pieces keeps one instead).
+/// the response in pieces keeps one, or a [`ClientHandshake`], instead).
 ///
 /// Returns `Ok(None)` while the head is incomplete, or the response and the number of bytes it
 /// used. Bytes past that are the start of the WebSocket stream (or the body of a refusal).
@@ -289,6 +290,58 @@ pub fn validate_response(
         }
     };
     Ok(Accepted { subprotocol })
+}
+
+/// The client's side of the opening handshake while it waits for the response: what the request
+/// offered, and the search for the end of the response head.
+///
+/// A driver or engine holds one from sending the request until the upgrade succeeds and calls
+/// [`ClientHandshake::receive`] after every read: however the response is split across reads,
+/// its head is searched once.
+#[derive(Debug, Clone)]
+pub struct ClientHandshake {
+    key: String,
+    offered_subprotocols: Vec<String>,
+    head: HeadReader,
+}
+
+impl ClientHandshake {
+    /// The phase after sending a request with `key` that offered `offered_subprotocols`.
+    pub fn new(key: String, offered_subprotocols: Vec<String>) -> ClientHandshake {
+        ClientHandshake {
+            key,
+            offered_subprotocols,
+            head: HeadReader::new(),
+        }
+    }
+
+    /// Takes the response so far: `buf` is every byte received since the request (the same
+    /// prefix plus new bytes on each call), `eof` says that the stream has ended.
+    ///
+    /// Returns `Ok(None)` while more bytes are needed. Once the upgrade succeeds, returns what
+    /// the server agreed to, the response headers, and how many bytes of `buf` the head used:
+    /// the bytes after them are WebSocket frames. A refused or invalid upgrade, or a stream that
+    /// ends before the head does, is an error.
+    pub fn receive(
+        &mut self,
+        buf: &[u8],
+        eof: bool,
+    ) -> Result<Option<(Accepted, PackedHeaders, usize)>, HandshakeError> {
+        let Some((response, used)) = self.head.poll(buf)? else {
+            return if eof {
+                Err(HandshakeError::UnexpectedEof)
+            } else {
+                Ok(None)
+            };
+        };
+        let body = buf.get(used..).unwrap_or_default();
+        let accepted = validate_response(&response, &self.key, &self.offered_subprotocols, body)?;
+        Ok(Some((
+            accepted,
+            PackedHeaders::new(&response.headers),
+            used,
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -502,5 +555,53 @@ mod tests {
                 .subprotocol,
             None
         );
+    }
+
+    mod rfc6455_4_1 {
+        use super::*;
+
+        fn offered(protocols: &[&str]) -> Vec<String> {
+            protocols.iter().map(|s| s.to_string()).collect()
+        }
+
+        #[test]
+        fn client_handshake_takes_the_response_in_any_pieces() {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+                accept_key("k")
+            );
+            let mut buf = head.clone().into_bytes();
+            buf.extend_from_slice(b"\x81\x02hi");
+            for cut in 0..=buf.len() {
+                let mut phase = ClientHandshake::new("k".into(), offered(&["x", "chat"]));
+                let first = phase.receive(&buf[..cut], false).unwrap();
+                assert_eq!(first.is_some(), cut >= head.len(), "cut at {cut}");
+                let (accepted, headers, used) = phase.receive(&buf, false).unwrap().unwrap();
+                assert_eq!(accepted.subprotocol.as_deref(), Some("chat"));
+                assert_eq!(used, head.len());
+                assert_eq!(
+                    headers.iter().collect::<Vec<_>>()[..2],
+                    [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+                );
+            }
+        }
+
+        #[test]
+        fn client_handshake_refuses_what_validation_refuses() {
+            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            assert_eq!(phase.receive(b"HTTP/1.1 403 No", false), Ok(None));
+            assert!(matches!(
+                phase.receive(b"HTTP/1.1 403 No\r\n\r\nbody", false),
+                Err(HandshakeError::Status { status: 403, ref body, .. }) if body == b"body"
+            ));
+        }
+
+        #[test]
+        fn client_handshake_fails_at_eof_before_the_head_ends() {
+            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            assert_eq!(phase.receive(b"", false), Ok(None));
+            assert_eq!(phase.receive(b"", true), Err(HandshakeError::UnexpectedEof));
+        }
     }
 }

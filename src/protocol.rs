@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use self::input::InputBuffer;
 use crate::error::{Error, ProtocolError, Termination};
 use crate::frame::{decode_header, encode_frame, is_valid_close_code, FrameHeader, OpCode};
-use crate::handshake::{self, HandshakeError, PackedHeaders, RequestOptions};
+use crate::handshake::{self, ClientHandshake, PackedHeaders, RequestOptions};
 use crate::mask::mask_key;
 use crate::tls::TlsLayer;
 use crate::url::WebSocketUrl;
@@ -404,25 +404,18 @@ impl Protocol {
     }
 
     fn receive_handshake(&mut self) -> Result<(), Error> {
-        let pending = self.input.pending();
-        let Some((response, used)) = handshake::parse_response(pending)? else {
-            if self.eof {
-                if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
-                    return Err(Error::TlsHandshakeEof);
-                }
-                return Err(HandshakeError::UnexpectedEof.into());
-            }
+        if self.eof && self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            return Err(Error::TlsHandshakeEof);
+        }
+        // A phase made afresh for each read searches the head from its start every time; the
+        // engine holding one while connecting would search each byte once.
+        let mut phase = ClientHandshake::new(self.key.clone(), self.offered_subprotocols.clone());
+        let Some((accepted, headers, used)) = phase.receive(self.input.pending(), self.eof)? else {
             return Ok(());
         };
-        let accepted = handshake::validate_response(
-            &response,
-            &self.key,
-            &self.offered_subprotocols,
-            &pending[used..],
-        )?;
         self.input.set_pos(self.input.pos() + used);
         self.subprotocol = accepted.subprotocol;
-        self.response_headers = PackedHeaders::new(&response.headers);
+        self.response_headers = headers;
         self.state = State::Open;
         self.opened = true;
         // What only the handshake needed goes now: an idle connection keeps little memory.

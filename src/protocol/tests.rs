@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::frame::decode_header;
-use crate::handshake::accept_key;
+use crate::handshake::{accept_key, HandshakeError};
 use crate::mask::apply_mask;
 use crate::url::parse_url;
 
