@@ -39,6 +39,14 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Accept` is missing.
     #[error("missing Sec-WebSocket-Accept header")]
     MissingAccept,
+    /// A header that may appear once appears more often.
+    #[error("multiple {name} headers: {values:?}")]
+    RepeatedHeader {
+        /// The header's name.
+        name: &'static str,
+        /// Every value received, in order.
+        values: Vec<String>,
+    },
     /// `Sec-WebSocket-Accept` does not match the key.
     #[error("invalid Sec-WebSocket-Accept {got:?}: expected {expected:?}")]
     AcceptMismatch {
@@ -223,6 +231,22 @@ fn list_items<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
         .collect()
 }
 
+/// The value of a header that may appear at most once.
+fn single_header<'a>(
+    response: &'a Response,
+    name: &'static str,
+) -> Result<Option<&'a str>, HandshakeError> {
+    let mut values = response.header_values(name);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(HandshakeError::RepeatedHeader {
+            name,
+            values: response.header_values(name).map(str::to_string).collect(),
+        });
+    }
+    Ok(first)
+}
+
 /// Checks a response head against the request (RFC 6455 §4.1, client requirements 1–6).
 ///
 /// `body` is whatever followed the head, kept for the error of a refused upgrade.
@@ -261,8 +285,10 @@ pub fn validate_response(
     // |Sec-WebSocket-Accept| contains a value other than the base64-encoded SHA-1 of the
     // concatenation of the |Sec-WebSocket-Key| ... the client MUST _Fail the WebSocket
     // Connection_."
+    // RFC 6455 §11.3.3: "The |Sec-WebSocket-Accept| header MUST NOT appear more than once in
+    // an HTTP response."
     let expected = accept_key(key);
-    match response.header("Sec-WebSocket-Accept") {
+    match single_header(response, "Sec-WebSocket-Accept")? {
         None => return Err(HandshakeError::MissingAccept),
         Some(got) if got.trim() != expected => {
             return Err(HandshakeError::AcceptMismatch {
@@ -602,6 +628,37 @@ mod tests {
             let mut phase = ClientHandshake::new("k".into(), vec![]);
             assert_eq!(phase.receive(b"", false), Ok(None));
             assert_eq!(phase.receive(b"", true), Err(HandshakeError::UnexpectedEof));
+        }
+
+        fn head_with(extra: &str) -> String {
+            format!(
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n{extra}\r\n",
+                accept_key("k")
+            )
+        }
+
+        #[test]
+        fn a_repeated_accept_is_refused_whatever_its_values() {
+            let accept = accept_key("k");
+            for second in [accept.as_str(), "AAAA"] {
+                let e = validate(
+                    &head_with(&format!("Sec-WebSocket-Accept: {second}\r\n")),
+                    &[],
+                )
+                .unwrap_err();
+                assert_eq!(
+                    e,
+                    HandshakeError::RepeatedHeader {
+                        name: "Sec-WebSocket-Accept",
+                        values: vec![accept.clone(), second.to_string()],
+                    }
+                );
+                assert_eq!(
+                    e.to_string(),
+                    format!("multiple Sec-WebSocket-Accept headers: [{accept:?}, {second:?}]")
+                );
+            }
         }
     }
 }

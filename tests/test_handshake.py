@@ -1,10 +1,16 @@
 """The opening handshake building blocks (RFC 6455 §4)."""
 
+from __future__ import annotations
+
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from sigil_ws import HandshakeError, Headers, InvalidStatus, handshake
+
+from .conftest import RawConnection, RawServer
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -90,6 +96,11 @@ def test_validate_response() -> None:
     ("raw", "match"),
     [
         (response(accept="wrong"), "invalid Sec-WebSocket-Accept"),
+        (response("Sec-WebSocket-Accept: wrong\r\n"), "multiple Sec-WebSocket-Accept headers"),
+        (
+            response(f"Sec-WebSocket-Accept: {handshake.accept_key(KEY)}\r\n"),
+            "multiple Sec-WebSocket-Accept headers",
+        ),
         (response().replace(b"Upgrade: websocket\r\n", b""), "invalid Upgrade header"),
         (response().replace(b"Connection: Upgrade", b"Connection: close"), "Connection"),
         (response("Sec-WebSocket-Extensions: permessage-deflate\r\n"), "extension"),
@@ -116,3 +127,26 @@ def test_non_101_is_invalid_status() -> None:
     assert info.value.headers["content-type"] == "text/plain"
     assert info.value.body == b"no entry"
     assert "HTTP 403" in str(info.value)
+
+
+# ---- over a real connection, with both drivers ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        pytest.param(
+            "Sec-WebSocket-Accept: AAAA\r\n",
+            r'multiple Sec-WebSocket-Accept headers: \[".+", "AAAA"\]',
+            id="second-accept-wrong",
+        ),
+    ],
+)
+def test_invalid_upgrade_is_refused(
+    raw_server: RawServer, connect: Callable[..., Any], extra: str, match: str
+) -> None:
+    def script(conn: RawConnection) -> None:
+        conn.upgrade(extra)
+
+    with pytest.raises(HandshakeError, match=match):
+        connect(raw_server.serve(script))
