@@ -306,14 +306,15 @@ pub fn validate_response(
     }
     // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Protocol| header field and this
     // header field indicates the use of a subprotocol that was not present in the client's
-    // handshake ... the client MUST _Fail the WebSocket Connection_."
-    let chosen = list_items(response.header_values("Sec-WebSocket-Protocol"));
-    let subprotocol = match chosen.as_slice() {
-        [] => None,
-        [one] if offered_subprotocols.iter().any(|o| o == one) => Some(one.to_string()),
-        _ => {
-            return Err(HandshakeError::UnexpectedSubprotocol(chosen.join(", ")));
-        }
+    // handshake ... the client MUST _Fail the WebSocket Connection_." The value names one
+    // subprotocol (§4.3: `Sec-WebSocket-Protocol-Server = token`): a list, or an empty value,
+    // is not one the client offered.
+    // RFC 6455 §11.3.4: "the |Sec-WebSocket-Protocol| header field MUST NOT appear more than
+    // once in an HTTP response."
+    let subprotocol = match single_header(response, "Sec-WebSocket-Protocol")? {
+        None => None,
+        Some(chosen) if offered_subprotocols.iter().any(|o| o == chosen) => Some(chosen.into()),
+        Some(chosen) => return Err(HandshakeError::UnexpectedSubprotocol(chosen.into())),
     };
     Ok(Accepted { subprotocol })
 }
@@ -659,6 +660,38 @@ mod tests {
                     format!("multiple Sec-WebSocket-Accept headers: [{accept:?}, {second:?}]")
                 );
             }
+        }
+
+        #[test]
+        fn an_empty_subprotocol_is_one_that_was_not_offered() {
+            for (extra, value, protocols) in [
+                ("Sec-WebSocket-Protocol:\r\n", "", &[][..]),
+                ("Sec-WebSocket-Protocol: \t\r\n", "", &[]),
+                ("Sec-WebSocket-Protocol: ,\r\n", ",", &[]),
+                ("Sec-WebSocket-Protocol:\r\n", "", &["chat"]),
+            ] {
+                assert_eq!(
+                    validate(&head_with(extra), protocols),
+                    Err(HandshakeError::UnexpectedSubprotocol(value.into())),
+                    "{extra:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn a_repeated_subprotocol_is_refused() {
+            let e = validate(
+                &head_with("Sec-WebSocket-Protocol: chat\r\nsec-websocket-protocol: chat\r\n"),
+                &["chat"],
+            )
+            .unwrap_err();
+            assert_eq!(
+                e,
+                HandshakeError::RepeatedHeader {
+                    name: "Sec-WebSocket-Protocol",
+                    values: offered(&["chat", "chat"]),
+                }
+            );
         }
     }
 }

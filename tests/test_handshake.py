@@ -105,6 +105,11 @@ def test_validate_response() -> None:
         (response().replace(b"Connection: Upgrade", b"Connection: close"), "Connection"),
         (response("Sec-WebSocket-Extensions: permessage-deflate\r\n"), "extension"),
         (response("Sec-WebSocket-Protocol: chat\r\n"), "not offered"),
+        (response("Sec-WebSocket-Protocol: \r\n"), 'server chose subprotocol "", which was not'),
+        (
+            response("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n"),
+            "multiple Sec-WebSocket-Protocol headers",
+        ),
         (b"garbage\r\n\r\n", "invalid status line"),
         (b"HTTP/1.1 101 OK\r\nBad Header\r\n\r\n", "invalid header line"),
         (b"HTTP/1.1 101 OK\r\n", "closed during the opening handshake"),
@@ -133,20 +138,37 @@ def test_non_101_is_invalid_status() -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "match"),
+    ("extra", "offered", "match"),
     [
         pytest.param(
             "Sec-WebSocket-Accept: AAAA\r\n",
+            None,
             r'multiple Sec-WebSocket-Accept headers: \[".+", "AAAA"\]',
             id="second-accept-wrong",
+        ),
+        pytest.param(
+            "Sec-WebSocket-Protocol: \r\n",
+            None,
+            'server chose subprotocol "", which was not offered',
+            id="empty-subprotocol",
+        ),
+        pytest.param(
+            "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n",
+            ["chat"],
+            r'multiple Sec-WebSocket-Protocol headers: \["chat", "chat"\]',
+            id="repeated-subprotocol",
         ),
     ],
 )
 def test_invalid_upgrade_is_refused(
-    raw_server: RawServer, connect: Callable[..., Any], extra: str, match: str
+    raw_server: RawServer,
+    connect: Callable[..., Any],
+    extra: str,
+    offered: list[str] | None,
+    match: str,
 ) -> None:
     def script(conn: RawConnection) -> None:
         conn.upgrade(extra)
 
     with pytest.raises(HandshakeError, match=match):
-        connect(raw_server.serve(script))
+        connect(raw_server.serve(script), subprotocols=offered)
