@@ -69,9 +69,18 @@ pub enum HandshakeError {
         /// What is wrong with it.
         why: &'static str,
     },
-    /// The connection ended before the response was complete.
-    #[error("connection closed during the opening handshake")]
+    /// The connection ended before any byte of the response arrived.
+    #[error("connection closed during the opening handshake before any response")]
     UnexpectedEof,
+    /// The connection ended in the middle of the response head.
+    #[error(
+        "connection closed during the opening handshake after {received} bytes of an \
+         incomplete HTTP response"
+    )]
+    IncompleteResponse {
+        /// How many bytes of the response arrived.
+        received: usize,
+    },
 }
 
 /// Encodes bytes as standard base64 with padding.
@@ -355,10 +364,10 @@ impl ClientHandshake {
         eof: bool,
     ) -> Result<Option<(Accepted, PackedHeaders, usize)>, HandshakeError> {
         let Some((response, used)) = self.head.poll(buf)? else {
-            return if eof {
-                Err(HandshakeError::UnexpectedEof)
-            } else {
-                Ok(None)
+            return match (eof, buf.len()) {
+                (false, _) => Ok(None),
+                (true, 0) => Err(HandshakeError::UnexpectedEof),
+                (true, received) => Err(HandshakeError::IncompleteResponse { received }),
             };
         };
         let body = buf.get(used..).unwrap_or_default();
@@ -629,6 +638,36 @@ mod tests {
             let mut phase = ClientHandshake::new("k".into(), vec![]);
             assert_eq!(phase.receive(b"", false), Ok(None));
             assert_eq!(phase.receive(b"", true), Err(HandshakeError::UnexpectedEof));
+            let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r";
+            for cut in 1..head.len() {
+                let mut phase = ClientHandshake::new("k".into(), vec![]);
+                assert_eq!(phase.receive(&head[..cut], false), Ok(None));
+                let e = phase.receive(&head[..cut], true).unwrap_err();
+                assert_eq!(e, HandshakeError::IncompleteResponse { received: cut });
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "connection closed during the opening handshake after {cut} bytes of an \
+                         incomplete HTTP response"
+                    )
+                );
+            }
+        }
+
+        #[test]
+        fn client_handshake_names_a_non_http_answer_without_waiting() {
+            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            let tls_alert = b"\x15\x03\x01\x00\x02\x02\x32";
+            let e = phase.receive(tls_alert, false).unwrap_err();
+            assert_eq!(
+                e,
+                HandshakeError::Http(HttpError::NotHttp {
+                    first_bytes: tls_alert.to_vec()
+                })
+            );
+            assert!(e
+                .to_string()
+                .ends_with("this looks like TLS; use a wss:// URL"));
         }
 
         fn head_with(extra: &str) -> String {

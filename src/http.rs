@@ -1,5 +1,7 @@
 //! The HTTP/1.1 response head: status line, header fields, limits and the search for its end
-//! (RFC 9112). Nothing here knows about WebSocket; `handshake.rs` applies the upgrade rules.
+//! (RFC 9112). The WebSocket upgrade rules that read it live in `handshake.rs`.
+
+use std::fmt::Write;
 
 /// Largest response header block accepted, in bytes.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -7,12 +9,30 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most response header lines accepted.
 pub const MAX_HEADERS: usize = 256;
 
+/// How every HTTP/1.x response begins.
+const HTTP_NAME: &[u8] = b"HTTP/";
+
+/// How many of the first bytes a non-HTTP answer reports.
+pub const MAX_FIRST_BYTES: usize = 32;
+
 /// Why a response head cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     /// The status line is not `HTTP/1.1 NNN reason`.
     #[error("invalid status line {0:?}")]
     InvalidStatusLine(String),
+    /// The first bytes cannot begin an HTTP response: the server speaks another protocol.
+    /// A TLS record means a plain-text client reached a TLS port; this codec's one user is the
+    /// WebSocket upgrade, whose remedy is the secure scheme.
+    #[error(
+        "invalid status line: server answered with non-HTTP data {}{}",
+        escape_bytes(.first_bytes),
+        if looks_like_tls(.first_bytes) { ": this looks like TLS; use a wss:// URL" } else { "" }
+    )]
+    NotHttp {
+        /// The first bytes received, at most [`MAX_FIRST_BYTES`].
+        first_bytes: Vec<u8>,
+    },
     /// A header line is not `name: value`.
     #[error("invalid header line {0:?}")]
     InvalidHeaderLine(String),
@@ -28,6 +48,34 @@ pub enum HttpError {
         /// The limit in lines.
         limit: usize,
     },
+}
+
+/// Bytes as Python writes them (`b'SSH-2.0\r\n'`), for messages that show what arrived.
+fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 3);
+    out.push_str("b'");
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A TLS record header: content type handshake (22) or alert (21), then major version 3
+/// (RFC 8446 §5.1). What a TLS server sends to a client that speaks plain HTTP to it.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16 | 0x15, 0x03, ..])
 }
 
 /// RFC 9110 §5.6.2 token characters.
@@ -139,6 +187,8 @@ pub struct HeadReader {
     /// How far the search for the empty line has looked: no line before this offset is the
     /// empty line. At most [`MAX_HEADER_BYTES`].
     scanned: usize,
+    /// The response began with `HTTP/`.
+    began_as_http: bool,
     /// Bytes the search has looked at, over all calls: what the linearity test counts.
     #[cfg(test)]
     examined: usize,
@@ -159,6 +209,17 @@ impl HeadReader {
     pub fn poll(&mut self, buf: &[u8]) -> Result<Option<(Response, usize)>, HttpError> {
         if buf.len() < self.scanned {
             *self = HeadReader::default();
+        }
+        if !self.began_as_http {
+            // RFC 9112 §4: a response begins with its status line, whose HTTP-version begins
+            // with `HTTP/` (case-sensitive, §2.3). Another protocol's bytes are refused as soon
+            // as one differs: the head of an answer that is not HTTP may never end.
+            if buf.iter().zip(HTTP_NAME).any(|(got, want)| got != want) {
+                return Err(HttpError::NotHttp {
+                    first_bytes: buf.iter().take(MAX_FIRST_BYTES).copied().collect(),
+                });
+            }
+            self.began_as_http = buf.len() >= HTTP_NAME.len();
         }
         // A head that ends past the limit is refused, so the search never looks further.
         let window = buf.get(..MAX_HEADER_BYTES).unwrap_or(buf);
@@ -351,9 +412,56 @@ mod tests {
             ));
         }
         assert!(matches!(
-            HeadReader::new().poll(b"garbage\r\n\r\n"),
+            HeadReader::new().poll(b"HTTP/9 101 OK\r\n\r\n"),
             Err(HttpError::InvalidStatusLine(_))
         ));
+    }
+
+    #[test]
+    fn bytes_that_cannot_begin_a_response_are_refused_at_once() {
+        for buf in [
+            &b"S"[..],
+            b"SSH-2.0-OpenSSH\r\n",
+            b"http/1.1 101 OK\r\n",
+            b"HTTPS",
+            b"\x15\x03\x01\x00\x02\x02\x32",
+            b"garbage\r\n\r\n",
+        ] {
+            assert_eq!(
+                HeadReader::new().poll(buf),
+                Err(HttpError::NotHttp {
+                    first_bytes: buf.to_vec()
+                }),
+                "{buf:?}"
+            );
+        }
+        for buf in [&b""[..], b"H", b"HTTP", b"HTTP/", b"HTTP/1.1 101"] {
+            assert_eq!(HeadReader::new().poll(buf), Ok(None), "{buf:?}");
+        }
+        let long = [b'x'; 100];
+        assert_eq!(
+            HeadReader::new().poll(&long),
+            Err(HttpError::NotHttp {
+                first_bytes: long[..MAX_FIRST_BYTES].to_vec()
+            })
+        );
+    }
+
+    #[test]
+    fn a_non_http_answer_is_shown_as_python_bytes() {
+        let message = |buf: &[u8]| HeadReader::new().poll(buf).unwrap_err().to_string();
+        assert_eq!(
+            message(b"\x15\x03\x01\x00\x02\x02\x32"),
+            "invalid status line: server answered with non-HTTP data \
+             b'\\x15\\x03\\x01\\x00\\x02\\x022': this looks like TLS; use a wss:// URL"
+        );
+        assert!(message(b"\x16\x03\x03\x00\x7a\x02").ends_with("use a wss:// URL"));
+        assert_eq!(
+            message(b"SSH-2.0-OpenSSH\r\n"),
+            "invalid status line: server answered with non-HTTP data b'SSH-2.0-OpenSSH\\r\\n'"
+        );
+        assert_eq!(escape_bytes(b"'\\\t\x7f\xff"), r"b'\'\\\t\x7f\xff'");
+        assert!(!message(b"\x16").contains("TLS"));
     }
 
     /// Polls one reader with `buf` cut at each of `cuts`; every answer must be the one a fresh
@@ -368,12 +476,13 @@ mod tests {
 
     #[test]
     fn every_split_gives_the_answer_of_a_single_read() {
-        let heads: [&[u8]; 5] = [
+        let heads: [&[u8]; 6] = [
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX: a\r\n\r\n\x81\x00",
             b"HTTP/1.1 101 OK\nUpgrade: websocket\n\nrest",
             b"HTTP/1.1 101 OK\r\nA: b\r\n\n",
             b"HTTP/1.1 101 OK\r\nBad Name: v\r\n\r\n",
             b"HTTP/1.1 1O1 OK\r\n\r\n",
+            b"SSH-2.0-OpenSSH\r\n",
         ];
         for buf in heads {
             let whole = HeadReader::new().poll(buf);

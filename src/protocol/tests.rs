@@ -175,7 +175,9 @@ mod rfc6455_4_handshake {
         p.receive_eof();
         assert!(matches!(
             p.next_event(),
-            Err(Error::Handshake(HandshakeError::UnexpectedEof))
+            Err(Error::Handshake(HandshakeError::IncompleteResponse {
+                received: 17
+            }))
         ));
     }
 
