@@ -1,16 +1,15 @@
-//! The opening handshake: keys, the upgrade request and the response (RFC 6455 §4.1, §4.2.2).
+//! The opening handshake: keys, the upgrade request, the client's rules for the response, and
+//! the phase object that receives it (RFC 6455 §4.1, §4.2.2).
 
+use crate::http::{is_token, HeadReader, HttpError};
 use crate::random::random_bytes;
 use crate::url::WebSocketUrl;
 
+// The head codec moved to `http.rs`; these stay reachable here for the engine and the bindings.
+pub use crate::http::{PackedHeaders, Response};
+
 /// The GUID that RFC 6455 §1.3 appends to the key before hashing.
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// Largest response header block accepted, in bytes.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Most response header lines accepted.
-pub const MAX_HEADERS: usize = 256;
 
 /// How many bytes of a refused response's body are kept for the error.
 pub const MAX_BODY_EXCERPT: usize = 4096;
@@ -18,24 +17,9 @@ pub const MAX_BODY_EXCERPT: usize = 4096;
 /// Why the upgrade failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
-    /// The status line is not `HTTP/1.1 NNN reason`.
-    #[error("invalid status line {0:?}")]
-    InvalidStatusLine(String),
-    /// A header line is not `name: value`.
-    #[error("invalid header line {0:?}")]
-    InvalidHeaderLine(String),
-    /// The header block grew past [`MAX_HEADER_BYTES`].
-    #[error("response headers exceed {limit} bytes")]
-    HeadersTooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// More than [`MAX_HEADERS`] header lines.
-    #[error("response has more than {limit} headers")]
-    TooManyHeaders {
-        /// The limit in lines.
-        limit: usize,
-    },
+    /// The response head is not valid HTTP/1.1.
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// The server answered with a status other than 101.
     #[error("server rejected WebSocket connection: HTTP {status}")]
     Status {
@@ -55,6 +39,14 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Accept` is missing.
     #[error("missing Sec-WebSocket-Accept header")]
     MissingAccept,
+    /// A header that may appear once appears more often.
+    #[error("multiple {name} headers: {values:?}")]
+    RepeatedHeader {
+        /// The header's name.
+        name: &'static str,
+        /// Every value received, in order.
+        values: Vec<String>,
+    },
     /// `Sec-WebSocket-Accept` does not match the key.
     #[error("invalid Sec-WebSocket-Accept {got:?}: expected {expected:?}")]
     AcceptMismatch {
@@ -77,9 +69,18 @@ pub enum HandshakeError {
         /// What is wrong with it.
         why: &'static str,
     },
-    /// The connection ended before the response was complete.
-    #[error("connection closed during the opening handshake")]
+    /// The connection ended before any byte of the response arrived.
+    #[error("connection closed during the opening handshake before any response")]
     UnexpectedEof,
+    /// The connection ended in the middle of the response head.
+    #[error(
+        "connection closed during the opening handshake after {received} bytes of an \
+         incomplete HTTP response"
+    )]
+    IncompleteResponse {
+        /// How many bytes of the response arrived.
+        received: usize,
+    },
 }
 
 /// Encodes bytes as standard base64 with padding.
@@ -118,13 +119,6 @@ pub fn accept_key(key: &str) -> String {
 }
 
 pub use crate::options::RequestOptions;
-
-/// RFC 9110 §5.6.2 token characters.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
 
 fn check_header(name: &str, value: &str) -> Result<(), HandshakeError> {
     if !is_token(name) {
@@ -210,160 +204,13 @@ pub fn build_request(
     Ok(out)
 }
 
-/// Parses `HTTP/1.1 101 Switching Protocols` into its status code.
-pub fn parse_status_line(line: &str) -> Result<u16, HandshakeError> {
-    let bad = || HandshakeError::InvalidStatusLine(line.to_string());
-    let line = line.trim_end_matches(['\r', '\n']);
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next().ok_or_else(bad)?;
-    // RFC 6455 §4.1: the response is an HTTP/1.1 (or later) response.
-    if !(version == "HTTP/1.1" || version.starts_with("HTTP/1.") && version.len() == 8) {
-        return Err(bad());
-    }
-    let code = parts.next().ok_or_else(bad)?;
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let status: u16 = code.parse().map_err(|_| bad())?;
-    if !(100..=599).contains(&status) {
-        return Err(bad());
-    }
-    Ok(status)
-}
-
-/// A parsed HTTP response head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// The status code.
-    pub status: u16,
-    /// Header lines in order, names as sent.
-    pub headers: Vec<(String, String)>,
-}
-
-impl Response {
-    /// The first value of a header, case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        header_value(&self.headers, name)
-    }
-
-    /// Every value of a header, case-insensitively, in order.
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Header lines packed into one allocation, for what a connection keeps after its handshake.
-///
-/// Each line is stored as `name:value\n`. The packing is lossless: a field name is a token,
-/// which cannot contain `:` (RFC 9110 §5.1), and no line can contain `\n`, which ends it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PackedHeaders {
-    packed: Box<str>,
-}
-
-impl PackedHeaders {
-    /// Packs header pairs whose names contain no `:` and neither part a `\n`.
-    pub fn new(headers: &[(String, String)]) -> PackedHeaders {
-        let mut packed = String::with_capacity(
-            headers
-                .iter()
-                .map(|(name, value)| name.len() + value.len() + 2)
-                .sum(),
-        );
-        for (name, value) in headers {
-            debug_assert!(!name.contains([':', '\n']) && !value.contains('\n'));
-            packed.push_str(name);
-            packed.push(':');
-            packed.push_str(value);
-            packed.push('\n');
-        }
-        PackedHeaders {
-            packed: packed.into_boxed_str(),
-        }
-    }
-
-    /// The `(name, value)` pairs in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.packed
-            .split_terminator('\n')
-            .map(|line| line.split_once(':').unwrap_or((line, "")))
-    }
-}
-
-/// The first value of `name` in `headers`, case-insensitively.
-pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// Finds the end of the header block: the offset just past the empty line.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + pos;
-        // An empty line is "\n" or "\r\n" right after the previous line's "\n".
-        if nl >= 1 && buf[nl - 1] == b'\n' {
-            return Some(nl + 1);
-        }
-        if nl >= 2 && buf[nl - 1] == b'\r' && buf[nl - 2] == b'\n' {
-            return Some(nl + 1);
-        }
-        i = nl + 1;
-    }
-    None
-}
-
-/// Parses a response head from the start of `buf`.
+/// Parses a response head from the start of `buf` (a fresh [`HeadReader`]: a caller that reads
+/// the response in pieces keeps one, or a [`ClientHandshake`], instead).
 ///
 /// Returns `Ok(None)` while the head is incomplete, or the response and the number of bytes it
 /// used. Bytes past that are the start of the WebSocket stream (or the body of a refusal).
 pub fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, HandshakeError> {
-    let Some(end) = find_head_end(buf) else {
-        if buf.len() > MAX_HEADER_BYTES {
-            return Err(HandshakeError::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES,
-            });
-        }
-        return Ok(None);
-    };
-    if end > MAX_HEADER_BYTES {
-        return Err(HandshakeError::HeadersTooLarge {
-            limit: MAX_HEADER_BYTES,
-        });
-    }
-    // Header bytes are ISO-8859-1 at worst (RFC 9110 §5.5); decode lossily for messages.
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let status = parse_status_line(lines.next().unwrap_or_default())?;
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            break;
-        }
-        // RFC 9112 §5.2: obsolete line folding is rejected.
-        if line.starts_with([' ', '\t']) {
-            return Err(HandshakeError::InvalidHeaderLine(line.to_string()));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| HandshakeError::InvalidHeaderLine(line.to_string()))?;
-        if !is_token(name) {
-            return Err(HandshakeError::InvalidHeaderLine(line.to_string()));
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err(HandshakeError::TooManyHeaders { limit: MAX_HEADERS });
-        }
-        headers.push((
-            name.to_string(),
-            value.trim_matches([' ', '\t']).to_string(),
-        ));
-    }
-    Ok(Some((Response { status, headers }, end)))
+    Ok(HeadReader::new().poll(buf)?)
 }
 
 /// What the server agreed to.
@@ -380,6 +227,22 @@ fn list_items<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// The value of a header that may appear at most once.
+fn single_header<'a>(
+    response: &'a Response,
+    name: &'static str,
+) -> Result<Option<&'a str>, HandshakeError> {
+    let mut values = response.header_values(name);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(HandshakeError::RepeatedHeader {
+            name,
+            values: response.header_values(name).map(str::to_string).collect(),
+        });
+    }
+    Ok(first)
 }
 
 /// Checks a response head against the request (RFC 6455 §4.1, client requirements 1–6).
@@ -420,8 +283,10 @@ pub fn validate_response(
     // |Sec-WebSocket-Accept| contains a value other than the base64-encoded SHA-1 of the
     // concatenation of the |Sec-WebSocket-Key| ... the client MUST _Fail the WebSocket
     // Connection_."
+    // RFC 6455 §11.3.3: "The |Sec-WebSocket-Accept| header MUST NOT appear more than once in
+    // an HTTP response."
     let expected = accept_key(key);
-    match response.header("Sec-WebSocket-Accept") {
+    match single_header(response, "Sec-WebSocket-Accept")? {
         None => return Err(HandshakeError::MissingAccept),
         Some(got) if got.trim() != expected => {
             return Err(HandshakeError::AcceptMismatch {
@@ -439,16 +304,69 @@ pub fn validate_response(
     }
     // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Protocol| header field and this
     // header field indicates the use of a subprotocol that was not present in the client's
-    // handshake ... the client MUST _Fail the WebSocket Connection_."
-    let chosen = list_items(response.header_values("Sec-WebSocket-Protocol"));
-    let subprotocol = match chosen.as_slice() {
-        [] => None,
-        [one] if offered_subprotocols.iter().any(|o| o == one) => Some(one.to_string()),
-        _ => {
-            return Err(HandshakeError::UnexpectedSubprotocol(chosen.join(", ")));
-        }
+    // handshake ... the client MUST _Fail the WebSocket Connection_." The value names one
+    // subprotocol (§4.3: `Sec-WebSocket-Protocol-Server = token`): a list, or an empty value,
+    // is not one the client offered.
+    // RFC 6455 §11.3.4: "the |Sec-WebSocket-Protocol| header field MUST NOT appear more than
+    // once in an HTTP response."
+    let subprotocol = match single_header(response, "Sec-WebSocket-Protocol")? {
+        None => None,
+        Some(chosen) if offered_subprotocols.iter().any(|o| o == chosen) => Some(chosen.into()),
+        Some(chosen) => return Err(HandshakeError::UnexpectedSubprotocol(chosen.into())),
     };
     Ok(Accepted { subprotocol })
+}
+
+/// The client's side of the opening handshake while it waits for the response: what the request
+/// offered, and the search for the end of the response head.
+///
+/// A driver or engine holds one from sending the request until the upgrade succeeds and calls
+/// [`ClientHandshake::receive`] after every read: however the response is split across reads,
+/// its head is searched once.
+#[derive(Debug, Clone)]
+pub struct ClientHandshake {
+    key: String,
+    offered_subprotocols: Vec<String>,
+    head: HeadReader,
+}
+
+impl ClientHandshake {
+    /// The phase after sending a request with `key` that offered `offered_subprotocols`.
+    pub fn new(key: String, offered_subprotocols: Vec<String>) -> ClientHandshake {
+        ClientHandshake {
+            key,
+            offered_subprotocols,
+            head: HeadReader::new(),
+        }
+    }
+
+    /// Takes the response so far: `buf` is every byte received since the request (the same
+    /// prefix plus new bytes on each call), `eof` says that the stream has ended.
+    ///
+    /// Returns `Ok(None)` while more bytes are needed. Once the upgrade succeeds, returns what
+    /// the server agreed to, the response headers, and how many bytes of `buf` the head used:
+    /// the bytes after them are WebSocket frames. A refused or invalid upgrade, or a stream that
+    /// ends before the head does, is an error.
+    pub fn receive(
+        &mut self,
+        buf: &[u8],
+        eof: bool,
+    ) -> Result<Option<(Accepted, PackedHeaders, usize)>, HandshakeError> {
+        let Some((response, used)) = self.head.poll(buf)? else {
+            return match (eof, buf.len()) {
+                (false, _) => Ok(None),
+                (true, 0) => Err(HandshakeError::UnexpectedEof),
+                (true, received) => Err(HandshakeError::IncompleteResponse { received }),
+            };
+        };
+        let body = buf.get(used..).unwrap_or_default();
+        let accepted = validate_response(&response, &self.key, &self.offered_subprotocols, body)?;
+        Ok(Some((
+            accepted,
+            PackedHeaders::new(&response.headers),
+            used,
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -492,26 +410,6 @@ mod tests {
     fn request(url: &str, options: &RequestOptions) -> String {
         let url = parse_url(url).unwrap();
         String::from_utf8(build_request(&url, "KEY", options).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn packed_headers_round_trip() {
-        let pairs: Vec<(String, String)> = [
-            ("Upgrade", "websocket"),
-            ("X-Time", "12:30:00"),
-            ("Empty", ""),
-            ("Upgrade", "again"),
-        ]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-        let packed = PackedHeaders::new(&pairs);
-        let back: Vec<(String, String)> = packed
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(back, pairs);
-        assert_eq!(PackedHeaders::new(&[]).iter().count(), 0);
     }
 
     #[test]
@@ -579,36 +477,6 @@ mod tests {
         assert!(build_request(&url, "K", &options).is_err());
     }
 
-    #[test]
-    fn status_lines() {
-        assert_eq!(
-            parse_status_line("HTTP/1.1 101 Switching Protocols").unwrap(),
-            101
-        );
-        assert_eq!(
-            parse_status_line("HTTP/1.1 404 Not Found\r\n").unwrap(),
-            404
-        );
-        assert_eq!(parse_status_line("HTTP/1.1 200").unwrap(), 200);
-        for bad in [
-            "",
-            "HTTP/1.1",
-            "HTTP/1.1 1O1 x",
-            "HTTP/1.1 1010 x",
-            "HTTP/2 101 x",
-            "FOO 101 x",
-            "HTTP/1.1 099 x",
-        ] {
-            assert!(
-                matches!(
-                    parse_status_line(bad),
-                    Err(HandshakeError::InvalidStatusLine(_))
-                ),
-                "{bad:?}"
-            );
-        }
-    }
-
     fn good_head(key: &str) -> String {
         format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, \
@@ -628,57 +496,6 @@ mod tests {
         assert_eq!(resp.status, 101);
         assert_eq!(resp.header("upgrade"), Some("WebSocket"));
         validate_response(&resp, "k", &[], &[]).unwrap();
-    }
-
-    #[test]
-    fn response_parse_needs_the_whole_head() {
-        let buf = good_head("k").into_bytes();
-        for cut in 0..buf.len() {
-            assert_eq!(parse_response(&buf[..cut]).unwrap(), None, "cut at {cut}");
-        }
-    }
-
-    #[test]
-    fn response_parse_accepts_bare_lf_and_multi_values() {
-        let buf = b"HTTP/1.1 101 OK\nUpgrade: websocket\nX-A: 1\nx-a: 2\n\nrest";
-        let (resp, used) = parse_response(buf).unwrap().unwrap();
-        assert_eq!(&buf[used..], b"rest");
-        assert_eq!(resp.header_values("X-A").collect::<Vec<_>>(), ["1", "2"]);
-    }
-
-    #[test]
-    fn response_parse_limits() {
-        let mut big = b"HTTP/1.1 101 OK\r\n".to_vec();
-        while big.len() <= MAX_HEADER_BYTES {
-            big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
-        }
-        assert!(matches!(
-            parse_response(&big),
-            Err(HandshakeError::HeadersTooLarge { .. })
-        ));
-        let mut many = b"HTTP/1.1 101 OK\r\n".to_vec();
-        for _ in 0..=MAX_HEADERS {
-            many.extend_from_slice(b"X: y\r\n");
-        }
-        many.extend_from_slice(b"\r\n");
-        assert!(matches!(
-            parse_response(&many),
-            Err(HandshakeError::TooManyHeaders { .. })
-        ));
-        for bad in [
-            &b"HTTP/1.1 101 OK\r\nno colon\r\n\r\n"[..],
-            b"HTTP/1.1 101 OK\r\nBad Name: v\r\n\r\n",
-            b"HTTP/1.1 101 OK\r\nA: b\r\n folded\r\n\r\n",
-        ] {
-            assert!(matches!(
-                parse_response(bad),
-                Err(HandshakeError::InvalidHeaderLine(_))
-            ));
-        }
-        assert!(matches!(
-            parse_response(b"garbage\r\n\r\n"),
-            Err(HandshakeError::InvalidStatusLine(_))
-        ));
     }
 
     fn validate(head: &str, offered: &[&str]) -> Result<Accepted, HandshakeError> {
@@ -763,5 +580,146 @@ mod tests {
                 .subprotocol,
             None
         );
+    }
+
+    mod rfc6455_4_1 {
+        use super::*;
+
+        fn offered(protocols: &[&str]) -> Vec<String> {
+            protocols.iter().map(|s| s.to_string()).collect()
+        }
+
+        #[test]
+        fn client_handshake_takes_the_response_in_any_pieces() {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+                accept_key("k")
+            );
+            let mut buf = head.clone().into_bytes();
+            buf.extend_from_slice(b"\x81\x02hi");
+            for cut in 0..=buf.len() {
+                let mut phase = ClientHandshake::new("k".into(), offered(&["x", "chat"]));
+                let first = phase.receive(&buf[..cut], false).unwrap();
+                assert_eq!(first.is_some(), cut >= head.len(), "cut at {cut}");
+                let (accepted, headers, used) = phase.receive(&buf, false).unwrap().unwrap();
+                assert_eq!(accepted.subprotocol.as_deref(), Some("chat"));
+                assert_eq!(used, head.len());
+                assert_eq!(
+                    headers.iter().collect::<Vec<_>>()[..2],
+                    [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+                );
+            }
+        }
+
+        #[test]
+        fn client_handshake_refuses_what_validation_refuses() {
+            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            assert_eq!(phase.receive(b"HTTP/1.1 403 No", false), Ok(None));
+            assert!(matches!(
+                phase.receive(b"HTTP/1.1 403 No\r\n\r\nbody", false),
+                Err(HandshakeError::Status { status: 403, ref body, .. }) if body == b"body"
+            ));
+        }
+
+        #[test]
+        fn client_handshake_fails_at_eof_before_the_head_ends() {
+            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            assert_eq!(phase.receive(b"", false), Ok(None));
+            assert_eq!(phase.receive(b"", true), Err(HandshakeError::UnexpectedEof));
+            let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r";
+            for cut in 1..head.len() {
+                let mut phase = ClientHandshake::new("k".into(), vec![]);
+                assert_eq!(phase.receive(&head[..cut], false), Ok(None));
+                let e = phase.receive(&head[..cut], true).unwrap_err();
+                assert_eq!(e, HandshakeError::IncompleteResponse { received: cut });
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "connection closed during the opening handshake after {cut} bytes of an \
+                         incomplete HTTP response"
+                    )
+                );
+            }
+        }
+
+        #[test]
+        fn client_handshake_names_a_non_http_answer_without_waiting() {
+            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            let tls_alert = b"\x15\x03\x01\x00\x02\x02\x32";
+            let e = phase.receive(tls_alert, false).unwrap_err();
+            assert_eq!(
+                e,
+                HandshakeError::Http(HttpError::NotHttp {
+                    first_bytes: tls_alert.to_vec()
+                })
+            );
+            assert!(e
+                .to_string()
+                .ends_with("this looks like TLS; use a wss:// URL"));
+        }
+
+        fn head_with(extra: &str) -> String {
+            format!(
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n{extra}\r\n",
+                accept_key("k")
+            )
+        }
+
+        #[test]
+        fn a_repeated_accept_is_refused_whatever_its_values() {
+            let accept = accept_key("k");
+            for second in [accept.as_str(), "AAAA"] {
+                let e = validate(
+                    &head_with(&format!("Sec-WebSocket-Accept: {second}\r\n")),
+                    &[],
+                )
+                .unwrap_err();
+                assert_eq!(
+                    e,
+                    HandshakeError::RepeatedHeader {
+                        name: "Sec-WebSocket-Accept",
+                        values: vec![accept.clone(), second.to_string()],
+                    }
+                );
+                assert_eq!(
+                    e.to_string(),
+                    format!("multiple Sec-WebSocket-Accept headers: [{accept:?}, {second:?}]")
+                );
+            }
+        }
+
+        #[test]
+        fn an_empty_subprotocol_is_one_that_was_not_offered() {
+            for (extra, value, protocols) in [
+                ("Sec-WebSocket-Protocol:\r\n", "", &[][..]),
+                ("Sec-WebSocket-Protocol: \t\r\n", "", &[]),
+                ("Sec-WebSocket-Protocol: ,\r\n", ",", &[]),
+                ("Sec-WebSocket-Protocol:\r\n", "", &["chat"]),
+            ] {
+                assert_eq!(
+                    validate(&head_with(extra), protocols),
+                    Err(HandshakeError::UnexpectedSubprotocol(value.into())),
+                    "{extra:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn a_repeated_subprotocol_is_refused() {
+            let e = validate(
+                &head_with("Sec-WebSocket-Protocol: chat\r\nsec-websocket-protocol: chat\r\n"),
+                &["chat"],
+            )
+            .unwrap_err();
+            assert_eq!(
+                e,
+                HandshakeError::RepeatedHeader {
+                    name: "Sec-WebSocket-Protocol",
+                    values: offered(&["chat", "chat"]),
+                }
+            );
+        }
     }
 }

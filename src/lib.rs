@@ -10,6 +10,7 @@ pub mod random;
 // Protocol pieces.
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 pub mod tls;
 pub mod url;

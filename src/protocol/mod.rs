@@ -20,7 +20,7 @@ use self::wire::Wire;
 use crate::buffer::InputBuffer;
 use crate::error::{Error, Failure, ProtocolError, Termination};
 use crate::frame::{decode_header, is_valid_close_code, OpCode};
-use crate::handshake::{self, HandshakeError, PackedHeaders};
+use crate::handshake::{self, ClientHandshake, PackedHeaders};
 use crate::options::Options;
 use crate::tls::{client_config, TlsLayer};
 use crate::url::{parse_url, WebSocketUrl};
@@ -78,13 +78,6 @@ struct PendingPing {
     sent_at: f64,
 }
 
-/// What only the opening handshake needs; dropped once it is over.
-#[derive(Debug)]
-struct Upgrade {
-    key: String,
-    offered_subprotocols: Vec<String>,
-}
-
 /// At most this much is reserved ahead for a frame whose header has arrived: enough to receive
 /// most frames without regrowing, never a declared length that no data backs.
 const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
@@ -93,8 +86,8 @@ const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
 pub struct Protocol {
     state: State,
     url: WebSocketUrl,
-    /// `Some` while the upgrade response is awaited.
-    upgrade: Option<Box<Upgrade>>,
+    /// `Some` while the upgrade response is awaited; it searches each received byte once.
+    upgrade: Option<Box<ClientHandshake>>,
     wire: Wire,
     reassembly: Reassembly,
     subprotocol: Option<String>,
@@ -151,10 +144,10 @@ impl Protocol {
         let mut engine = Protocol {
             state: State::Connecting,
             url,
-            upgrade: Some(Box::new(Upgrade {
+            upgrade: Some(Box::new(ClientHandshake::new(
                 key,
-                offered_subprotocols: options.request.subprotocols.clone(),
-            })),
+                options.request.subprotocols.clone(),
+            ))),
             wire: Wire::new(tls),
             reassembly: Reassembly::new(options.max_size),
             subprotocol: None,
@@ -398,29 +391,21 @@ impl Protocol {
     }
 
     fn receive_handshake(&mut self) -> Result<(), Error> {
-        let Some(upgrade) = &self.upgrade else {
+        if self.eof && self.wire.tls_handshaking() {
+            return Err(Error::TlsHandshakeEof);
+        }
+        let Some(upgrade) = &mut self.upgrade else {
             return Ok(());
         };
-        let pending = self.wire.input.pending();
-        let Some((response, used)) = handshake::parse_response(pending)? else {
-            if self.eof {
-                if self.wire.tls_handshaking() {
-                    return Err(Error::TlsHandshakeEof);
-                }
-                return Err(HandshakeError::UnexpectedEof.into());
-            }
+        let Some((accepted, headers, used)) =
+            upgrade.receive(self.wire.input.pending(), self.eof)?
+        else {
             return Ok(());
         };
-        let accepted = handshake::validate_response(
-            &response,
-            &upgrade.key,
-            &upgrade.offered_subprotocols,
-            &pending[used..],
-        )?;
         let pos = self.wire.input.pos() + used;
         self.wire.input.set_pos(pos);
         self.subprotocol = accepted.subprotocol;
-        self.response_headers = PackedHeaders::new(&response.headers);
+        self.response_headers = headers;
         self.state = State::Open;
         self.opened = true;
         self.decoding = true;

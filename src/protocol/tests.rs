@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::frame::{decode_header, encode_frame};
-use crate::handshake::accept_key;
+use crate::handshake::{accept_key, HandshakeError};
 use crate::mask::apply_mask;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -190,7 +190,9 @@ mod rfc6455_4_handshake {
         p.receive_eof();
         assert!(matches!(
             p.next_event(),
-            Err(Error::Handshake(HandshakeError::UnexpectedEof))
+            Err(Error::Handshake(HandshakeError::IncompleteResponse {
+                received: 17
+            }))
         ));
     }
 

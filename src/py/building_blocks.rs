@@ -4,11 +4,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::error::Error;
-use crate::handshake::{self, HandshakeError, RequestOptions};
-use crate::url;
+use crate::handshake::{self, ClientHandshake, HandshakeError, PackedHeaders, RequestOptions};
+use crate::{http, url};
 
 use super::errors::to_pyerr;
-use super::objects::{headers_object, str_pairs};
+use super::objects::headers_object;
 
 /// Parses a `ws://` or `wss://` URL into `(scheme, host, port, path)`.
 #[pyfunction]
@@ -60,7 +60,7 @@ fn parse_status_line(py: Python<'_>, line: &Bound<'_, PyAny>) -> PyResult<u16> {
         Ok(s) => s.to_str()?.to_string(),
         Err(_) => String::from_utf8_lossy(line.cast::<PyBytes>()?.as_bytes()).into_owned(),
     };
-    handshake::parse_status_line(&text).map_err(|e| to_pyerr(py, e.into()))
+    http::parse_status_line(&text).map_err(|e| to_pyerr(py, HandshakeError::from(e).into()))
 }
 
 /// Checks a complete upgrade response against the key (and the offered subprotocols).
@@ -74,19 +74,16 @@ fn validate_response<'py>(
     key: &str,
     subprotocols: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let check = || -> Result<Vec<(String, String)>, Error> {
-        let (parsed, used) =
-            handshake::parse_response(response)?.ok_or(HandshakeError::UnexpectedEof)?;
-        handshake::validate_response(
-            &parsed,
-            key,
-            &subprotocols.unwrap_or_default(),
-            &response[used..],
-        )?;
-        Ok(parsed.headers)
+    let check = || -> Result<PackedHeaders, HandshakeError> {
+        let mut phase = ClientHandshake::new(key.to_string(), subprotocols.unwrap_or_default());
+        // At the end of the stream a head cut short is an error: `None` never comes back.
+        let (_, headers, _) = phase
+            .receive(response, true)?
+            .ok_or(HandshakeError::UnexpectedEof)?;
+        Ok(headers)
     };
-    let headers = check().map_err(|e| to_pyerr(py, e))?;
-    headers_object(py, str_pairs(&headers))
+    let headers = check().map_err(|e| to_pyerr(py, e.into()))?;
+    headers_object(py, headers.iter())
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
