@@ -78,6 +78,10 @@ struct PendingPing {
     sent_at: f64,
 }
 
+/// Pongs are written as their pings arrive while fewer bytes than this wait for the socket;
+/// beyond it (the peer does not read), only the latest ping's pong is kept.
+const PONG_BACKLOG: usize = 16 * 1024;
+
 /// At most this much is reserved ahead for a frame whose header has arrived: enough to receive
 /// most frames without regrowing, never a declared length that no data backs.
 const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
@@ -460,16 +464,22 @@ impl Protocol {
                 }
                 OpCode::Ping => {
                     if self.state == State::Open {
-                        // RFC 6455 §5.5.3: "If an endpoint receives a Ping frame and has not
-                        // yet sent Pong frame(s) in response to previous Ping frame(s), the
-                        // endpoint MAY elect to send a Pong frame for only the most recently
-                        // processed Ping frame." One pong is owed at most, so a peer that
-                        // pings and never reads cannot make the engine buffer pongs.
+                        let payload = self.wire.input.bytes().get(start..end).unwrap_or_default();
                         self.pong.clear();
-                        self.pong.extend_from_slice(
-                            self.wire.input.bytes().get(start..end).unwrap_or_default(),
-                        );
-                        self.pong_owed = true;
+                        self.pong.extend_from_slice(payload);
+                        if !self.pong_owed && self.wire.out_len() < PONG_BACKLOG {
+                            // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST
+                            // send a Pong frame in response".
+                            let _ = self.wire.write_frame(OpCode::Pong, &[&self.pong]);
+                        } else {
+                            // RFC 6455 §5.5.3: "If an endpoint receives a Ping frame and has
+                            // not yet sent Pong frame(s) in response to previous Ping
+                            // frame(s), the endpoint MAY elect to send a Pong frame for only
+                            // the most recently processed Ping frame." Output waits for a peer
+                            // that does not read: one pong is owed at most, so pings cannot
+                            // make memory grow.
+                            self.pong_owed = true;
+                        }
                     }
                     Step::Ping { start, end }
                 }

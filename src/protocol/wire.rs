@@ -115,6 +115,11 @@ impl Wire {
         self.tls.as_ref().and_then(|t| t.alpn_protocol())
     }
 
+    /// Bytes waiting for the socket.
+    pub fn out_len(&self) -> usize {
+        self.out.len()
+    }
+
     /// True when no byte waits for the socket.
     pub fn out_is_empty(&self) -> bool {
         self.out.is_empty()
