@@ -23,6 +23,12 @@ use crate::protocol::{Event, Message, Protocol, State};
 
 /// Reads go to a stack buffer of this size until one fills it...
 const SMALL_READ: usize = 4 * 1024;
+thread_local! {
+    /// Small reads land here: one buffer per thread, shared by its connections.
+    static SMALL_BUFFER: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; SMALL_READ].into_boxed_slice());
+}
+
 /// ...then to a heap buffer that starts at this size...
 const READ_MIN: usize = 64 * 1024;
 /// ...and grows (x4 each time a read fills it) to this size under bulk traffic, where large
@@ -73,11 +79,12 @@ enum Goal {
     Close,
 }
 
-/// What the receive loop ended with.
+/// What the receive loop ended with. Small on purpose: it is moved on every message, so how
+/// the connection ended is read from the engine, not carried here.
 enum Outcome<T> {
     Upgraded,
     Message(T),
-    Closed(Termination),
+    Closed,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -391,9 +398,14 @@ impl Client {
             convert,
         )? {
             Outcome::Message(m) => Ok(m),
-            Outcome::Closed(t) => {
+            Outcome::Closed => {
+                let termination = self.lock_engine(blocking).finished().cloned();
                 blocking.run(|| self.finish());
-                Err(Error::Closed(t))
+                Err(Error::Closed(termination.unwrap_or_else(|| Termination {
+                    code: 1006,
+                    reason: String::new(),
+                    cause: None,
+                })))
             }
             Outcome::Upgraded => Err(Error::InvalidArgument("not connected".into())),
         }
@@ -459,7 +471,7 @@ impl Client {
                     return Some(Outcome::Message(converted));
                 }
                 Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => return engine.finished().cloned().map(Outcome::Closed),
+                Ok(None) | Err(_) => return engine.finished().map(|_| Outcome::Closed),
             }
         }
     }
@@ -502,7 +514,6 @@ impl Client {
         } else {
             None
         };
-        let mut small = [0u8; SMALL_READ];
         let full = if let Some(mut input) = taken {
             let target = &mut input.free_space(size)[..size];
             let n = match self.stream.read(timeout, target, deadline, during, signals) {
@@ -520,22 +531,33 @@ impl Client {
             }
             n == size
         } else {
+            let mut read = |target: &mut [u8]| -> Result<bool, Error> {
+                let n = self
+                    .stream
+                    .read(timeout, target, deadline, during, signals)?;
+                let now = self.now();
+                let mut engine = lock(&self.engine);
+                if n == 0 {
+                    engine.receive_eof();
+                } else {
+                    // An error here is a failed TLS handshake, reported by the upgrade.
+                    engine.receive_data(&target[..n], now)?;
+                }
+                Ok(n == target.len())
+            };
             if size > 0 {
                 buf.resize(size, 0);
-            }
-            let target: &mut [u8] = if size == 0 { &mut small } else { buf };
-            let n = self
-                .stream
-                .read(timeout, target, deadline, during, signals)?;
-            let now = self.now();
-            let mut engine = lock(&self.engine);
-            if n == 0 {
-                engine.receive_eof();
+                read(buf)?
             } else {
-                // An error here is a failed TLS handshake, reported by the upgrade.
-                engine.receive_data(&target[..n], now)?;
+                // The thread's small buffer, zeroed once per thread rather than once per read
+                // (zeroing a stack buffer cost half of a 64-byte ping-pong's instructions). A
+                // signal handler that receives on another connection of this thread while
+                // this read waits finds it taken and uses the stack.
+                SMALL_BUFFER.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut small) => read(&mut small[..]),
+                    Err(_) => read(&mut [0u8; SMALL_READ]),
+                })?
             }
-            n == target.len()
         };
         if full && size < READ_MAX {
             *read_size = if size == 0 { READ_MIN } else { size * 4 }.min(READ_MAX);

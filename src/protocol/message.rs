@@ -90,6 +90,7 @@ impl Reassembly {
     }
 
     /// Releases the buffer of a message handed out by the previous call.
+    #[inline]
     pub fn recycle(&mut self) {
         if self.delivered {
             self.delivered = false;
@@ -101,6 +102,7 @@ impl Reassembly {
     }
 
     /// The state before the next frame, for a driver that may leave a violating frame unread.
+    #[inline]
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             fragmented: self.fragmented,
@@ -126,6 +128,7 @@ impl Reassembly {
         self.utf8.reset();
     }
 
+    #[inline]
     fn in_text(&self, header: &FrameHeader) -> bool {
         match header.opcode {
             OpCode::Text => true,
@@ -135,6 +138,7 @@ impl Reassembly {
     }
 
     /// The rules a frame header must meet before any of its payload is looked at.
+    #[inline]
     pub fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
         // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
@@ -194,6 +198,7 @@ impl Reassembly {
 
     /// A complete data frame whose payload is `input[start..end]`. Returns the message it
     /// completes, if any.
+    #[inline]
     pub fn frame(
         &mut self,
         header: &FrameHeader,

@@ -66,7 +66,10 @@ pub fn connect(
 
 impl PyConnection {
     fn recv_inner(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let timeout = options::timeout("timeout", timeout).map_err(|e| to_pyerr(py, e))?;
+        let timeout = match timeout {
+            None => None,
+            seconds => options::timeout("timeout", seconds).map_err(|e| to_pyerr(py, e))?,
+        };
         with_signals(py, |signals, blocking| {
             self.client.recv(timeout, signals, blocking, |m| {
                 message_object(py, m).unbind()
