@@ -1,7 +1,167 @@
-//! The one error type of the crate and its map to close codes.
+//! Every error type of the crate and the map to close codes.
 
-use crate::handshake::HandshakeError;
-use crate::url::UrlError;
+use std::fmt::Write;
+
+/// Why a URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// The scheme is neither `ws` nor `wss`.
+    #[error("unsupported scheme {0:?}: expected ws or wss")]
+    UnsupportedScheme(String),
+    /// No `scheme://` prefix.
+    #[error("missing scheme in {0:?}: expected ws:// or wss://")]
+    MissingScheme(String),
+    /// The URL carries a `#fragment`.
+    #[error("fragment {0:?} is not allowed in a WebSocket URL")]
+    Fragment(String),
+    /// The host is empty.
+    #[error("missing host")]
+    MissingHost,
+    /// The host contains a character that no host may contain.
+    #[error("invalid host {0:?}")]
+    InvalidHost(String),
+    /// The port is not a number in 1..=65535.
+    #[error("invalid port {0:?}")]
+    InvalidPort(String),
+    /// `user:password@` in the authority.
+    #[error("user info in the URL is not supported; send an Authorization header instead")]
+    UserInfo,
+    /// The path or query contains whitespace or a control character.
+    #[error("invalid character {0:?} in the resource name")]
+    InvalidResource(char),
+}
+
+/// Why a response head cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// The status line is not `HTTP/1.1 NNN reason`.
+    #[error("invalid status line {0:?}")]
+    InvalidStatusLine(String),
+    /// The first bytes cannot begin an HTTP response: the server speaks another protocol.
+    /// A TLS record means a plain-text client reached a TLS port; this codec's one user is the
+    /// WebSocket upgrade, whose remedy is the secure scheme.
+    #[error(
+        "invalid status line: server answered with non-HTTP data {}{}",
+        escape_bytes(.first_bytes),
+        if looks_like_tls(.first_bytes) { ": this looks like TLS; use a wss:// URL" } else { "" }
+    )]
+    NotHttp {
+        /// The first bytes received, at most [`MAX_FIRST_BYTES`].
+        first_bytes: Vec<u8>,
+    },
+    /// A header line is not `name: value`.
+    #[error("invalid header line {0:?}")]
+    InvalidHeaderLine(String),
+    /// The header block grew past `http::MAX_HEADER_BYTES`.
+    #[error("response headers exceed {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// More than `http::MAX_HEADERS` header lines.
+    #[error("response has more than {limit} headers")]
+    TooManyHeaders {
+        /// The limit in lines.
+        limit: usize,
+    },
+}
+
+/// Why the upgrade failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// The response head is not valid HTTP/1.1.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The server answered with a status other than 101.
+    #[error("server rejected WebSocket connection: HTTP {status}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The response headers.
+        headers: Vec<(String, String)>,
+        /// The first bytes of the body, if any arrived with the headers.
+        body: Vec<u8>,
+    },
+    /// `Upgrade` is missing or is not `websocket`.
+    #[error("invalid Upgrade header: {0:?}")]
+    InvalidUpgrade(Option<String>),
+    /// `Connection` is missing or lacks the `upgrade` token.
+    #[error("invalid Connection header: {0:?}")]
+    InvalidConnection(Option<String>),
+    /// `Sec-WebSocket-Accept` is missing.
+    #[error("missing Sec-WebSocket-Accept header")]
+    MissingAccept,
+    /// A header that may appear once appears more often.
+    #[error("multiple {name} headers: {values:?}")]
+    RepeatedHeader {
+        /// The header's name.
+        name: &'static str,
+        /// Every value received, in order.
+        values: Vec<String>,
+    },
+    /// `Sec-WebSocket-Accept` does not match the key.
+    #[error("invalid Sec-WebSocket-Accept {got:?}: expected {expected:?}")]
+    AcceptMismatch {
+        /// What the key implies.
+        expected: String,
+        /// What the server sent.
+        got: String,
+    },
+    /// The server chose a subprotocol the client did not offer.
+    #[error("server chose subprotocol {0:?}, which was not offered")]
+    UnexpectedSubprotocol(String),
+    /// The server enabled an extension the client did not offer.
+    #[error("server enabled extension {0:?}, which was not offered")]
+    UnexpectedExtension(String),
+    /// A request header name or value would break the request.
+    #[error("invalid request header {name:?}: {why}")]
+    InvalidRequestHeader {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The connection ended before any byte of the response arrived.
+    #[error("connection closed during the opening handshake before any response")]
+    UnexpectedEof,
+    /// The connection ended in the middle of the response head.
+    #[error(
+        "connection closed during the opening handshake after {received} bytes of an \
+         incomplete HTTP response"
+    )]
+    IncompleteResponse {
+        /// How many bytes of the response arrived.
+        received: usize,
+    },
+}
+
+/// Bytes as Python writes them (`b'SSH-2.0\r\n'`), for messages that show what arrived.
+fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 3);
+    out.push_str("b'");
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A TLS record header: content type handshake (22) or alert (21), then major version 3
+/// (RFC 8446 §5.1). What a TLS server sends to a client that speaks plain HTTP to it.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16 | 0x15, 0x03, ..])
+}
 
 /// The peer broke RFC 6455. Each variant fails the connection with the code of
 /// [`ProtocolError::close_code`].
@@ -200,6 +360,11 @@ mod tests {
         assert_eq!(ProtocolError::MaskedFrame.close_code(), 1002);
         assert_eq!(ProtocolError::ReservedBits { bits: 4 }.close_code(), 1002);
         assert_eq!(Error::Concurrency("x").close_code(), None);
+    }
+
+    #[test]
+    fn bytes_are_shown_as_python_writes_them() {
+        assert_eq!(escape_bytes(b"'\\\t\x7f\xff"), r"b'\'\\\t\x7f\xff'");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The opening handshake: keys, the upgrade request, the client's rules for the response, and
 //! the phase object that receives it (RFC 6455 §4.1, §4.2.2).
 
-use crate::http::{is_token, HeadReader, HttpError};
+pub use crate::error::HandshakeError;
+use crate::http::{is_token, HeadReader};
 use crate::random::random_bytes;
 use crate::url::WebSocketUrl;
 
@@ -13,75 +14,6 @@ pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// How many bytes of a refused response's body are kept for the error.
 pub const MAX_BODY_EXCERPT: usize = 4096;
-
-/// Why the upgrade failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandshakeError {
-    /// The response head is not valid HTTP/1.1.
-    #[error(transparent)]
-    Http(#[from] HttpError),
-    /// The server answered with a status other than 101.
-    #[error("server rejected WebSocket connection: HTTP {status}")]
-    Status {
-        /// The status code.
-        status: u16,
-        /// The response headers.
-        headers: Vec<(String, String)>,
-        /// The first bytes of the body, if any arrived with the headers.
-        body: Vec<u8>,
-    },
-    /// `Upgrade` is missing or is not `websocket`.
-    #[error("invalid Upgrade header: {0:?}")]
-    InvalidUpgrade(Option<String>),
-    /// `Connection` is missing or lacks the `upgrade` token.
-    #[error("invalid Connection header: {0:?}")]
-    InvalidConnection(Option<String>),
-    /// `Sec-WebSocket-Accept` is missing.
-    #[error("missing Sec-WebSocket-Accept header")]
-    MissingAccept,
-    /// A header that may appear once appears more often.
-    #[error("multiple {name} headers: {values:?}")]
-    RepeatedHeader {
-        /// The header's name.
-        name: &'static str,
-        /// Every value received, in order.
-        values: Vec<String>,
-    },
-    /// `Sec-WebSocket-Accept` does not match the key.
-    #[error("invalid Sec-WebSocket-Accept {got:?}: expected {expected:?}")]
-    AcceptMismatch {
-        /// What the key implies.
-        expected: String,
-        /// What the server sent.
-        got: String,
-    },
-    /// The server chose a subprotocol the client did not offer.
-    #[error("server chose subprotocol {0:?}, which was not offered")]
-    UnexpectedSubprotocol(String),
-    /// The server enabled an extension the client did not offer.
-    #[error("server enabled extension {0:?}, which was not offered")]
-    UnexpectedExtension(String),
-    /// A request header name or value would break the request.
-    #[error("invalid request header {name:?}: {why}")]
-    InvalidRequestHeader {
-        /// The header's name.
-        name: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// The connection ended before any byte of the response arrived.
-    #[error("connection closed during the opening handshake before any response")]
-    UnexpectedEof,
-    /// The connection ended in the middle of the response head.
-    #[error(
-        "connection closed during the opening handshake after {received} bytes of an \
-         incomplete HTTP response"
-    )]
-    IncompleteResponse {
-        /// How many bytes of the response arrived.
-        received: usize,
-    },
-}
 
 /// Encodes bytes as standard base64 with padding.
 pub fn base64_encode(data: &[u8]) -> String {
@@ -372,6 +304,7 @@ impl ClientHandshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::HttpError;
     use crate::url::parse_url;
 
     #[test]

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 response head: status line, header fields, limits and the search for its end
 //! (RFC 9112). The WebSocket upgrade rules that read it live in `handshake.rs`.
 
-use std::fmt::Write;
+pub use crate::error::HttpError;
 
 /// Largest response header block accepted, in bytes.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -14,69 +14,6 @@ const HTTP_NAME: &[u8] = b"HTTP/";
 
 /// How many of the first bytes a non-HTTP answer reports.
 pub const MAX_FIRST_BYTES: usize = 32;
-
-/// Why a response head cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HttpError {
-    /// The status line is not `HTTP/1.1 NNN reason`.
-    #[error("invalid status line {0:?}")]
-    InvalidStatusLine(String),
-    /// The first bytes cannot begin an HTTP response: the server speaks another protocol.
-    /// A TLS record means a plain-text client reached a TLS port; this codec's one user is the
-    /// WebSocket upgrade, whose remedy is the secure scheme.
-    #[error(
-        "invalid status line: server answered with non-HTTP data {}{}",
-        escape_bytes(.first_bytes),
-        if looks_like_tls(.first_bytes) { ": this looks like TLS; use a wss:// URL" } else { "" }
-    )]
-    NotHttp {
-        /// The first bytes received, at most [`MAX_FIRST_BYTES`].
-        first_bytes: Vec<u8>,
-    },
-    /// A header line is not `name: value`.
-    #[error("invalid header line {0:?}")]
-    InvalidHeaderLine(String),
-    /// The header block grew past [`MAX_HEADER_BYTES`].
-    #[error("response headers exceed {limit} bytes")]
-    HeadersTooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// More than [`MAX_HEADERS`] header lines.
-    #[error("response has more than {limit} headers")]
-    TooManyHeaders {
-        /// The limit in lines.
-        limit: usize,
-    },
-}
-
-/// Bytes as Python writes them (`b'SSH-2.0\r\n'`), for messages that show what arrived.
-fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() + 3);
-    out.push_str("b'");
-    for &b in bytes {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            b'\'' => out.push_str("\\'"),
-            b'\t' => out.push_str("\\t"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            0x20..=0x7e => out.push(char::from(b)),
-            _ => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
-    out.push('\'');
-    out
-}
-
-/// A TLS record header: content type handshake (22) or alert (21), then major version 3
-/// (RFC 8446 §5.1). What a TLS server sends to a client that speaks plain HTTP to it.
-fn looks_like_tls(bytes: &[u8]) -> bool {
-    matches!(bytes, [0x16 | 0x15, 0x03, ..])
-}
 
 /// RFC 9110 §5.6.2 token characters.
 pub fn is_token(s: &str) -> bool {
@@ -460,7 +397,6 @@ mod tests {
             message(b"SSH-2.0-OpenSSH\r\n"),
             "invalid status line: server answered with non-HTTP data b'SSH-2.0-OpenSSH\\r\\n'"
         );
-        assert_eq!(escape_bytes(b"'\\\t\x7f\xff"), r"b'\'\\\t\x7f\xff'");
         assert!(!message(b"\x16").contains("TLS"));
     }
 

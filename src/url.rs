@@ -5,37 +5,9 @@
 //! wss-URI = "wss:" "//" host [ ":" port ] path [ "?" query ]
 //! ```
 
+pub use crate::error::UrlError;
 use std::fmt;
 use std::net::Ipv6Addr;
-
-/// Why a URL was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UrlError {
-    /// The scheme is neither `ws` nor `wss`.
-    #[error("unsupported scheme {0:?}: expected ws or wss")]
-    UnsupportedScheme(String),
-    /// No `scheme://` prefix.
-    #[error("missing scheme in {0:?}: expected ws:// or wss://")]
-    MissingScheme(String),
-    /// The URL carries a `#fragment`.
-    #[error("fragment {0:?} is not allowed in a WebSocket URL")]
-    Fragment(String),
-    /// The host is empty.
-    #[error("missing host")]
-    MissingHost,
-    /// The host contains a character that no host may contain.
-    #[error("invalid host {0:?}")]
-    InvalidHost(String),
-    /// The port is not a number in 1..=65535.
-    #[error("invalid port {0:?}")]
-    InvalidPort(String),
-    /// `user:password@` in the authority.
-    #[error("user info in the URL is not supported; send an Authorization header instead")]
-    UserInfo,
-    /// The path or query contains whitespace or a control character.
-    #[error("invalid character {0:?} in the resource name")]
-    InvalidResource(char),
-}
 
 /// The two WebSocket schemes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
