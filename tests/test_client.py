@@ -277,3 +277,16 @@ def test_recv_timeout_zero_polls(ws_server: str, connect: Connect) -> None:
         except TimeoutError:
             assert time.monotonic() < deadline
             time.sleep(0.01)
+
+
+def test_unknown_host_gaierror_carries_the_resolver_code(connect: Connect) -> None:
+    """As socket.getaddrinfo raises it: gaierror(code, strerror), errno == code (EAI_*)."""
+    with pytest.raises(socket.gaierror) as info:
+        connect("ws://no-such-host.invalid/")
+    e = info.value
+    assert isinstance(e.errno, int)
+    assert e.errno == e.args[0]
+    # EAI_NONAME from a working resolver; EAI_AGAIN / EAI_NODATA where there is none.
+    eai_nodata = getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
+    assert e.errno in (socket.EAI_NONAME, socket.EAI_AGAIN, eai_nodata)
+    assert isinstance(e.strerror, str) and e.strerror == e.args[1]
