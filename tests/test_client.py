@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import errno
 import json
 import socket
 import time
@@ -290,3 +291,12 @@ def test_unknown_host_gaierror_carries_the_resolver_code(connect: Connect) -> No
     eai_nodata = getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
     assert e.errno in (socket.EAI_NONAME, socket.EAI_AGAIN, eai_nodata)
     assert isinstance(e.strerror, str) and e.strerror == e.args[1]
+
+
+def test_connection_refused_carries_errno(connect: Connect) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError) as info:
+        connect(f"ws://127.0.0.1:{port}/")
+    assert info.value.errno == errno.ECONNREFUSED
