@@ -46,6 +46,17 @@ def test_recv_refuses_nan_and_negative_timeouts(
     assert ws.state is State.OPEN
 
 
+@pytest.mark.parametrize("timeout", [float("nan"), -1])
+def test_recv_checks_timeout_before_taking_a_queued_message(
+    ws_server: str, connect: Connect, timeout: float
+) -> None:
+    ws = connect(ws_server)
+    echoed(ws, "queued")
+    with pytest.raises(ValueError, match=r"^timeout must be"):
+        ws.recv(timeout=timeout)
+    assert ws.recv(timeout=5) == "queued"  # the refused call took nothing
+
+
 def test_recv_infinite_timeout_waits_like_none(ws_server: str, connect: Connect) -> None:
     ws = connect(ws_server)
     echoed(ws, "forever")
