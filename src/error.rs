@@ -304,7 +304,9 @@ pub enum Error {
     Dns {
         /// The host name.
         host: String,
-        /// The resolver's message.
+        /// The resolver's `EAI_*` code (negative on glibc), what `socket.gaierror.errno` is.
+        code: i32,
+        /// The resolver's message (`gai_strerror`).
         message: String,
     },
     /// An operating system error.

@@ -336,8 +336,8 @@ class AsyncioFacade:
         self._runner = runner
         self._connection = connection
 
-    def send(self, message: Any) -> None:
-        self._runner.run(self._connection.send(message))
+    def send(self, message: Any, **kwargs: Any) -> None:
+        self._runner.run(self._connection.send(message, **kwargs))
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         return self._runner.run(self._connection.recv(timeout))

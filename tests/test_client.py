@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import errno
 import json
 import socket
 import time
@@ -277,3 +278,25 @@ def test_recv_timeout_zero_polls(ws_server: str, connect: Connect) -> None:
         except TimeoutError:
             assert time.monotonic() < deadline
             time.sleep(0.01)
+
+
+def test_unknown_host_gaierror_carries_the_resolver_code(connect: Connect) -> None:
+    """As socket.getaddrinfo raises it: gaierror(code, strerror), errno == code (EAI_*)."""
+    with pytest.raises(socket.gaierror) as info:
+        connect("ws://no-such-host.invalid/")
+    e = info.value
+    assert isinstance(e.errno, int)
+    assert e.errno == e.args[0]
+    # EAI_NONAME from a working resolver; EAI_AGAIN / EAI_NODATA where there is none.
+    eai_nodata = getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
+    assert e.errno in (socket.EAI_NONAME, socket.EAI_AGAIN, eai_nodata)
+    assert isinstance(e.strerror, str) and e.strerror == e.args[1]
+
+
+def test_connection_refused_carries_errno(connect: Connect) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError) as info:
+        connect(f"ws://127.0.0.1:{port}/")
+    assert info.value.errno == errno.ECONNREFUSED

@@ -288,10 +288,12 @@ class Connection:
             ConnectionClosedError: the connection failed or closed with another code.
             ConcurrencyError: another coroutine is already in ``recv()``.
         """
+        if timeout is not None:
+            # Checked before a queued message is taken, as the sync client does.
+            timeout = _options.timeout("timeout", timeout)
         driver = self._driver
         if driver.messages:
             return driver.pop_message()
-        timeout = _options.timeout("timeout", timeout)
         if driver.recv_in_progress:
             raise ConcurrencyError(
                 "cannot call recv() while another coroutine is already running recv()"

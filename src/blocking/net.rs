@@ -7,7 +7,9 @@
 //! writer blocked on a peer that stopped reading wakes when the socket is shut down.
 
 use std::io::{self, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream,
+};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -90,19 +92,12 @@ pub fn resolve(
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    let dns_error = |message: String| Error::Dns {
-        host: host.to_string(),
-        message,
-    };
     let (tx, rx) = mpsc::channel();
     let name = host.to_string();
     std::thread::Builder::new()
         .name("sigil-ws-resolver".into())
         .spawn(move || {
-            let result: io::Result<Vec<SocketAddr>> = (name.as_str(), port)
-                .to_socket_addrs()
-                .map(Iterator::collect);
-            let _ = tx.send(result);
+            let _ = tx.send(getaddrinfo(&name, port));
         })?;
     let during = "resolving the host name";
     let addrs = loop {
@@ -110,17 +105,130 @@ pub fn resolve(
             .slice(remaining(deadline, during)?)
             .unwrap_or(Duration::from_secs(3600));
         match rx.recv_timeout(wait) {
-            Ok(result) => break result.map_err(|e| dns_error(e.to_string()))?,
+            Ok(result) => break result?,
             Err(mpsc::RecvTimeoutError::Timeout) => signals.check()?,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(dns_error("the resolver thread failed".into()))
+                return Err(dns_error(
+                    host,
+                    libc::EAI_FAIL,
+                    "the resolver thread failed".into(),
+                ))
             }
         }
     };
     if addrs.is_empty() {
-        return Err(dns_error("no addresses found".into()));
+        return Err(dns_error(
+            host,
+            libc::EAI_NONAME,
+            "no addresses found".into(),
+        ));
     }
     Ok(addrs)
+}
+
+fn dns_error(host: &str, code: i32, message: String) -> Error {
+    Error::Dns {
+        host: host.to_string(),
+        code,
+        message,
+    }
+}
+
+/// The system resolver for a TCP connection to `host:port`, keeping its error code: a failure
+/// is `Error::Dns` with the `EAI_*` code and `gai_strerror` text (as `socket.getaddrinfo`
+/// raises `gaierror(code, strerror)`), and `EAI_SYSTEM` is the `errno` behind it, an
+/// `Error::Io` (as the standard library raises `OSError` for it). `ToSocketAddrs` would lose
+/// the code in an `io::Error` message.
+fn getaddrinfo(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let Ok(c_host) = std::ffi::CString::new(host) else {
+        return Err(dns_error(
+            host,
+            libc::EAI_NONAME,
+            "host name contains a NUL byte".into(),
+        ));
+    };
+    // SAFETY: `addrinfo` is a plain C struct of integers and pointers, for which all-zero bytes
+    // are a valid value (null pointers, zero lengths): the hints getaddrinfo(3) expects.
+    #[allow(unsafe_code)]
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = libc::AF_UNSPEC;
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // No service: the port is set on each address below (no services database lookup).
+    // SAFETY: `c_host` is a NUL-terminated string and `hints` an initialised addrinfo, both alive
+    // for the whole call; the service may be null since the node is not; `list` is a valid
+    // place for the call to store the list's head in.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getaddrinfo(c_host.as_ptr(), std::ptr::null(), &hints, &mut list) };
+    if rc != 0 {
+        if rc == libc::EAI_SYSTEM {
+            // Read errno at once, on the thread that called getaddrinfo.
+            return Err(Error::Io(io::Error::last_os_error()));
+        }
+        // SAFETY: gai_strerror returns a pointer to a static, NUL-terminated string for any
+        // code (an "Unknown error" text for codes it does not know), never null in glibc or
+        // musl; it is only read here, before any other call.
+        #[allow(unsafe_code)]
+        let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(rc)) };
+        return Err(dns_error(host, rc, text.to_string_lossy().into_owned()));
+    }
+    let mut addrs = Vec::new();
+    let mut node = list;
+    while !node.is_null() {
+        // SAFETY: `node` is the non-null head returned by a successful getaddrinfo or an
+        // `ai_next` link of that list, which stays allocated until freeaddrinfo below; the
+        // reference does not outlive this iteration.
+        #[allow(unsafe_code)]
+        let info = unsafe { &*node };
+        if let Some(addr) = socket_addr(info, port) {
+            addrs.push(addr);
+        }
+        node = info.ai_next;
+    }
+    // SAFETY: `list` is the head getaddrinfo returned on success (non-null then), freed once
+    // here, and no reference into it is used afterwards.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::freeaddrinfo(list)
+    };
+    Ok(addrs)
+}
+
+/// The IPv4 or IPv6 address of one `addrinfo` entry with `port`; `None` for other families.
+fn socket_addr(info: &libc::addrinfo, port: u16) -> Option<SocketAddr> {
+    if info.ai_addr.is_null() {
+        return None;
+    }
+    let len = usize::try_from(info.ai_addrlen).ok()?;
+    match info.ai_family {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: for AF_INET, getaddrinfo points `ai_addr` at a `sockaddr_in` of
+            // `ai_addrlen` bytes (checked above to be enough), alive until freeaddrinfo, which
+            // the caller runs after this function returns; the read copies it out and does not
+            // rely on its alignment.
+            #[allow(unsafe_code)]
+            let sin = unsafe { std::ptr::read_unaligned(info.ai_addr.cast::<libc::sockaddr_in>()) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: for AF_INET6, getaddrinfo points `ai_addr` at a `sockaddr_in6` of
+            // `ai_addrlen` bytes (checked above to be enough), alive until freeaddrinfo, which
+            // the caller runs after this function returns; the read copies it out and does not
+            // rely on its alignment.
+            #[allow(unsafe_code)]
+            let sin6 =
+                unsafe { std::ptr::read_unaligned(info.ai_addr.cast::<libc::sockaddr_in6>()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                port,
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Connects to the first address of `host` that accepts, before `deadline`. Sets TCP_NODELAY.
@@ -385,9 +493,40 @@ mod tests {
             Signals::NONE,
         )
         .unwrap_err();
+        // EAI_NONAME from a working resolver; EAI_AGAIN / EAI_NODATA where there is none.
         assert!(
-            matches!(e, Error::Dns { .. } | Error::Timeout { .. }),
+            matches!(
+                e,
+                Error::Dns { code, .. }
+                    if [libc::EAI_NONAME, libc::EAI_AGAIN, libc::EAI_NODATA].contains(&code)
+            ),
             "{e:?}"
+        );
+        let Error::Dns {
+            code, ref message, ..
+        } = e
+        else {
+            unreachable!()
+        };
+        // SAFETY: gai_strerror returns a static, NUL-terminated string for any code.
+        #[allow(unsafe_code)]
+        let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(code)) };
+        assert_eq!(message, text.to_str().unwrap());
+        assert_eq!(
+            e.to_string(),
+            format!("cannot resolve \"no-such-host.invalid\": {message}")
+        );
+    }
+
+    #[test]
+    fn resolves_names_to_socket_addresses_with_the_port() {
+        let addrs = resolve("localhost", 8765, None, Signals::NONE).unwrap();
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8765),
+            "{addrs:?}"
         );
     }
 

@@ -98,7 +98,8 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         Error::Tls(_) | Error::TlsConfig(_) | Error::TlsHandshakeEof => {
             exc::TLSError::new_err(err.to_string())
         }
-        Error::Dns { .. } => exc::gaierror::new_err(err.to_string()),
+        // As socket.getaddrinfo raises it: gaierror(code, strerror), so `errno` is the code.
+        Error::Dns { code, .. } => exc::gaierror::new_err((code, err.to_string())),
         Error::Io(e) => os_error(e),
         Error::Timeout { .. } => PyTimeoutError::new_err(err.to_string()),
         Error::Closed(t) => closed_error(py, &t),
