@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import errno
 import json
 import socket
 import time
@@ -277,3 +278,26 @@ def test_recv_timeout_zero_polls(ws_server: str, connect: Connect) -> None:
         except TimeoutError:
             assert time.monotonic() < deadline
             time.sleep(0.01)
+
+
+# ---- regressions: errno on network failures ----------------------------------------------------
+
+
+def test_connection_refused_has_errno(connect: Connect) -> None:
+    """API.md: network failures are the built-in OSError subclasses with errno set as the
+    standard library sets it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError) as info:
+        connect(f"ws://127.0.0.1:{port}/")
+    assert info.value.errno == errno.ECONNREFUSED
+
+
+def test_unknown_host_gaierror_has_errno(connect: Connect) -> None:
+    """socket.gaierror as getaddrinfo() raises it: errno is the EAI_* code (EAI_NONAME, or
+    EAI_AGAIN without a resolver), also args[0]."""
+    with pytest.raises(socket.gaierror) as info:
+        connect("ws://no-such-host.invalid/")
+    assert isinstance(info.value.errno, int), info.value.args
+    assert info.value.args[0] == info.value.errno
