@@ -10,14 +10,17 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -412,3 +415,154 @@ def connect(driver: str) -> Iterator[Callable[..., Any]]:
         ws.close()
     if runner is not None:
         runner.stop()
+
+
+# ---- helpers for the regression tests ----------------------------------------------------------
+
+
+def rss() -> int:
+    """This process's resident set size in bytes (Linux), once the C allocator has given its
+    free memory back (glibc's malloc_trim): so that it counts live memory, not what earlier
+    tests freed (which new allocations would reuse unseen) or what malloc keeps cached."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+ECHO_SERVER = """
+from websockets.sync.server import serve
+
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+
+with serve(echo, "127.0.0.1", 0, compression=None, max_size=None, ping_interval=None) as s:
+    print(s.socket.getsockname()[1], flush=True)
+    s.serve_forever()
+"""
+
+
+@pytest.fixture(scope="session")
+def ws_echo_process() -> Iterator[str]:
+    """ws://127.0.0.1:PORT of a websockets echo server in a child process: for memory tests,
+    where the in-process reference server's own buffers would count in our RSS (its handler
+    holds the last message until the next one)."""
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@dataclass
+class Outcome:
+    """How a call run by ``run_bounded`` ended."""
+
+    elapsed: float
+    value: object = None
+    error: BaseException | None = None
+
+
+class InThread:
+    """Runs ``call`` in a daemon thread and records how it ends."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.outcomes: list[Outcome] = []
+        self.start = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable[[], object]) -> None:
+        try:
+            value = call()
+        except BaseException as e:
+            self.outcomes.append(Outcome(time.monotonic() - self.start, error=e))
+        else:
+            self.outcomes.append(Outcome(time.monotonic() - self.start, value=value))
+
+    def wait(self, limit: float) -> Outcome | None:
+        """The outcome, or ``None`` when the call is still running ``limit`` seconds from
+        now."""
+        self.thread.join(limit)
+        return self.outcomes[0] if self.outcomes else None
+
+
+def run_bounded(call: Callable[[], object], limit: float) -> Outcome | None:
+    """Runs ``call`` in a daemon thread and waits at most ``limit`` seconds for it.
+
+    Returns ``None`` when the call is still blocked, so that a test fails with an assertion
+    instead of hanging; the thread ends once the test releases the peer it is blocked on.
+    """
+    return InThread(call).wait(limit)
+
+
+def send_until(sock: socket.socket, data: bytes, stop: threading.Event, deadline: float) -> bool:
+    """Sends ``data`` without blocking past ``stop`` or ``deadline``: False if they came first.
+
+    For servers whose client may stop reading: a plain ``sendall`` would block forever. The
+    socket must have a (short) timeout.
+    """
+    view = memoryview(data)
+    while view:
+        if stop.is_set() or time.monotonic() > deadline:
+            return False
+        try:
+            view = view[sock.send(view) :]
+        except TimeoutError:
+            continue
+    return True
+
+
+def drain(sock: socket.socket, stop: threading.Event) -> None:
+    """Reads and discards what the client sends until it goes away or ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            if not sock.recv(65536):
+                return
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+
+
+def streaming_server(
+    raw_server: RawServer,
+    chunks: Iterable[bytes],
+    stop: threading.Event,
+    *,
+    interval: float = 0.0,
+    start: threading.Event | None = None,
+    finished: threading.Event | None = None,
+    discard_input: bool = False,
+    limit: float = 15.0,
+) -> str:
+    """A server that upgrades, then sends ``chunks`` (``interval`` seconds apart). It reads
+    nothing, or with ``discard_input`` reads and discards everything (so that what the client
+    writes never backs up). It stops when ``stop`` is set, when the client goes away, or after
+    ``limit`` seconds; once the chunks run out it sets ``finished`` and idles until then."""
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        deadline = time.monotonic() + limit
+        conn.sock.settimeout(0.05)
+        if discard_input:
+            threading.Thread(target=drain, args=(conn.sock, stop), daemon=True).start()
+        if start is not None:
+            start.wait(limit)
+        for chunk in chunks:
+            if not send_until(conn.sock, chunk, stop, deadline):
+                return
+            if interval and stop.wait(interval):
+                return
+        if finished is not None:
+            finished.set()
+        stop.wait(max(0.0, deadline - time.monotonic()))
+
+    return raw_server.serve(script)

@@ -6,18 +6,27 @@ server and reported by ConnectionClosedError), never a hang, crash or unbounded 
 
 from __future__ import annotations
 
+import itertools
 import resource
+import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import sigil_ws
-from sigil_ws import ConnectionClosedError, HandshakeError, InvalidStatus, ProtocolError
+from sigil_ws import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    InvalidStatus,
+    ProtocolError,
+)
 
-from .conftest import RawConnection, RawServer, server_frame
+from .conftest import RawConnection, RawServer, run_bounded, server_frame, streaming_server
 
 Connect = Callable[..., sigil_ws.Connection]
 
@@ -321,24 +330,6 @@ def test_open_timeout_when_server_never_answers(raw_server: RawServer) -> None:
     hold.set()
 
 
-def test_close_without_code_is_1005_and_ok(raw_server: RawServer, connect: Connect) -> None:
-    """API.md: a close frame without a code (1005) is a normal closure, as in websockets."""
-    replies: list[tuple[int, bool, bytes]] = []
-
-    def script(conn: RawConnection) -> None:
-        conn.upgrade()
-        conn.send(server_frame(8, b""))
-        replies.append(conn.recv_frame())
-
-    ws = connect(raw_server.serve(script))
-    with pytest.raises(sigil_ws.ConnectionClosedOK) as info:
-        ws.recv(timeout=5)
-    assert (info.value.code, info.value.reason) == (1005, "")
-    assert info.value.__cause__ is None
-    raw_server.done.wait(5)
-    assert replies == [(8, True, b"")], "the empty close is echoed empty"
-
-
 def test_message_before_a_violation_can_still_be_answered(
     raw_server: RawServer, connect: Connect
 ) -> None:
@@ -362,3 +353,136 @@ def test_message_before_a_violation_can_still_be_answered(
     assert info.value.code == 1002
     raw_server.done.wait(5)
     assert seen == [(1, True, b"first")]
+
+
+# ---- regressions: close without a code, deadlines under traffic, pong backlog, data loss -------
+
+
+def test_close_frame_without_a_code_is_a_normal_close(
+    raw_server: RawServer, connect: Connect
+) -> None:
+    """API.md: a close frame without a code (1005) is ConnectionClosedOK, so ``for m in ws``
+    ends without an exception."""
+    replies: list[tuple[int, bool, bytes]] = []
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(server_frame(1, b"last") + server_frame(8, b""))
+        replies.append(conn.recv_frame())
+
+    url = raw_server.serve(script)
+    ws = connect(url)
+    assert ws.recv(timeout=5) == "last"
+    with pytest.raises(ConnectionClosedOK) as info:
+        ws.recv(timeout=5)
+    assert (info.value.code, info.value.reason) == (1005, "")
+    assert ws.close_code == 1005
+    raw_server.done.wait(5)
+    assert replies == [(8, True, b"")], "the empty close is echoed empty"
+    assert list(connect(url)) == ["last"]
+
+
+@pytest.mark.timeout(15)
+def test_send_timeout_on_a_peer_that_does_not_read(raw_server: RawServer, connect: Connect) -> None:
+    """``send(..., timeout=)`` bounds the wait for a peer that never reads; the connection is
+    then failed (a frame may be half-written)."""
+    stop = threading.Event()
+    try:
+        ws = connect(streaming_server(raw_server, [], stop))
+
+        def fill() -> None:
+            for _ in range(1000):
+                ws.send(b"x" * 2**20, timeout=0.5)
+
+        outcome = run_bounded(fill, 3)
+        assert outcome is not None, "send() still blocked after 3 s"
+        assert isinstance(outcome.error, TimeoutError), outcome
+        assert ws.state is sigil_ws.State.CLOSED
+        with pytest.raises(ConnectionClosed):
+            ws.send(b"x")
+    finally:
+        stop.set()
+
+
+# A peer that keeps bytes flowing: small frames as fast as it can send them, so that the
+# client's socket always holds unread data. (A frame every 5 ms starves the timeouts only now
+# and then: past its deadline a read still waits one kernel tick, 4-8 ms here, and escapes
+# whenever the paced sender is late.) The pings carry 32 bytes: empty ones cost so much per
+# byte that they make uvloop's timers late too, 125-byte ones let the sync client catch up.
+MESSAGES = server_frame(2, b"") * 100_000
+PINGS = server_frame(9, b"p" * 32) * 2048
+
+
+@pytest.mark.timeout(30)
+def test_close_timeout_holds_while_the_peer_keeps_sending(
+    raw_server: RawServer, connect: Connect
+) -> None:
+    """A peer that keeps sending (empty) messages and never answers the close: close() gives
+    up after close_timeout (today: once the peer stops, 15 s here)."""
+    stop = threading.Event()
+    try:
+        url = streaming_server(raw_server, itertools.repeat(MESSAGES), stop)
+        ws = connect(url, close_timeout=2)
+        outcome = run_bounded(ws.close, 3.5)
+        assert outcome is not None, "close() still blocked after 3.5 s"
+        assert outcome.error is None, outcome
+        assert ws.state is sigil_ws.State.CLOSED
+    finally:
+        stop.set()
+
+
+@pytest.mark.timeout(30)
+def test_recv_timeout_holds_while_the_peer_keeps_pinging(
+    raw_server: RawServer, connect: Connect
+) -> None:
+    """Pings as fast as the peer can send them (it reads the pongs) and no message:
+    recv(timeout=2) times out after 2 s (today: once the pings stop, 15 s here)."""
+    stop = threading.Event()
+    try:
+        url = streaming_server(raw_server, itertools.repeat(PINGS), stop, discard_input=True)
+        ws = connect(url)
+        outcome = run_bounded(lambda: ws.recv(timeout=2), 3.5)
+        assert outcome is not None, "recv(timeout=2) still blocked after 3.5 s"
+        assert isinstance(outcome.error, TimeoutError), outcome
+        assert outcome.elapsed > 1.5
+    finally:
+        stop.set()
+
+
+def ping_flood(count: int = 300_000, batch: int = 1000) -> Iterator[bytes]:
+    """``count`` pings with 125-byte payloads, ``batch`` per chunk."""
+    chunk = server_frame(9, b"p" * 125) * batch
+    return itertools.repeat(chunk, count // batch)
+
+
+@pytest.mark.timeout(20)
+def test_recv_timeout_holds_under_a_ping_flood(raw_server: RawServer, connect: Connect) -> None:
+    """A peer floods pings and never reads the pongs: recv(timeout=2) still times out in
+    time (RFC 6455 §5.5.3 lets the client answer only the latest ping)."""
+    stop = threading.Event()
+    try:
+        ws = connect(streaming_server(raw_server, ping_flood(), stop))
+        outcome = run_bounded(lambda: ws.recv(timeout=2), 3.5)
+        assert outcome is not None, "recv(timeout=2) still blocked after 3.5 s"
+        assert isinstance(outcome.error, TimeoutError), outcome
+    finally:
+        stop.set()
+
+
+def test_message_before_a_reset_is_delivered(raw_server: RawServer, connect: Connect) -> None:
+    """A ping and a message arrive, then the peer resets the connection. The message is
+    delivered (a pong that cannot be written must not lose it), then 1006."""
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade()
+        conn.send(server_frame(9, b"ping") + server_frame(1, b"hello"))
+        time.sleep(0.2)
+        # Linger on with a zero timeout: close() sends RST.
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    ws = connect(raw_server.serve(script))
+    time.sleep(0.5)  # the frames and the RST have arrived
+    assert ws.recv(timeout=5) == "hello"
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1006

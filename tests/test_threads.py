@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import select
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +15,7 @@ import pytest
 import sigil_ws
 from sigil_ws import ConcurrencyError, ConnectionClosedOK, TLSConfig
 
-from .conftest import Certs
+from .conftest import Certs, InThread, RawConnection, RawServer, run_bounded
 
 Connect = Callable[..., sigil_ws.Connection]
 
@@ -176,3 +179,190 @@ def test_signal_interrupts_recv(ws_server: str, sync_connect: Connect) -> None:
         signal.signal(signal.SIGALRM, previous)
     ws.send("still usable")
     assert ws.recv(timeout=5) == "still usable"
+
+
+# ---- regressions: Ctrl-C, writes without a deadline, the README iteration pattern ----------------
+
+# The child restores Python's SIGINT handler: a parent running in the background may have
+# left SIGINT ignored, and then Python installs no KeyboardInterrupt handler.
+CHILD_PRELUDE = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "import sigil_ws, sigil_ws.asyncio\n"
+    "url = sys.argv[1]\n"
+)
+
+
+def interrupt_child(script: str, url: str) -> tuple[float, str]:
+    """Runs ``script`` in a fresh interpreter; once it prints "ready" (it is about to block),
+    sends SIGINT 0.3 s later. Returns the seconds the child took to exit after the signal and
+    its stderr; fails if the child is still running 1.5 s after the signal."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_PRELUDE + script, url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        readable, _, _ = select.select([proc.stdout], [], [], 10)
+        line = proc.stdout.readline() if readable else ""
+        if line != "ready\n":
+            proc.kill()
+            pytest.fail(f"the child never got ready: {line!r} {proc.communicate()[1]}")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=1.5)
+        except subprocess.TimeoutExpired:
+            stderr = None
+        if stderr is None:
+            proc.kill()
+            _, stderr = proc.communicate()
+            pytest.fail(f"still running 1.5 s after SIGINT; stderr: {stderr[-500:]!r}")
+        return time.monotonic() - start, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def assert_keyboard_interrupt(elapsed: float, stderr: str) -> None:
+    assert elapsed < 1.5
+    assert "KeyboardInterrupt" in stderr, stderr
+    assert "TimeoutError" not in stderr, stderr
+
+
+def silent_after_upgrade(raw_server: RawServer, hold: threading.Event, upgrade: bool) -> str:
+    """A server that (optionally) upgrades and then neither reads nor writes until ``hold``."""
+
+    def script(conn: RawConnection) -> None:
+        if upgrade:
+            conn.upgrade()
+        hold.wait(15)
+
+    return raw_server.serve(script)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(
+            "print('ready', flush=True)\nsigil_ws.connect(url, open_timeout=30)\n", id="sync"
+        ),
+        pytest.param(
+            "import asyncio\n"
+            "async def main() -> None:\n"
+            "    await sigil_ws.asyncio.connect(url, open_timeout=30)\n"
+            "print('ready', flush=True)\n"
+            "asyncio.run(main())\n",
+            id="asyncio",
+        ),
+    ],
+)
+def test_ctrl_c_interrupts_connect(raw_server: RawServer, script: str) -> None:
+    """API.md: Ctrl-C reaches the caller promptly from connect(), not once open_timeout passed
+    (nor as a TimeoutError)."""
+    hold = threading.Event()
+    try:
+        url = silent_after_upgrade(raw_server, hold, upgrade=False)
+        assert_keyboard_interrupt(*interrupt_child(script, url))
+    finally:
+        hold.set()
+
+
+@pytest.mark.timeout(20)
+def test_ctrl_c_interrupts_close(raw_server: RawServer) -> None:
+    """A server that never answers the close frame: Ctrl-C ends close() long before
+    close_timeout."""
+    hold = threading.Event()
+    script = (
+        "ws = sigil_ws.connect(url, close_timeout=30)\nprint('ready', flush=True)\nws.close()\n"
+    )
+    try:
+        url = silent_after_upgrade(raw_server, hold, upgrade=True)
+        assert_keyboard_interrupt(*interrupt_child(script, url))
+    finally:
+        hold.set()
+
+
+@pytest.mark.timeout(20)
+def test_ctrl_c_interrupts_a_blocked_send(raw_server: RawServer) -> None:
+    """A server that never reads: send() blocks once the socket buffers are full; Ctrl-C
+    ends it.
+
+    The messages are 16 MiB: with 1 MiB ones the signal often lands where the rest of the
+    interrupted write still fits in the socket buffer, and the bug goes unseen.
+    """
+    hold = threading.Event()
+    script = (
+        "ws = sigil_ws.connect(url)\nprint('ready', flush=True)\n"
+        "while True:\n    ws.send(b'x' * 2**24)\n"
+    )
+    try:
+        url = silent_after_upgrade(raw_server, hold, upgrade=True)
+        assert_keyboard_interrupt(*interrupt_child(script, url))
+    finally:
+        hold.set()
+
+
+@pytest.mark.timeout(20)
+def test_close_ends_a_send_blocked_on_a_peer_that_does_not_read(
+    raw_server: RawServer, sync_connect: Connect
+) -> None:
+    """close() from another thread returns within close_timeout (plus margin) although a
+    send() holds the socket; that send() then raises ConnectionClosed."""
+    hold = threading.Event()
+    try:
+        ws = sync_connect(silent_after_upgrade(raw_server, hold, upgrade=True), close_timeout=1)
+        sent = [0]
+
+        def sender() -> None:
+            while True:
+                ws.send(b"x" * 65536)
+                sent[0] += 1
+
+        sending = InThread(sender)
+        assert sending.wait(0.5) is None, f"send() never blocked: {sending.outcomes}"
+        assert sent[0] > 0
+        start = time.monotonic()
+        closed = run_bounded(ws.close, 2.5)
+        assert closed is not None, "close() still blocked after 2.5 s"
+        assert closed.error is None
+        assert ws.state is sigil_ws.State.CLOSED
+        ended = sending.wait(max(0.0, start + 3 - time.monotonic()))
+        assert ended is not None, "send() still blocked 3 s after close()"
+        assert isinstance(ended.error, sigil_ws.ConnectionClosed), ended
+    finally:
+        hold.set()
+
+
+@pytest.mark.timeout(40)
+def test_iterating_thread_ends_normally_when_another_thread_closes(ws_server: str) -> None:
+    """The README pattern: one thread runs ``for m in ws: handle(m)``, another sends and then
+    closes. The iteration just stops (the close is normal), never with ConcurrencyError.
+
+    The race: close() takes the receiving side while the iterating thread is in handle();
+    echoes of 1 MiB keep close() busy long enough for the next iteration to run into it
+    (today about half of the attempts fail).
+    """
+    for attempt in range(40):
+        ws = sigil_ws.connect(ws_server, open_timeout=5, close_timeout=2)
+        first = threading.Event()
+
+        def iterate(ws: sigil_ws.Connection = ws, first: threading.Event = first) -> None:
+            for _ in ws:
+                first.set()
+                time.sleep(0.001)  # handle(message)
+
+        iterating = InThread(iterate)
+        for i in range(3):
+            ws.send(bytes([i]) * 2**20)
+        assert first.wait(5), f"attempt {attempt}: no echo"
+        ws.close()
+        outcome = iterating.wait(5)
+        assert outcome is not None, f"attempt {attempt}: the iteration did not end"
+        assert outcome.error is None, f"attempt {attempt}: {outcome.error!r}"
+        assert ws.state is sigil_ws.State.CLOSED

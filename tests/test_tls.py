@@ -171,3 +171,68 @@ def test_client_certificate_and_alpn(
         assert ws.recv(timeout=5) == "ok"
     assert "client@example.com" in str(seen[0])
     assert seen[1] == "http/1.1"
+
+
+# ---- regressions: a TLS failure after the handshake --------------------------------------------
+
+
+@pytest.fixture
+def corrupting_tls_server(tls_certs: Certs) -> Iterator[tuple[str, threading.Event]]:
+    """A TLS server that completes the TLS and WebSocket handshakes, then, once the test sets
+    the event, writes a corrupted TLS record straight to the TCP socket (past the SSL
+    object) and keeps the connection open."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    corrupt = threading.Event()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            raw, _ = listener.accept()
+        except OSError:
+            return
+        try:
+            with tls_certs.server_context.wrap_socket(raw, server_side=True) as conn:
+                from .conftest import upgrade_response
+
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                conn.sendall(upgrade_response(request))
+                corrupt.wait(10)
+                # An application-data record whose contents do not decrypt.
+                fd = os.dup(conn.fileno())
+                try:
+                    os.write(fd, b"\x17\x03\x03\x00\x20" + os.urandom(32))
+                finally:
+                    os.close(fd)
+                done.wait(10)
+        except (ssl.SSLError, OSError):
+            pass
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"wss://127.0.0.1:{listener.getsockname()[1]}", corrupt
+    done.set()
+    corrupt.set()
+    listener.close()
+    thread.join(5)
+    assert not errors
+
+
+@pytest.mark.timeout(15)
+def test_tls_failure_after_the_handshake_fails_the_connection(
+    corrupting_tls_server: tuple[str, threading.Event], tls_certs: Certs, connect: Connect
+) -> None:
+    """API.md: a TLS failure after the handshake fails the connection like a protocol error:
+    recv() raises ConnectionClosedError (1006) with the TLSError as __cause__; CLOSED."""
+    url, corrupt = corrupting_tls_server
+    ws = connect(url, tls=TLSConfig(ca_data=tls_certs.ca_pem))
+    corrupt.set()
+    with pytest.raises(sigil_ws.ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1006
+    assert isinstance(info.value.__cause__, TLSError), repr(info.value.__cause__)
+    assert ws.state is sigil_ws.State.CLOSED

@@ -434,7 +434,8 @@ impl Client {
                         State::Connecting => None,
                         _ => Some(Outcome::Upgraded),
                     },
-                    Goal::Message | Goal::Close => Self::poll(&mut engine, &mut convert),
+                    Goal::Message => Self::poll(&mut engine, &mut convert, false),
+                    Goal::Close => Self::poll(&mut engine, &mut convert, true),
                 };
                 (outcome, engine.has_data_to_send())
             };
@@ -458,13 +459,16 @@ impl Client {
         }
     }
 
-    /// Decodes buffered bytes up to the next message or the end of the connection.
+    /// Decodes buffered bytes up to the next message (or past every message, when `drop`)
+    /// or the end of the connection.
     fn poll<T>(
         engine: &mut Protocol,
         convert: &mut impl FnMut(Message<'_>) -> T,
+        drop: bool,
     ) -> Option<Outcome<T>> {
         loop {
             match engine.next_event() {
+                Ok(Some(Event::Message(_))) if drop => engine.trim(),
                 Ok(Some(Event::Message(message))) => {
                     let converted = convert(message);
                     engine.trim();
