@@ -284,7 +284,7 @@ class Connection:
 
         Raises:
             TimeoutError: no message within ``timeout``; the connection stays usable.
-            ConnectionClosedOK: the peer closed normally (1000/1001).
+            ConnectionClosedOK: the peer closed normally (1000/1001, or no code).
             ConnectionClosedError: the connection failed or closed with another code.
             ConcurrencyError: another coroutine is already in ``recv()``.
         """
