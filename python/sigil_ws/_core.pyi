@@ -241,18 +241,7 @@ class Protocol:
 def check_option(name: str, value: Any) -> Any:
     """Checks one option by name (timeouts, sizes) and returns it normalised."""
 
-def connect(
-    url: str,
-    *,
-    open_timeout: float | None,
-    close_timeout: float | None,
-    headers: list[tuple[str, str]] | None,
-    subprotocols: list[str] | None,
-    origin: str | None,
-    user_agent: str | None,
-    max_size: int | None,
-    tls: Any,
-) -> Connection:
+def connect(url: str, options: dict[str, Any]) -> Connection:
     """Opens a connection (the Rust half of ``sigil_ws.connect``)."""
 
 def parse_url(url: str) -> tuple[str, str, int, str]:

@@ -490,31 +490,10 @@ class Connection:
 
 
 async def _open(
-    url: str,
-    *,
-    open_timeout: float | None,
-    close_timeout: float | None,
-    headers: HeadersLike | None,
-    subprotocols: Sequence[str] | None,
-    origin: str | None,
-    user_agent: str | None,
-    max_size: int | None,
-    max_queue: int | None,
-    write_limit: int,
-    tls: TLSConfig | None,
+    url: str, options: dict[str, Any], max_queue: int | None, write_limit: int
 ) -> Connection:
-    options = _options.connect_options(
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        headers=headers,
-        subprotocols=subprotocols,
-        origin=origin,
-        user_agent=user_agent,
-        max_size=max_size,
-        tls=tls,
-    )
-    max_queue = _options.size("max_queue", max_queue)
-    write_limit = cast(int, _options.size("write_limit", write_limit))
+    """Connects with options that ``_options.connect_options`` normalised."""
+    options = dict(options)
     open_timeout = options.pop("open_timeout")
     close_timeout = options.pop("close_timeout")
     engine = _core.Protocol(url, **options)
@@ -570,7 +549,8 @@ class connect:
         write_limit: int = 32 * 2**10,
         tls: TLSConfig | None = None,
     ) -> None:
-        self._options: dict[str, Any] = dict(
+        # Checked here, so that bad options raise at the call as in the sync client.
+        self._options = _options.connect_options(
             open_timeout=open_timeout,
             close_timeout=close_timeout,
             headers=headers,
@@ -578,15 +558,15 @@ class connect:
             origin=origin,
             user_agent=user_agent,
             max_size=max_size,
-            max_queue=max_queue,
-            write_limit=write_limit,
             tls=tls,
         )
+        self._max_queue = _options.size("max_queue", max_queue)
+        self._write_limit = cast(int, _options.size("write_limit", write_limit))
         self._url = url
         self._connection: Connection | None = None
 
     def _open(self) -> Awaitable[Connection]:
-        return _open(self._url, **self._options)
+        return _open(self._url, self._options, self._max_queue, self._write_limit)
 
     def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()

@@ -58,7 +58,7 @@ def connect(
     """
     return _core.connect(
         url,
-        **_options.connect_options(
+        _options.connect_options(
             open_timeout=open_timeout,
             close_timeout=close_timeout,
             headers=headers,

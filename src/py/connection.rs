@@ -18,7 +18,7 @@ use crate::protocol::{close_code, State};
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{to_pyerr, with_signals, ConnectionClosedOK, Detached};
 use super::objects::{headers_object, message_object, state_object};
-use super::options::connect_options;
+use super::options::{connect_options, ConnectArgs};
 
 /// A WebSocket connection driven by blocking sockets.
 ///
@@ -29,33 +29,11 @@ pub struct PyConnection {
     client: Arc<Client>,
 }
 
-/// Opens a connection (the Rust half of `sigil_ws.connect`; options arrive normalised).
+/// Opens a connection (the Rust half of `sigil_ws.connect`; options arrive normalised by
+/// `sigil_ws._options.connect_options()`).
 #[pyfunction]
-#[pyo3(signature = (url, *, open_timeout, close_timeout, headers, subprotocols, origin, user_agent, max_size, tls))]
-#[allow(clippy::too_many_arguments)]
-pub fn connect(
-    py: Python<'_>,
-    url: String,
-    open_timeout: Option<f64>,
-    close_timeout: Option<f64>,
-    headers: Option<Vec<(String, String)>>,
-    subprotocols: Option<Vec<String>>,
-    origin: Option<String>,
-    user_agent: Option<String>,
-    max_size: Option<i64>,
-    tls: Option<Bound<'_, PyAny>>,
-) -> PyResult<PyConnection> {
-    let options = connect_options(
-        py,
-        open_timeout,
-        close_timeout,
-        headers,
-        subprotocols,
-        origin,
-        user_agent,
-        max_size,
-        tls.as_ref(),
-    )?;
+pub fn connect(py: Python<'_>, url: String, options: ConnectArgs<'_>) -> PyResult<PyConnection> {
+    let options = connect_options(py, options)?;
     let client = with_signals(py, |signals, blocking| {
         blocking.run(|| Client::connect(&url, &options, signals))
     })?;

@@ -13,35 +13,44 @@ use crate::options::{self, Options, RequestOptions, TlsOptions};
 
 use super::errors::to_pyerr;
 
+/// The options of a connection as `sigil_ws._options.connect_options()` normalises them (a
+/// dict), or as `Protocol(...)` takes them as keywords.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct ConnectArgs<'py> {
+    pub open_timeout: Option<f64>,
+    pub close_timeout: Option<f64>,
+    pub headers: Option<Vec<(String, String)>>,
+    pub subprotocols: Option<Vec<String>>,
+    pub origin: Option<String>,
+    pub user_agent: Option<String>,
+    pub max_size: Option<i64>,
+    pub tls: Option<Bound<'py, PyAny>>,
+}
+
 /// The options of a connection, checked.
-#[allow(clippy::too_many_arguments)]
-pub fn connect_options(
-    py: Python<'_>,
-    open_timeout: Option<f64>,
-    close_timeout: Option<f64>,
-    headers: Option<Vec<(String, String)>>,
-    subprotocols: Option<Vec<String>>,
-    origin: Option<String>,
-    user_agent: Option<String>,
-    max_size: Option<i64>,
-    tls: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Options> {
+pub fn connect_options(py: Python<'_>, args: ConnectArgs<'_>) -> PyResult<Options> {
     let checked = || -> Result<Options, Error> {
         Ok(Options {
-            open_timeout: options::timeout("open_timeout", open_timeout)?,
-            close_timeout: options::timeout("close_timeout", close_timeout)?,
+            open_timeout: options::timeout("open_timeout", args.open_timeout)?,
+            close_timeout: options::timeout("close_timeout", args.close_timeout)?,
             request: RequestOptions {
-                headers: headers.unwrap_or_default(),
-                subprotocols: subprotocols.unwrap_or_default(),
-                origin,
-                user_agent,
+                headers: args.headers.clone().unwrap_or_default(),
+                subprotocols: args.subprotocols.clone().unwrap_or_default(),
+                origin: args.origin.clone(),
+                user_agent: args.user_agent.clone(),
             },
-            max_size: options::positive("max_size", max_size)?,
+            max_size: options::positive("max_size", args.max_size)?,
             tls: None,
         })
     };
     let mut options = checked().map_err(|e| to_pyerr(py, e))?;
-    options.tls = tls.filter(|t| !t.is_none()).map(tls_options).transpose()?;
+    options.tls = args
+        .tls
+        .as_ref()
+        .filter(|t| !t.is_none())
+        .map(tls_options)
+        .transpose()?;
     Ok(options)
 }
 

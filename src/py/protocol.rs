@@ -13,7 +13,7 @@ use crate::protocol::{close_code, Event, Protocol, State};
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
 use super::objects::{event_object, headers_object, message_object, state_object};
-use super::options::connect_options;
+use super::options::{connect_options, ConnectArgs};
 
 /// The sans-IO WebSocket client engine: bytes in, events out; messages in, bytes out.
 ///
@@ -51,17 +51,17 @@ impl PyProtocol {
         max_size: Option<i64>,
         tls: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let options = connect_options(
-            py,
-            None,
-            None,
+        let args = ConnectArgs {
+            open_timeout: None,
+            close_timeout: None,
             headers,
             subprotocols,
             origin,
             user_agent,
             max_size,
-            tls.as_ref(),
-        )?;
+            tls,
+        };
+        let options = connect_options(py, args)?;
         let engine = Protocol::client(url, &options, key).map_err(|e| to_pyerr(py, e))?;
         Ok(PyProtocol {
             engine,
