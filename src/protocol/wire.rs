@@ -31,6 +31,11 @@ impl Wire {
     /// Feeds bytes from the socket. Returns true when TLS reports the end of the stream
     /// (close_notify). A TLS failure is returned after its alert was queued for the peer.
     pub fn receive(&mut self, data: &[u8]) -> Result<bool, Error> {
+        if data.is_empty() {
+            // A driver pulling what is buffered (`receive_messages(b"")`): moving the
+            // undecoded bytes to the front here would copy them once per pull.
+            return Ok(false);
+        }
         self.input.compact();
         match &mut self.tls {
             Some(tls) => {

@@ -35,11 +35,23 @@ pub fn str_pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &s
         .map(|(name, value)| (name.as_str(), value.as_str()))
 }
 
+/// The four `sigil_ws.State` members, looked up once: drivers read the state often.
+static STATE_MEMBERS: PyOnceLock<[Py<PyAny>; 4]> = PyOnceLock::new();
+
 /// `sigil_ws.State` for an engine state.
 pub fn state_object(py: Python<'_>, state: State) -> PyResult<Bound<'_, PyAny>> {
-    STATE
-        .import(py, "sigil_ws.state", "State")?
-        .call1((state as u8,))
+    let members = STATE_MEMBERS.get_or_try_init(py, || -> PyResult<[Py<PyAny>; 4]> {
+        let class = STATE.import(py, "sigil_ws.state", "State")?;
+        let member = |n: u8| class.call1((n,)).map(Bound::unbind);
+        Ok([member(0)?, member(1)?, member(2)?, member(3)?])
+    })?;
+    let index = match state {
+        State::Connecting => 0,
+        State::Open => 1,
+        State::Closing => 2,
+        State::Closed => 3,
+    };
+    Ok(members[index].bind(py).clone())
 }
 
 /// A message as `str` (text) or `bytes` (binary), copied once from the engine.
