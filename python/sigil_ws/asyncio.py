@@ -223,16 +223,24 @@ class _Driver(asyncio.Protocol):
             self.message_waiter.set_result(None)
 
     def pop_message(self) -> Data:
-        message = self.messages.popleft()
-        if (
-            self.reading_paused
-            and len(self.messages) <= (self.max_queue or 0) // 4
-            and not self.engine.failure_deferred
-        ):
-            # Room again: decode what waits in the engine, then read on if it needs bytes. A
-            # deferred failure waits for the next recv() on an empty queue instead.
-            self.pull()
+        messages = self.messages
+        message = messages.popleft()
+        if not messages and self.reading_paused:
+            self.refill(messages)
         return message
+
+    def refill(self, messages: collections.deque[Data]) -> None:
+        """The queue ran dry while reading is paused: decode the next batch that waits in the
+        engine. The message just popped is not handled yet, so a violation stays deferred
+        (the next recv() on an empty queue applies it)."""
+        engine = self.engine
+        if engine.failure_deferred:
+            return
+        batch = engine.receive_messages(b"", self.max_queue, True)
+        messages.extend(batch)
+        if len(batch) < (self.max_queue or 0) or engine.failure_deferred:
+            # The engine ran dry (or stopped at a violation): replies out, read on.
+            self.after_input()
 
     async def drain(self) -> None:
         if self.writing_paused and not self.is_lost:
