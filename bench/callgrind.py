@@ -8,6 +8,7 @@ under callgrind, with N messages and with none; the difference divided by N is t
 message, start-up excluded. Paths:
 
     push-64 / push-16k       sync client: `for msg in ws` over a pushed stream (native server)
+    asyncio-push-64          asyncio client: `async for msg in ws` over the same stream
     pingpong-64              sync client: send + recv against the native echo server
     decode-64 / decode-16k   sans-IO Protocol.receive_messages over an in-memory stream
     encode-64                sans-IO Protocol.send_binary + data_to_send
@@ -46,6 +47,17 @@ if path.startswith("push-"):
     with sigil_ws.connect(f"ws://127.0.0.1:{port}/push?n={n}&size={size}") as ws:
         for _ in ws:
             pass
+elif path == "asyncio-push-64":
+    import asyncio
+    import sigil_ws.asyncio
+
+    async def main():
+        url = f"ws://127.0.0.1:{port}/push?n={n}&size=64"
+        async with sigil_ws.asyncio.connect(url) as ws:
+            async for _ in ws:
+                pass
+
+    asyncio.run(main())
 elif path == "pingpong-64":
     with sigil_ws.connect(f"ws://127.0.0.1:{port}/echo") as ws:
         payload = b"p" * 64
@@ -70,7 +82,15 @@ elif path == "encode-64":
         p.data_to_send()
 """
 
-PATHS = ["push-64", "push-16k", "pingpong-64", "decode-64", "decode-16k", "encode-64"]
+PATHS = [
+    "push-64",
+    "push-16k",
+    "asyncio-push-64",
+    "pingpong-64",
+    "decode-64",
+    "decode-16k",
+    "encode-64",
+]
 
 
 def instructions(path: str, n: int, port: int, tmp: Path) -> int:
