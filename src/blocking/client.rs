@@ -143,7 +143,15 @@ impl Client {
 
     fn handshake(&self, deadline: Option<Instant>, signals: Signals<'_>) -> Result<(), Error> {
         let during = "during the opening handshake";
-        self.write_out(&mut lock(&self.writer), deadline, during, signals)?;
+        self.write_out(&mut lock(&self.writer), deadline, during, signals)
+            .map_err(|e| match e {
+                // No WebSocket connection exists yet to report as closed.
+                Error::Closed(_) => Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection closed before the upgrade request was sent",
+                )),
+                e => e,
+            })?;
         let mut reader = lock(&self.reader);
         self.receive(
             &mut reader,
