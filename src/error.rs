@@ -113,6 +113,9 @@ pub enum HandshakeError {
     /// The server enabled an extension the client did not offer.
     #[error("server enabled extension {0:?}, which was not offered")]
     UnexpectedExtension(String),
+    /// The `Sec-WebSocket-Extensions` answer to our permessage-deflate offer is invalid.
+    #[error(transparent)]
+    Extension(#[from] ExtensionError),
     /// A request header name or value would break the request.
     #[error("invalid request header {name:?}: {why}")]
     InvalidRequestHeader {
@@ -133,6 +136,110 @@ pub enum HandshakeError {
         /// How many bytes of the response arrived.
         received: usize,
     },
+}
+
+/// Why the server's `Sec-WebSocket-Extensions` answer to our permessage-deflate offer is refused
+/// (RFC 6455 §9.1, RFC 7692 §5 and §7).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtensionError {
+    /// A header value that is not a list of `token *( ";" token [ "=" value ] )`.
+    #[error("invalid Sec-WebSocket-Extensions header {value:?}: {why}")]
+    InvalidHeader {
+        /// The header value.
+        value: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// An extension other than the one we offered.
+    #[error("server enabled extension {name:?}, which was not offered")]
+    UnexpectedExtension {
+        /// The extension's name.
+        name: String,
+    },
+    /// permessage-deflate accepted more than once.
+    #[error("server enabled extension {name:?} more than once")]
+    DuplicateExtension {
+        /// The extension's name.
+        name: String,
+    },
+    /// A parameter permessage-deflate does not define for a response.
+    #[error("unknown permessage-deflate parameter {name:?}")]
+    UnknownParameter {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A parameter given more than once.
+    #[error("duplicate permessage-deflate parameter {name:?}")]
+    DuplicateParameter {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A parameter that requires a value came without one.
+    #[error("permessage-deflate parameter {name} requires a value")]
+    MissingValue {
+        /// The parameter's name.
+        name: &'static str,
+    },
+    /// A window size that is not a decimal 8..=15 without leading zeroes.
+    #[error("invalid value {value:?} for permessage-deflate parameter {name}: expected 8 to 15")]
+    InvalidValue {
+        /// The parameter's name.
+        name: &'static str,
+        /// The value received (unquoted).
+        value: String,
+    },
+    /// A value on a parameter that takes none.
+    #[error("permessage-deflate parameter {name} takes no value, got {value:?}")]
+    UnexpectedValue {
+        /// The parameter's name.
+        name: &'static str,
+        /// The value received (unquoted).
+        value: String,
+    },
+}
+
+/// Why a message cannot be compressed or inflated (RFC 7692 §7.2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeflateError {
+    /// The payload of a compressed message is not valid DEFLATE data.
+    #[error("invalid compressed data at byte {offset} of the message: {reason}")]
+    InvalidData {
+        /// How many compressed bytes of the message were consumed when inflating failed.
+        offset: u64,
+        /// The inflater's diagnosis, e.g. "invalid distance too far back".
+        reason: String,
+    },
+    /// The message inflates to more than the limit (`max_size`).
+    #[error("decompressed message of {size} bytes or more exceeds the limit of {limit} bytes")]
+    TooBig {
+        /// The decompressed size reached when inflating stopped.
+        size: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// Our compressor failed, which zlib only does when misused: an internal error.
+    #[error("compression failed: {reason}")]
+    Compress {
+        /// The compressor's diagnosis.
+        reason: String,
+    },
+}
+
+impl DeflateError {
+    /// The close code this failure sends (RFC 6455 §7.4.1).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            // RFC 7692 names no close code for data that does not inflate. The payload of a
+            // message marked compressed (RSV1) that is not DEFLATE data is, in RFC 6455 §7.4.1's
+            // words for 1007, "data within a message that was not consistent with the type of
+            // the message", as invalid UTF-8 in a text message is; 1002 is for framing errors.
+            DeflateError::InvalidData { .. } => 1007,
+            // 1009: "a message that is too big for it to process"
+            DeflateError::TooBig { .. } => 1009,
+            // 1011: "an unexpected condition that prevented it from fulfilling the request"
+            DeflateError::Compress { .. } => 1011,
+        }
+    }
 }
 
 /// Bytes as Python writes them (`b'SSH-2.0\r\n'`), for messages that show what arrived.
@@ -224,6 +331,20 @@ pub enum ProtocolError {
         /// The code received.
         code: u16,
     },
+    /// RSV1 ("Per-Message Compressed") on a control frame. RFC 7692 §6.1: "An endpoint MUST NOT
+    /// set the "Per-Message Compressed" bit of control frames and non-first fragments of a data
+    /// message. An endpoint receiving such a frame MUST _Fail the WebSocket Connection_."
+    #[error("compressed bit (RSV1) set on a control frame (opcode {opcode:#x})")]
+    CompressedControlFrame {
+        /// The opcode received.
+        opcode: u8,
+    },
+    /// RSV1 ("Per-Message Compressed") on a continuation frame (RFC 7692 §6.1, as above).
+    #[error("compressed bit (RSV1) set on a continuation frame")]
+    CompressedContinuation,
+    /// A compressed message that does not inflate, or a failure of our compressor.
+    #[error(transparent)]
+    Deflate(DeflateError),
     /// A message larger than `max_size`.
     #[error("message of {size} bytes or more exceeds the limit of {limit} bytes")]
     MessageTooBig {
@@ -242,8 +363,20 @@ impl ProtocolError {
             ProtocolError::InvalidUtf8 { .. } => 1007,
             // 1009: "a message that is too big for it to process"
             ProtocolError::MessageTooBig { .. } => 1009,
+            ProtocolError::Deflate(e) => e.close_code(),
             // 1002: "terminating the connection due to a protocol error"
             _ => 1002,
+        }
+    }
+}
+
+impl From<DeflateError> for ProtocolError {
+    /// A decompressed message past the limit is the same failure as any message past
+    /// `max_size`; the other deflate failures keep their own variant.
+    fn from(e: DeflateError) -> Self {
+        match e {
+            DeflateError::TooBig { size, limit } => ProtocolError::MessageTooBig { size, limit },
+            other => ProtocolError::Deflate(other),
         }
     }
 }
@@ -362,6 +495,79 @@ mod tests {
         assert_eq!(ProtocolError::MaskedFrame.close_code(), 1002);
         assert_eq!(ProtocolError::ReservedBits { bits: 4 }.close_code(), 1002);
         assert_eq!(Error::Concurrency("x").close_code(), None);
+    }
+
+    #[test]
+    fn deflate_close_codes() {
+        // RFC 7692 §6.1 violations are protocol errors; bad compressed data is 1007, a message
+        // that inflates past max_size is the usual MessageTooBig.
+        assert_eq!(
+            ProtocolError::CompressedControlFrame { opcode: 9 }.close_code(),
+            1002
+        );
+        assert_eq!(ProtocolError::CompressedContinuation.close_code(), 1002);
+        let invalid = DeflateError::InvalidData {
+            offset: 3,
+            reason: "invalid block type".into(),
+        };
+        assert_eq!(ProtocolError::from(invalid.clone()).close_code(), 1007);
+        assert_eq!(
+            ProtocolError::from(invalid),
+            ProtocolError::Deflate(DeflateError::InvalidData {
+                offset: 3,
+                reason: "invalid block type".into(),
+            })
+        );
+        assert_eq!(
+            ProtocolError::from(DeflateError::TooBig {
+                size: 11,
+                limit: 10
+            }),
+            ProtocolError::MessageTooBig {
+                size: 11,
+                limit: 10
+            }
+        );
+        assert_eq!(
+            ProtocolError::from(DeflateError::Compress { reason: "x".into() }).close_code(),
+            1011
+        );
+    }
+
+    #[test]
+    fn deflate_messages_name_the_value() {
+        assert_eq!(
+            ProtocolError::CompressedControlFrame { opcode: 9 }.to_string(),
+            "compressed bit (RSV1) set on a control frame (opcode 0x9)"
+        );
+        assert_eq!(
+            ProtocolError::Deflate(DeflateError::InvalidData {
+                offset: 3,
+                reason: "invalid block type".into(),
+            })
+            .to_string(),
+            "invalid compressed data at byte 3 of the message: invalid block type"
+        );
+        assert_eq!(
+            HandshakeError::from(ExtensionError::UnknownParameter { name: "x".into() }).to_string(),
+            "unknown permessage-deflate parameter \"x\""
+        );
+        assert_eq!(
+            ExtensionError::UnexpectedValue {
+                name: "server_no_context_takeover",
+                value: "1".into()
+            }
+            .to_string(),
+            "permessage-deflate parameter server_no_context_takeover takes no value, got \"1\""
+        );
+        assert_eq!(
+            ExtensionError::InvalidHeader {
+                value: "a;".into(),
+                why: "expected a parameter name"
+            }
+            .to_string(),
+            "invalid Sec-WebSocket-Extensions header \"a;\": expected a parameter name"
+        );
     }
 
     #[test]

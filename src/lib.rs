@@ -8,6 +8,7 @@ pub mod error;
 pub mod options;
 pub mod random;
 // Protocol pieces.
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod http;
