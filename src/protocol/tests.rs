@@ -94,6 +94,15 @@ fn events(p: &mut Protocol) -> Result<Vec<Ev>, Error> {
     Ok(all)
 }
 
+/// Feeds `stream` in two reads cut at `split`, collecting the events after each.
+fn fed_in_two(mut p: Protocol, stream: &[u8], split: usize) -> (Protocol, Vec<Ev>) {
+    p.receive_data(&stream[..split], 0.0).unwrap();
+    let mut got = events(&mut p).unwrap();
+    p.receive_data(&stream[split..], 0.0).unwrap();
+    got.extend(events(&mut p).unwrap());
+    (p, got)
+}
+
 /// Decodes the client frames in `bytes`, checking each is masked, and unmasks them.
 fn client_frames(mut bytes: &[u8]) -> Vec<(OpCode, bool, Vec<u8>)> {
     let mut frames = Vec::new();
@@ -152,11 +161,7 @@ mod rfc6455_4_handshake {
         stream.extend(frame(1, true, b"first"));
         stream.extend(frame(2, true, b"second"));
         for split in 0..stream.len() {
-            let mut p = engine_with(Config::default());
-            p.receive_data(&stream[..split], 0.0).unwrap();
-            let mut got = events(&mut p).unwrap();
-            p.receive_data(&stream[split..], 0.0).unwrap();
-            got.extend(events(&mut p).unwrap());
+            let (p, got) = fed_in_two(engine_with(Config::default()), &stream, split);
             assert_eq!(
                 got,
                 vec![Ev::Text("first".into()), Ev::Binary(b"second".to_vec())],
@@ -247,11 +252,7 @@ mod rfc6455_5_data_frames {
         stream.extend(frame(0, true, "wörld".as_bytes()));
         stream.extend(frame(2, true, &[0, 1, 2]));
         for split in 0..stream.len() {
-            let mut p = open();
-            p.receive_data(&stream[..split], 0.0).unwrap();
-            let mut got = events(&mut p).unwrap();
-            p.receive_data(&stream[split..], 0.0).unwrap();
-            got.extend(events(&mut p).unwrap());
+            let (_, got) = fed_in_two(open(), &stream, split);
             assert_eq!(
                 got,
                 vec![
