@@ -51,15 +51,6 @@ pub(super) struct Completed {
     pub payload: Payload,
 }
 
-/// What [`Reassembly::restore`] needs to undo the frames decoded since [`Reassembly::snapshot`].
-#[derive(Debug, Clone)]
-pub(super) struct Snapshot {
-    fragmented: Option<bool>,
-    message_len: usize,
-    utf8: Utf8Validator,
-    checked: usize,
-}
-
 /// Reassembly state between frames.
 #[derive(Debug, Default)]
 pub(super) struct Reassembly {
@@ -99,25 +90,6 @@ impl Reassembly {
                 self.message = Vec::new();
             }
         }
-    }
-
-    /// The state before the next frame, for a driver that may leave a violating frame unread.
-    #[inline]
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            fragmented: self.fragmented,
-            message_len: self.message.len(),
-            utf8: self.utf8.clone(),
-            checked: self.checked,
-        }
-    }
-
-    /// Undoes the frames decoded since `snapshot`.
-    pub fn restore(&mut self, snapshot: Snapshot) {
-        self.fragmented = snapshot.fragmented;
-        self.message.truncate(snapshot.message_len);
-        self.utf8 = snapshot.utf8;
-        self.checked = snapshot.checked;
     }
 
     /// Forgets an unfinished message (the connection failed).

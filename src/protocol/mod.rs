@@ -111,10 +111,10 @@ pub struct Protocol {
     /// the connection failed (RFC 6455 §7.1.7: an endpoint that failed the connection "MUST
     /// NOT continue to attempt to process data").
     decoding: bool,
-    /// Leave a violating frame unread instead of failing (see `set_defer_failure`).
+    /// Hold a violation back instead of failing (see `set_defer_failure`).
     defer_failure: bool,
-    /// A violating frame waits at the head of the buffer.
-    failure_deferred: bool,
+    /// A violation held back, applied once deferral ends.
+    deferred: Option<ProtocolError>,
     close_sent: Option<(u16, String)>,
     close_received: Option<(u16, String)>,
     termination: Option<Termination>,
@@ -165,7 +165,7 @@ impl Protocol {
             opened: false,
             decoding: false,
             defer_failure: false,
-            failure_deferred: false,
+            deferred: None,
             close_sent: None,
             close_received: None,
             termination: None,
@@ -273,7 +273,7 @@ impl Protocol {
     /// No input is taken after the end of the stream, after the peer's close frame, or once
     /// the connection failed (RFC 6455 §7.1.7).
     fn ignores_input(&self) -> bool {
-        self.eof || self.opened && !self.decoding
+        self.eof || self.opened && !self.decoding || self.deferred.is_some()
     }
 
     /// For a driver that reads plain TCP itself: the input buffer, taken out of the engine so
@@ -312,7 +312,8 @@ impl Protocol {
     }
 
     /// Defers failing the connection while `defer` is set: a frame that breaks the protocol is
-    /// left unread and [`Protocol::failure_deferred`] turns true. A driver that reads ahead of
+    /// held back (nothing after it is decoded) and [`Protocol::failure_deferred`] turns true;
+    /// the next call without deferral fails the connection with it. A driver that reads ahead of
     /// its application (asyncio, to answer pings while nobody receives) sets this while it
     /// holds undelivered messages, so that the application can still answer them before the
     /// connection fails, as RFC 6455 §5.4's ordering and Autobahn's 3.2, 4.1.3 and 5.15 expect.
@@ -320,9 +321,9 @@ impl Protocol {
         self.defer_failure = defer;
     }
 
-    /// True when a violating frame waits, unread, for deferral to end.
+    /// True when a violation waits for deferral to end.
     pub fn failure_deferred(&self) -> bool {
-        self.failure_deferred
+        self.deferred.is_some()
     }
 
     /// The next event, or `None` when more bytes are needed (or the connection is over).
@@ -336,13 +337,17 @@ impl Protocol {
         if self.state == State::Connecting {
             self.poll_handshake()?;
         }
+        if let Some(error) = self.deferred.take() {
+            if self.defer_failure {
+                self.deferred = Some(error);
+                return Ok(None);
+            }
+            self.fail(error.clone());
+            return Err(Error::Protocol(error));
+        }
         if !self.decoding {
             return Ok(None);
         }
-        self.failure_deferred = false;
-        let before = self
-            .defer_failure
-            .then(|| (self.wire.input.pos(), self.reassembly.snapshot()));
         match self.decode_frame() {
             Ok(Some(step)) => Ok(Some(self.event_for(step))),
             Ok(None) => {
@@ -354,12 +359,8 @@ impl Protocol {
                 }
                 Ok(None)
             }
-            Err(_) if before.is_some() => {
-                if let Some((pos, snapshot)) = before {
-                    self.wire.input.set_pos(pos);
-                    self.reassembly.restore(snapshot);
-                }
-                self.failure_deferred = true;
+            Err(e) if self.defer_failure => {
+                self.deferred = Some(e);
                 Ok(None)
             }
             Err(e) => {
