@@ -1,6 +1,7 @@
 //! The opening handshake: keys, the upgrade request, the client's rules for the response, and
 //! the phase object that receives it (RFC 6455 §4.1, §4.2.2).
 
+use crate::deflate;
 pub use crate::error::HandshakeError;
 use crate::http::{is_token, HeadReader};
 use crate::random::random_bytes;
@@ -71,12 +72,13 @@ fn check_header(name: &str, value: &str) -> Result<(), HandshakeError> {
 }
 
 /// Headers the library sets itself; a caller may not send them a second time.
-const RESERVED_HEADERS: [&str; 5] = [
+const RESERVED_HEADERS: [&str; 6] = [
     "host",
     "upgrade",
     "connection",
     "sec-websocket-key",
     "sec-websocket-version",
+    "sec-websocket-extensions",
 ];
 
 /// Builds the HTTP/1.1 upgrade request (RFC 6455 §4.1).
@@ -108,6 +110,9 @@ pub fn build_request(
             "Sec-WebSocket-Protocol".into(),
             options.subprotocols.join(", "),
         ));
+    }
+    if options.compression {
+        lines.push(("Sec-WebSocket-Extensions".into(), deflate::offer()));
     }
     if let Some(ua) = &options.user_agent {
         lines.push(("User-Agent".into(), ua.clone()));
@@ -150,6 +155,8 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, Handshake
 pub struct Accepted {
     /// The chosen subprotocol.
     pub subprotocol: Option<String>,
+    /// The permessage-deflate parameters, when the server accepted our offer.
+    pub deflate: Option<deflate::Params>,
 }
 
 /// Splits comma-separated header values into trimmed, non-empty items.
@@ -184,6 +191,7 @@ pub fn validate_response(
     response: &Response,
     key: &str,
     offered_subprotocols: &[String],
+    offered_deflate: bool,
     body: &[u8],
 ) -> Result<Accepted, HandshakeError> {
     // RFC 6455 §4.1: "If the status code received from the server is not 101, the client
@@ -230,10 +238,17 @@ pub fn validate_response(
     }
     // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and
     // this header field indicates the use of an extension that was not present in the client's
-    // handshake ... the client MUST _Fail the WebSocket Connection_." This client offers none.
-    if let Some(ext) = list_items(response.header_values("Sec-WebSocket-Extensions")).first() {
-        return Err(HandshakeError::UnexpectedExtension(ext.to_string()));
-    }
+    // handshake ... the client MUST _Fail the WebSocket Connection_." We offer
+    // permessage-deflate at most; `deflate::accept` checks the answer to it.
+    let extensions: Vec<&str> = response.header_values("Sec-WebSocket-Extensions").collect();
+    let deflate = if offered_deflate {
+        deflate::accept(&extensions)?
+    } else {
+        if let Some(ext) = list_items(extensions.into_iter()).first() {
+            return Err(HandshakeError::UnexpectedExtension(ext.to_string()));
+        }
+        None
+    };
     // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Protocol| header field and this
     // header field indicates the use of a subprotocol that was not present in the client's
     // handshake ... the client MUST _Fail the WebSocket Connection_." The value names one
@@ -246,7 +261,10 @@ pub fn validate_response(
         Some(chosen) if offered_subprotocols.iter().any(|o| o == chosen) => Some(chosen.into()),
         Some(chosen) => return Err(HandshakeError::UnexpectedSubprotocol(chosen.into())),
     };
-    Ok(Accepted { subprotocol })
+    Ok(Accepted {
+        subprotocol,
+        deflate,
+    })
 }
 
 /// The client's side of the opening handshake while it waits for the response: what the request
@@ -259,15 +277,21 @@ pub fn validate_response(
 pub struct ClientHandshake {
     key: String,
     offered_subprotocols: Vec<String>,
+    offered_deflate: bool,
     head: HeadReader,
 }
 
 impl ClientHandshake {
     /// The phase after sending a request with `key` that offered `offered_subprotocols`.
-    pub fn new(key: String, offered_subprotocols: Vec<String>) -> ClientHandshake {
+    pub fn new(
+        key: String,
+        offered_subprotocols: Vec<String>,
+        offered_deflate: bool,
+    ) -> ClientHandshake {
         ClientHandshake {
             key,
             offered_subprotocols,
+            offered_deflate,
             head: HeadReader::new(),
         }
     }
@@ -292,7 +316,13 @@ impl ClientHandshake {
             };
         };
         let body = buf.get(used..).unwrap_or_default();
-        let accepted = validate_response(&response, &self.key, &self.offered_subprotocols, body)?;
+        let accepted = validate_response(
+            &response,
+            &self.key,
+            &self.offered_subprotocols,
+            self.offered_deflate,
+            body,
+        )?;
         Ok(Some((
             accepted,
             PackedHeaders::new(&response.headers),
@@ -365,8 +395,12 @@ mod tests {
             subprotocols: vec!["chat".into(), "superchat".into()],
             origin: Some("http://example.com".into()),
             user_agent: Some("sigil-ws/0".into()),
+            compression: true,
         };
         let r = request("wss://example.com/", &options);
+        assert!(r.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        ));
         assert!(r.contains("\r\nHost: example.com\r\n"));
         assert!(r.contains("\r\nOrigin: http://example.com\r\n"));
         assert!(r.contains("\r\nSec-WebSocket-Protocol: chat, superchat\r\n"));
@@ -428,13 +462,13 @@ mod tests {
         assert_eq!(&buf[used..], b"\x81\x02hi");
         assert_eq!(resp.status, 101);
         assert_eq!(resp.header("upgrade"), Some("WebSocket"));
-        validate_response(&resp, "k", &[], &[]).unwrap();
+        validate_response(&resp, "k", &[], false, &[]).unwrap();
     }
 
     fn validate(head: &str, offered: &[&str]) -> Result<Accepted, HandshakeError> {
         let (resp, used) = parse_response(head.as_bytes()).unwrap().unwrap();
         let offered: Vec<String> = offered.iter().map(|s| s.to_string()).collect();
-        validate_response(&resp, "k", &offered, &head.as_bytes()[used..])
+        validate_response(&resp, "k", &offered, false, &head.as_bytes()[used..])
     }
 
     #[test]
@@ -532,7 +566,7 @@ mod tests {
             let mut buf = head.clone().into_bytes();
             buf.extend_from_slice(b"\x81\x02hi");
             for cut in 0..=buf.len() {
-                let mut phase = ClientHandshake::new("k".into(), offered(&["x", "chat"]));
+                let mut phase = ClientHandshake::new("k".into(), offered(&["x", "chat"]), false);
                 let first = phase.receive(&buf[..cut], false).unwrap();
                 assert_eq!(first.is_some(), cut >= head.len(), "cut at {cut}");
                 let (accepted, headers, used) = phase.receive(&buf, false).unwrap().unwrap();
@@ -547,7 +581,7 @@ mod tests {
 
         #[test]
         fn client_handshake_refuses_what_validation_refuses() {
-            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            let mut phase = ClientHandshake::new("k".into(), vec![], false);
             assert_eq!(phase.receive(b"HTTP/1.1 403 No", false), Ok(None));
             assert!(matches!(
                 phase.receive(b"HTTP/1.1 403 No\r\n\r\nbody", false),
@@ -557,12 +591,12 @@ mod tests {
 
         #[test]
         fn client_handshake_fails_at_eof_before_the_head_ends() {
-            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            let mut phase = ClientHandshake::new("k".into(), vec![], false);
             assert_eq!(phase.receive(b"", false), Ok(None));
             assert_eq!(phase.receive(b"", true), Err(HandshakeError::UnexpectedEof));
             let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r";
             for cut in 1..head.len() {
-                let mut phase = ClientHandshake::new("k".into(), vec![]);
+                let mut phase = ClientHandshake::new("k".into(), vec![], false);
                 assert_eq!(phase.receive(&head[..cut], false), Ok(None));
                 let e = phase.receive(&head[..cut], true).unwrap_err();
                 assert_eq!(e, HandshakeError::IncompleteResponse { received: cut });
@@ -578,7 +612,7 @@ mod tests {
 
         #[test]
         fn client_handshake_names_a_non_http_answer_without_waiting() {
-            let mut phase = ClientHandshake::new("k".into(), vec![]);
+            let mut phase = ClientHandshake::new("k".into(), vec![], false);
             let tls_alert = b"\x15\x03\x01\x00\x02\x02\x32";
             let e = phase.receive(tls_alert, false).unwrap_err();
             assert_eq!(

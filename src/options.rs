@@ -32,6 +32,8 @@ pub struct RequestOptions {
     pub origin: Option<String>,
     /// The `User-Agent` header; `None` omits it.
     pub user_agent: Option<String>,
+    /// Offer permessage-deflate (RFC 7692).
+    pub compression: bool,
 }
 
 impl Default for RequestOptions {
@@ -41,6 +43,7 @@ impl Default for RequestOptions {
             subprotocols: Vec::new(),
             origin: None,
             user_agent: Some(USER_AGENT.to_string()),
+            compression: true,
         }
     }
 }

@@ -316,8 +316,9 @@ def test_unoffered_extension_and_subprotocol(raw_server: RawServer) -> None:
     def script(conn: RawConnection) -> None:
         conn.upgrade("Sec-WebSocket-Extensions: permessage-deflate\r\n")
 
+    url = raw_server.serve(script)
     with pytest.raises(HandshakeError, match="permessage-deflate"):
-        sigil_ws.connect(raw_server.serve(script), open_timeout=5)
+        sigil_ws.connect(url, open_timeout=5, compression=None)
 
 
 def test_open_timeout_when_server_never_answers(raw_server: RawServer) -> None:

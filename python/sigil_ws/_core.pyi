@@ -48,8 +48,12 @@ class Connection:
             ConcurrencyError: another thread is already in ``recv()``.
         """
 
-    def send(self, message: str | Buffer, *, timeout: float | None = None) -> None:
+    def send(
+        self, message: str | Buffer, *, compress: bool = True, timeout: float | None = None
+    ) -> None:
         """Sends a message: ``str`` as text, any bytes-like object as binary.
+
+        ``compress=False`` sends it uncompressed when permessage-deflate was negotiated.
 
         ``timeout`` bounds the wait for a peer that does not read (``TimeoutError``; the
         connection is then failed, since a frame may be half-written).
@@ -106,6 +110,10 @@ class Connection:
         """Seconds of the last ping/pong round trip; 0.0 before any."""
 
     @property
+    def extensions(self) -> list[tuple[str, dict[str, str | None]]]:
+        """The negotiated extensions; ``[]`` when none."""
+
+    @property
     def local_address(self) -> tuple[str, int]:
         """``(host, port)`` of the local end."""
 
@@ -135,6 +143,7 @@ class Protocol:
         origin: str | None = None,
         user_agent: str | None = ...,
         max_size: int | None = 16777216,
+        compression: str | None = "deflate",
         tls: Any = None,
     ) -> Protocol: ...
     def receive_data(self, data: Buffer) -> None:
@@ -173,11 +182,11 @@ class Protocol:
     def send_exception(self) -> ConnectionClosed | None:
         """The exception a send raises once closing or closed; ``None`` while it may send."""
 
-    def send_text(self, text: str) -> None:
-        """Queues a text message."""
+    def send_text(self, text: str, compress: bool = True) -> None:
+        """Queues a text message (compressed when permessage-deflate was negotiated)."""
 
-    def send_binary(self, data: Buffer) -> None:
-        """Queues a binary message."""
+    def send_binary(self, data: Buffer, compress: bool = True) -> None:
+        """Queues a binary message (compressed when permessage-deflate was negotiated)."""
 
     def send_ping(self, data: str | Buffer | None = None) -> None:
         """Queues a ping (at most 125 bytes); its pong updates ``latency``."""
@@ -221,6 +230,10 @@ class Protocol:
     @property
     def latency(self) -> float:
         """Seconds of the last ping/pong round trip; 0.0 before any."""
+
+    @property
+    def extensions(self) -> list[tuple[str, dict[str, str | None]]]:
+        """The negotiated extensions; ``[]`` when none."""
 
     @property
     def url(self) -> str:

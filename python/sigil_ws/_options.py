@@ -83,6 +83,7 @@ def connect_options(
     origin: str | None,
     user_agent: str | None,
     max_size: int | None,
+    compression: str | None,
     tls: TLSConfig | None,
 ) -> dict[str, Any]:
     """The options both clients share, normalised."""
@@ -94,6 +95,7 @@ def connect_options(
         origin=origin,
         user_agent=user_agent,
         max_size=size("max_size", max_size),
+        compression=compression,
         tls=_tls(tls),
     )
 

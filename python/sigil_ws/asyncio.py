@@ -351,13 +351,17 @@ class Connection:
         if exc is not None:
             raise exc
 
-    async def send(self, message: str | Buffer, *, timeout: float | None = None) -> None:
+    async def send(
+        self, message: str | Buffer, *, compress: bool = True, timeout: float | None = None
+    ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
         Waits while the transport holds more than ``write_limit`` bytes.
 
         Args:
             message: the message.
+            compress: with permessage-deflate negotiated, ``False`` sends this message
+                uncompressed.
             timeout: seconds to wait for a peer that does not read; ``None`` waits forever.
 
         Raises:
@@ -368,10 +372,10 @@ class Connection:
         timeout = _options.timeout("timeout", timeout)
         self._check_open()
         if isinstance(message, str):
-            self._engine.send_text(message)
+            self._engine.send_text(message, compress)
         else:
             try:
-                self._engine.send_binary(message)
+                self._engine.send_binary(message, compress)
             except TypeError:
                 raise TypeError(
                     f"message must be str or a bytes-like object, not {type(message).__name__}"
@@ -478,6 +482,11 @@ class Connection:
         return self._engine.latency
 
     @property
+    def extensions(self) -> list[tuple[str, dict[str, str | None]]]:
+        """The negotiated extensions, e.g. ``[("permessage-deflate", {})]``; ``[]`` when none."""
+        return self._engine.extensions
+
+    @property
     def local_address(self) -> tuple[str, int]:
         """``(host, port)`` of the local end."""
         host, port = self._transport.get_extra_info("sockname")[:2]
@@ -553,6 +562,7 @@ class connect:
         origin: str | None = None,
         user_agent: str | None = DEFAULT_USER_AGENT,
         max_size: int | None = 16 * 2**20,
+        compression: str | None = "deflate",
         max_queue: int | None = 16,
         write_limit: int = 32 * 2**10,
         tls: TLSConfig | None = None,
@@ -566,6 +576,7 @@ class connect:
             origin=origin,
             user_agent=user_agent,
             max_size=max_size,
+            compression=compression,
             tls=tls,
         )
         self._max_queue = _options.size("max_queue", max_queue)

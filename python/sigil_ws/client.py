@@ -21,6 +21,7 @@ def connect(
     origin: str | None = None,
     user_agent: str | None = DEFAULT_USER_AGENT,
     max_size: int | None = 16 * 2**20,
+    compression: str | None = "deflate",
     tls: TLSConfig | None = None,
 ) -> _core.Connection:
     """Open a WebSocket connection.
@@ -35,7 +36,10 @@ def connect(
         subprotocols: offered in ``Sec-WebSocket-Protocol``.
         origin: the ``Origin`` header.
         user_agent: the ``User-Agent`` header; ``None`` omits it.
-        max_size: largest incoming message in bytes; ``None`` for no limit.
+        max_size: largest incoming message in bytes (after decompression); ``None`` for no
+            limit.
+        compression: ``"deflate"`` offers permessage-deflate (RFC 7692); ``None`` offers
+            nothing. What was negotiated is ``ws.extensions``.
         tls: :class:`TLSConfig` for ``wss://`` (refused for ``ws://``); ``None`` verifies
             against the system store.
 
@@ -66,6 +70,7 @@ def connect(
             origin=origin,
             user_agent=user_agent,
             max_size=max_size,
+            compression=compression,
             tls=tls,
         ),
     )

@@ -6,6 +6,7 @@
 //! fail fast (RFC 6455 §8.1) before the rest of a bad message is even received.
 
 use crate::buffer::KEEP_CAPACITY;
+use crate::deflate::Deflate;
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode};
 use crate::utf8::Utf8Validator;
@@ -65,6 +66,8 @@ pub(super) struct Reassembly {
     utf8: Utf8Validator,
     /// Bytes of the current, incomplete frame already fed to `utf8`.
     checked: usize,
+    /// The message under way is compressed (its first frame had RSV1, RFC 7692 §6).
+    compressed: bool,
 }
 
 impl Reassembly {
@@ -95,6 +98,7 @@ impl Reassembly {
     /// Forgets an unfinished message (the connection failed).
     pub fn abandon(&mut self) {
         self.fragmented = None;
+        self.compressed = false;
         self.message = Vec::new();
         self.checked = 0;
         self.utf8.reset();
@@ -109,14 +113,38 @@ impl Reassembly {
         }
     }
 
-    /// The rules a frame header must meet before any of its payload is looked at.
+    /// True when the frame's payload is compressed: RSV1 on the first frame of a message, or a
+    /// later fragment of a compressed message.
+    #[inline]
+    fn is_compressed(&self, header: &FrameHeader) -> bool {
+        match header.opcode {
+            OpCode::Continuation => self.compressed,
+            _ => header.rsv & RSV1 != 0,
+        }
+    }
+
+    /// The rules a frame header must meet before any of its payload is looked at; `deflate`
+    /// says whether permessage-deflate was negotiated.
     #[inline(always)]
-    pub fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+    pub fn check_header(&self, header: &FrameHeader, deflate: bool) -> Result<(), ProtocolError> {
         // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
         // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
-        // WebSocket Connection_."
-        if header.rsv != 0 {
+        // WebSocket Connection_." permessage-deflate gives RSV1 its meaning (RFC 7692 §6).
+        if header.rsv & !RSV1 != 0 || header.rsv != 0 && !deflate {
             return Err(ProtocolError::ReservedBits { bits: header.rsv });
+        }
+        if header.rsv != 0 {
+            // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of
+            // control frames and non-first fragments of a data message. An endpoint receiving
+            // such a frame MUST _Fail the WebSocket Connection_."
+            if header.opcode.is_control() {
+                return Err(ProtocolError::CompressedControlFrame {
+                    opcode: header.opcode.as_u8(),
+                });
+            }
+            if header.opcode == OpCode::Continuation {
+                return Err(ProtocolError::CompressedContinuation);
+            }
         }
         // RFC 6455 §5.1: "The client MUST close a connection if it detects a masked frame."
         if header.mask.is_some() {
@@ -148,9 +176,23 @@ impl Reassembly {
             _ => {}
         }
         if let Some(limit) = self.max_size {
-            let size = (self.message.len() as u64).saturating_add(header.payload_len);
-            if size > limit as u64 {
-                return Err(ProtocolError::MessageTooBig { size, limit });
+            if self.is_compressed(header) {
+                // max_size counts inflated bytes, checked while inflating. A compressed frame
+                // larger than the limit plus DEFLATE's worst-case growth (5 bytes per stored
+                // block of at most 65,535 bytes) cannot inflate within it: refuse it before
+                // buffering it.
+                let bound = (limit as u64).saturating_add(limit as u64 / 8192 + 1024);
+                if header.payload_len > bound {
+                    return Err(ProtocolError::MessageTooBig {
+                        size: header.payload_len,
+                        limit,
+                    });
+                }
+            } else {
+                let size = (self.message.len() as u64).saturating_add(header.payload_len);
+                if size > limit as u64 {
+                    return Err(ProtocolError::MessageTooBig { size, limit });
+                }
             }
         }
         Ok(())
@@ -159,7 +201,8 @@ impl Reassembly {
     /// Part of a data frame's payload has arrived (`arrived`, from its start): check the new
     /// text in it, so invalid UTF-8 fails before the rest comes.
     pub fn partial(&mut self, header: &FrameHeader, arrived: &[u8]) -> Result<(), ProtocolError> {
-        if self.in_text(header) && arrived.len() > self.checked {
+        // Compressed text is checked as it inflates, frame by frame.
+        if self.in_text(header) && arrived.len() > self.checked && !self.is_compressed(header) {
             if let Some(new) = arrived.get(self.checked..) {
                 self.utf8.feed(new).map_err(|_| invalid_text())?;
             }
@@ -178,10 +221,14 @@ impl Reassembly {
         input: &[u8],
         start: usize,
         end: usize,
+        deflate: Option<&mut Deflate>,
     ) -> Result<Option<Completed>, ProtocolError> {
         let text = self.in_text(header);
         let checked = std::mem::take(&mut self.checked);
         let payload = input.get(start..end).unwrap_or_default();
+        if let (true, Some(deflate)) = (self.is_compressed(header), deflate) {
+            return self.compressed_frame(header, text, payload, deflate);
+        }
         if header.opcode != OpCode::Continuation && header.fin {
             // A whole message in one frame: handed out in place, proven once.
             if text {
@@ -217,6 +264,52 @@ impl Reassembly {
         }))
     }
 }
+
+impl Reassembly {
+    /// A frame of a compressed message: its payload inflates into the reassembly buffer
+    /// (RFC 7692 §7.2.2), `max_size` bounding the inflated size as it grows.
+    fn compressed_frame(
+        &mut self,
+        header: &FrameHeader,
+        text: bool,
+        payload: &[u8],
+        deflate: &mut Deflate,
+    ) -> Result<Option<Completed>, ProtocolError> {
+        if header.opcode != OpCode::Continuation {
+            deflate.begin_message();
+            self.compressed = true;
+            self.utf8.reset();
+            self.fragmented = Some(text);
+        }
+        let before = self.message.len();
+        deflate.feed(payload, &mut self.message, self.max_size)?;
+        if header.fin {
+            deflate.finish(&mut self.message, self.max_size)?;
+        }
+        if text {
+            if let Some(inflated) = self.message.get(before..) {
+                self.utf8.feed(inflated).map_err(|_| invalid_text())?;
+            }
+        }
+        if !header.fin {
+            return Ok(None);
+        }
+        self.fragmented = None;
+        self.compressed = false;
+        if text {
+            self.utf8.finish().map_err(|_| invalid_text())?;
+            prove_utf8(&self.message)?;
+        }
+        self.delivered = true;
+        Ok(Some(Completed {
+            text,
+            payload: Payload::Reassembled,
+        }))
+    }
+}
+
+/// The "Per-Message Compressed" bit (RFC 7692 §6), in `FrameHeader::rsv`'s three low bits.
+const RSV1: u8 = 0b100;
 
 fn invalid_text() -> ProtocolError {
     ProtocolError::InvalidUtf8 {

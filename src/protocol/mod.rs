@@ -17,7 +17,8 @@ use std::collections::VecDeque;
 pub use self::message::Message;
 use self::message::{Completed, Payload, Reassembly};
 use self::wire::Wire;
-use crate::buffer::InputBuffer;
+use crate::buffer::{InputBuffer, KEEP_CAPACITY};
+use crate::deflate::{self, Deflate};
 use crate::error::{Error, Failure, ProtocolError, Termination};
 use crate::frame::{decode_header, is_valid_close_code, OpCode};
 use crate::handshake::{self, ClientHandshake, PackedHeaders};
@@ -94,6 +95,10 @@ pub struct Protocol {
     upgrade: Option<Box<ClientHandshake>>,
     wire: Wire,
     reassembly: Reassembly,
+    /// The permessage-deflate codec, when negotiated (its zlib states are made on first use).
+    deflate: Option<Box<Deflate>>,
+    /// Scratch for compressing a message before framing it.
+    deflated: Vec<u8>,
     subprotocol: Option<String>,
     response_headers: PackedHeaders,
     pings: VecDeque<PendingPing>,
@@ -151,9 +156,12 @@ impl Protocol {
             upgrade: Some(Box::new(ClientHandshake::new(
                 key,
                 options.request.subprotocols.clone(),
+                options.request.compression,
             ))),
             wire: Wire::new(tls),
             reassembly: Reassembly::new(options.max_size),
+            deflate: None,
+            deflated: Vec::new(),
             subprotocol: None,
             response_headers: PackedHeaders::default(),
             pings: VecDeque::new(),
@@ -410,6 +418,9 @@ impl Protocol {
         let pos = self.wire.input.pos() + used;
         self.wire.input.set_pos(pos);
         self.subprotocol = accepted.subprotocol;
+        self.deflate = accepted
+            .deflate
+            .map(|params| Box::new(Deflate::new(params)));
         self.response_headers = headers;
         self.state = State::Open;
         self.opened = true;
@@ -432,7 +443,8 @@ impl Protocol {
             let Some((header, header_len)) = decode_header(pending)? else {
                 return Ok(None);
             };
-            self.reassembly.check_header(&header)?;
+            self.reassembly
+                .check_header(&header, self.deflate.is_some())?;
             // `check_header` bounded the length by `max_size` (or 125 for control frames);
             // without a limit it is at most 2^63 - 1, which fits a 64-bit usize.
             let payload_len =
@@ -457,10 +469,13 @@ impl Protocol {
             self.wire.input.set_pos(end);
             let step = match header.opcode {
                 OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                    match self
-                        .reassembly
-                        .frame(&header, self.wire.input.bytes(), start, end)?
-                    {
+                    match self.reassembly.frame(
+                        &header,
+                        self.wire.input.bytes(),
+                        start,
+                        end,
+                        self.deflate.as_deref_mut(),
+                    )? {
                         Some(completed) => Step::Message(completed),
                         None => continue,
                     }
@@ -655,16 +670,39 @@ impl Protocol {
         }
     }
 
-    /// Queues a text message.
-    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.check_open()?;
-        self.wire.write_frame(OpCode::Text, &[text.as_bytes()])
+    /// Queues a text message, compressed when permessage-deflate was negotiated and
+    /// `compress` is true.
+    pub fn send_text(&mut self, text: &str, compress: bool) -> Result<(), Error> {
+        self.send_data(OpCode::Text, text.as_bytes(), compress)
     }
 
-    /// Queues a binary message.
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+    /// Queues a binary message, compressed when permessage-deflate was negotiated and
+    /// `compress` is true.
+    pub fn send_binary(&mut self, data: &[u8], compress: bool) -> Result<(), Error> {
+        self.send_data(OpCode::Binary, data, compress)
+    }
+
+    fn send_data(&mut self, opcode: OpCode, data: &[u8], compress: bool) -> Result<(), Error> {
         self.check_open()?;
-        self.wire.write_frame(OpCode::Binary, &[data])
+        let Some(deflate) = self.deflate.as_deref_mut().filter(|_| compress) else {
+            return self.wire.write_frame(opcode, &[data]);
+        };
+        // RFC 7692 §6: a compressed message is sent with RSV1 set on its first frame.
+        let mut out = std::mem::take(&mut self.deflated);
+        out.clear();
+        let result = deflate
+            .compress(&[data], &mut out)
+            .map_err(|e| Error::Protocol(e.into()))
+            .and_then(|()| self.wire.write_frame_rsv1(opcode, &[&out], true));
+        if out.capacity() <= KEEP_CAPACITY {
+            self.deflated = out;
+        }
+        result
+    }
+
+    /// The permessage-deflate parameters, when the server accepted our offer.
+    pub fn extensions(&self) -> Option<deflate::Params> {
+        self.deflate.as_ref().map(|d| d.params())
     }
 
     /// Queues a ping sent at `now`; its pong updates [`Protocol::latency`].

@@ -71,7 +71,7 @@ fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Owned copy of an event, for comparing sequences.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ev {
     Text(String),
     Binary(Vec<u8>),
@@ -204,7 +204,10 @@ mod rfc6455_4_handshake {
     #[test]
     fn sending_before_open_is_refused() {
         let mut p = engine_with(Config::default());
-        assert!(matches!(p.send_text("x"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            p.send_text("x", true),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }
 
@@ -214,8 +217,8 @@ mod rfc6455_5_data_frames {
     #[test]
     fn client_frames_are_masked_with_fresh_keys() {
         let mut p = open();
-        p.send_text("hello").unwrap();
-        p.send_binary(&[1, 2, 3]).unwrap();
+        p.send_text("hello", true).unwrap();
+        p.send_binary(&[1, 2, 3], true).unwrap();
         let out = take(&mut p);
         let (h1, n1) = decode_header(&out).unwrap().unwrap();
         let (h2, _) = decode_header(&out[n1 + 5..]).unwrap().unwrap();
@@ -233,7 +236,7 @@ mod rfc6455_5_data_frames {
     fn large_messages_use_extended_lengths() {
         let mut p = open();
         let big = vec![0xabu8; 70_000];
-        p.send_binary(&big).unwrap();
+        p.send_binary(&big, true).unwrap();
         let frames = client_frames(&take(&mut p));
         assert_eq!(frames[0].2, big);
         let mut incoming = frame(2, true, &big);
@@ -462,7 +465,7 @@ mod rfc6455_7_closing {
         p.send_close(Some(1000), "again").unwrap();
         assert!(take(&mut p).is_empty());
         // Messages cannot be sent while closing.
-        assert!(matches!(p.send_text("x"), Err(Error::Closed(t)) if t.code == 1000));
+        assert!(matches!(p.send_text("x", true), Err(Error::Closed(t)) if t.code == 1000));
         // Data the server sent before its close is still delivered.
         let mut stream = frame(1, true, b"late");
         stream.extend(frame(8, true, &payload));
@@ -669,7 +672,7 @@ mod deferred_failure {
             assert_eq!(p.state(), State::Open, "{bad:?}");
             assert!(take(&mut p).is_empty());
             // The application answers while the failure is deferred.
-            p.send_text("echo").unwrap();
+            p.send_text("echo", true).unwrap();
             assert_eq!(p.next_event().unwrap(), None);
             assert!(p.failure_deferred());
             p.set_defer_failure(false);
@@ -854,6 +857,165 @@ mod proptests {
             let _ = events(&mut p);
             p.receive_eof();
             let _ = events(&mut p);
+        }
+    }
+}
+
+mod rfc7692_permessage_deflate {
+    use super::*;
+    use crate::deflate::{Deflate, Params};
+
+    /// An engine that negotiated permessage-deflate with `extension` as the server's answer.
+    fn negotiated(extension: &str, config: Config) -> Protocol {
+        let mut p = engine_with(config);
+        take(&mut p);
+        let head = String::from_utf8(response()).unwrap();
+        let head = head.replace(
+            "\r\n\r\n",
+            &format!("\r\nSec-WebSocket-Extensions: {extension}\r\n\r\n"),
+        );
+        p.receive_data(head.as_bytes(), 0.0).unwrap();
+        assert_eq!(p.next_event().unwrap(), None);
+        assert_eq!(p.state(), State::Open);
+        p
+    }
+
+    /// A server frame with RSV1 set.
+    fn compressed(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut f = frame(opcode, fin, payload);
+        f[0] |= 0x40;
+        f
+    }
+
+    #[test]
+    fn the_offer_is_in_the_request_and_the_answer_is_reported() {
+        let mut p = engine_with(Config::default());
+        let request = String::from_utf8(take(&mut p)).unwrap();
+        assert!(request.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        ));
+        let p = negotiated(
+            "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
+            Config::default(),
+        );
+        let params = p.extensions().unwrap();
+        assert!(params.server_no_context_takeover);
+        assert_eq!(params.client_max_window_bits, Some(10));
+    }
+
+    #[test]
+    fn an_invalid_answer_fails_the_handshake() {
+        let mut p = engine_with(Config::default());
+        take(&mut p);
+        let head = String::from_utf8(response()).unwrap().replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16\r\n\r\n",
+        );
+        p.receive_data(head.as_bytes(), 0.0).unwrap();
+        let e = p.next_event().unwrap_err();
+        assert!(e.to_string().contains("server_max_window_bits"), "{e}");
+        assert_eq!(p.state(), State::Closed);
+    }
+
+    #[test]
+    fn section_7_2_3_1_examples_single_and_fragmented() {
+        // RFC 7692 §7.2.3.1: "Hello" compressed, in one frame and in two.
+        let mut p = negotiated("permessage-deflate", Config::default());
+        let mut stream = vec![0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        stream.extend([
+            0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+        ]);
+        for split in 0..stream.len() {
+            let q = negotiated("permessage-deflate", Config::default());
+            let (_, got) = fed_in_two(q, &stream, split);
+            let hello = Ev::Text("Hello".into());
+            assert_eq!(got, vec![hello.clone(), hello], "split {split}");
+        }
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn sent_messages_are_compressed_with_rsv1_unless_asked_not_to() {
+        let mut p = negotiated("permessage-deflate", Config::default());
+        p.send_text("Hello", true).unwrap();
+        p.send_text("Hello", false).unwrap();
+        let out = take(&mut p);
+        // RSV1 on the first, not on the second.
+        assert_eq!(out[0], 0xc1);
+        let second = 2 + 4 + 7;
+        assert_eq!(out[second], 0x81);
+        let frames = client_frames(&out);
+        // RFC 7692 §7.2.3.1: "Hello" compresses to f2 48 cd c9 c9 07 00.
+        assert_eq!(frames[0].2, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+        assert_eq!(frames[1].2, b"Hello");
+        let mut inflater = Deflate::new(Params::default());
+        let mut text = Vec::new();
+        inflater.decompress(&frames[0].2, &mut text, None).unwrap();
+        assert_eq!(text, b"Hello");
+    }
+
+    #[test]
+    fn rsv1_misuse_fails_with_1002() {
+        // RFC 7692 §6.1: not on control frames, not on continuation frames.
+        let mut p = negotiated("permessage-deflate", Config::default());
+        expect_failure(&mut p, &compressed(9, true, b""), 1002);
+        let mut p = negotiated("permessage-deflate", Config::default());
+        let mut stream = frame(1, false, b"a");
+        stream.extend(compressed(0, true, b"b"));
+        expect_failure(&mut p, &stream, 1002);
+        // Without the extension, RSV1 means nothing (RFC 6455 §5.2).
+        let mut p = open();
+        expect_failure(
+            &mut p,
+            &compressed(1, true, &[0xf2, 0x48, 0x05, 0x00]),
+            1002,
+        );
+        // RSV2 stays reserved.
+        let mut p = negotiated("permessage-deflate", Config::default());
+        let mut f = frame(1, true, b"x");
+        f[0] |= 0x20;
+        expect_failure(&mut p, &f, 1002);
+    }
+
+    #[test]
+    fn invalid_deflate_data_fails_with_1007() {
+        let mut p = negotiated("permessage-deflate", Config::default());
+        // Block type 11 is reserved (RFC 1951 §3.2.3).
+        let err = expect_failure(&mut p, &compressed(2, true, &[0xff, 0xff, 0xff]), 1007);
+        assert!(matches!(err, ProtocolError::Deflate(_)), "{err:?}");
+    }
+
+    #[test]
+    fn max_size_counts_inflated_bytes_and_stops_a_bomb() {
+        // 64 MiB of zeros deflate to about 64 KiB: the limit holds while inflating.
+        let limit = 1024 * 1024;
+        let mut deflater = Deflate::new(Params::default());
+        let mut payload = Vec::new();
+        deflater
+            .compress(&[&vec![0u8; 64 * 1024 * 1024]], &mut payload)
+            .unwrap();
+        assert!(payload.len() < 256 * 1024, "{}", payload.len());
+        let mut p = negotiated(
+            "permessage-deflate",
+            Config {
+                max_size: Some(limit),
+            },
+        );
+        let err = expect_failure(&mut p, &compressed(2, true, &payload), 1009);
+        assert!(
+            matches!(err, ProtocolError::MessageTooBig { .. }),
+            "{err:?}"
+        );
+        assert!(p.reassembly.message().len() <= limit + 1);
+        // Under the limit, the same data inflates.
+        let mut p = negotiated("permessage-deflate", Config { max_size: None });
+        p.receive_data(&compressed(2, true, &payload), 0.0).unwrap();
+        match p.next_event().unwrap() {
+            Some(Event::Message(Message::Binary(data))) => {
+                assert_eq!(data.len(), 64 * 1024 * 1024);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

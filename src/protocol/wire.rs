@@ -84,19 +84,39 @@ impl Wire {
 
     /// Queues one frame whose payload is the concatenation of `parts`.
     pub fn write_frame(&mut self, opcode: OpCode, parts: &[&[u8]]) -> Result<(), Error> {
+        self.write_frame_rsv1(opcode, parts, false)
+    }
+
+    /// Queues one frame, with RSV1 set when `rsv1` (a compressed message, RFC 7692 §6).
+    pub fn write_frame_rsv1(
+        &mut self,
+        opcode: OpCode,
+        parts: &[&[u8]],
+        rsv1: bool,
+    ) -> Result<(), Error> {
         // RFC 6455 §5.3: a client masks every frame with a fresh key.
         let key = mask_key()?;
+        let rsv1 = if rsv1 { 0x40 } else { 0 };
         match &mut self.tls {
             Some(tls) => {
                 self.scratch.clear();
                 encode_frame(&mut self.scratch, opcode, true, parts, Some(key));
+                if let Some(first) = self.scratch.first_mut() {
+                    *first |= rsv1;
+                }
                 tls.write(&self.scratch)?;
                 tls.drain(&mut self.out)?;
                 if self.scratch.capacity() > KEEP_CAPACITY {
                     self.scratch = Vec::new();
                 }
             }
-            None => encode_frame(&mut self.out, opcode, true, parts, Some(key)),
+            None => {
+                let start = self.out.len();
+                encode_frame(&mut self.out, opcode, true, parts, Some(key));
+                if let Some(first) = self.out.get_mut(start) {
+                    *first |= rsv1;
+                }
+            }
         }
         Ok(())
     }

@@ -46,6 +46,7 @@ fn build_request<'py>(
             subprotocols: subprotocols.unwrap_or_default(),
             origin: None,
             user_agent: None,
+            compression: false,
         };
         Ok(handshake::build_request(&parsed, key, &options)?)
     };
@@ -75,7 +76,8 @@ fn validate_response<'py>(
     subprotocols: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let check = || -> Result<PackedHeaders, HandshakeError> {
-        let mut phase = ClientHandshake::new(key.to_string(), subprotocols.unwrap_or_default());
+        let mut phase =
+            ClientHandshake::new(key.to_string(), subprotocols.unwrap_or_default(), false);
         // At the end of the stream a head cut short is an error: `None` never comes back.
         let (_, headers, _) = phase
             .receive(response, true)?

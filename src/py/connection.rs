@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::blocking::client::{Blocking, Client};
 use crate::error::Error;
@@ -17,7 +17,7 @@ use crate::protocol::{close_code, State};
 
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{to_pyerr, with_signals, ConnectionClosedOK, Detached};
-use super::objects::{headers_object, message_object, state_object};
+use super::objects::{extensions_object, headers_object, message_object, state_object};
 use super::options::{connect_options, ConnectArgs};
 
 /// A WebSocket connection driven by blocking sockets.
@@ -84,6 +84,8 @@ impl PyConnection {
     ///
     /// Args:
     ///     message: the message.
+    ///     compress: with permessage-deflate negotiated, `False` sends this message
+    ///         uncompressed.
     ///     timeout: seconds to wait for a peer that does not read; `None` waits forever.
     ///
     /// Raises:
@@ -91,11 +93,12 @@ impl PyConnection {
     ///     TimeoutError: `timeout` passed; the connection is then failed, since a frame may
     ///         be half-written.
     ///     TypeError: the message is neither text nor a bytes-like object.
-    #[pyo3(signature = (message, *, timeout=None))]
+    #[pyo3(signature = (message, *, compress=true, timeout=None))]
     fn send(
         &self,
         py: Python<'_>,
         message: &Bound<'_, PyAny>,
+        compress: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let timeout = options::timeout("timeout", timeout).map_err(|e| to_pyerr(py, e))?;
@@ -103,13 +106,17 @@ impl PyConnection {
         if let Ok(s) = message.cast::<PyString>() {
             let text: PyBackedStr = s.clone().try_into()?;
             return with_signals(py, |signals, blocking| {
-                client.send(blocking, signals, timeout, |e, _| e.send_text(&text))
+                client.send(blocking, signals, timeout, |e, _| {
+                    e.send_text(&text, compress)
+                })
             });
         }
         if let Ok(b) = message.cast::<PyBytes>() {
             let data: PyBackedBytes = b.clone().into();
             return with_signals(py, |signals, blocking| {
-                client.send(blocking, signals, timeout, |e, _| e.send_binary(&data))
+                client.send(blocking, signals, timeout, |e, _| {
+                    e.send_binary(&data, compress)
+                })
             });
         }
         // Other buffers (bytearray, memoryview, array, ...) are framed straight from their
@@ -118,7 +125,7 @@ impl PyConnection {
         let refused = RefCell::new(None);
         let result = with_signals(py, |signals, blocking| {
             client.send(blocking, signals, timeout, |engine, _| {
-                match with_bytes(message, |data| engine.send_binary(data)) {
+                match with_bytes(message, |data| engine.send_binary(data, compress)) {
                     Ok(result) => result,
                     Err(e) => {
                         *refused.borrow_mut() = Some(e);
@@ -244,6 +251,14 @@ impl PyConnection {
     #[getter]
     fn latency(&self, py: Python<'_>) -> f64 {
         self.inspect(py, |e| e.latency())
+    }
+
+    /// The negotiated extensions, e.g. `[("permessage-deflate", {"server_max_window_bits":
+    /// "12"})]`; `[]` when none.
+    #[getter]
+    fn extensions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let deflate = self.inspect(py, |e| e.extensions());
+        extensions_object(py, deflate)
     }
 
     /// `(host, port)` of the local end.

@@ -35,6 +35,22 @@ pub fn str_pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &s
         .map(|(name, value)| (name.as_str(), value.as_str()))
 }
 
+/// `ws.extensions`: `[("permessage-deflate", {parameter: value or None})]`, `[]` when none.
+pub fn extensions_object(
+    py: Python<'_>,
+    deflate: Option<crate::deflate::Params>,
+) -> PyResult<Bound<'_, PyList>> {
+    let list = PyList::empty(py);
+    if let Some(params) = deflate {
+        let dict = pyo3::types::PyDict::new(py);
+        for (name, value) in params.describe() {
+            dict.set_item(name, value)?;
+        }
+        list.append((crate::deflate::EXTENSION, dict))?;
+    }
+    Ok(list)
+}
+
 /// The four `sigil_ws.State` members, looked up once: drivers read the state often.
 static STATE_MEMBERS: PyOnceLock<[Py<PyAny>; 4]> = PyOnceLock::new();
 

@@ -25,6 +25,7 @@ pub struct ConnectArgs<'py> {
     pub origin: Option<String>,
     pub user_agent: Option<String>,
     pub max_size: Option<i64>,
+    pub compression: Option<String>,
     pub tls: Option<Bound<'py, PyAny>>,
 }
 
@@ -39,6 +40,15 @@ pub fn connect_options(py: Python<'_>, args: ConnectArgs<'_>) -> PyResult<Option
                 subprotocols: args.subprotocols.clone().unwrap_or_default(),
                 origin: args.origin.clone(),
                 user_agent: args.user_agent.clone(),
+                compression: match args.compression.as_deref() {
+                    None => false,
+                    Some("deflate") => true,
+                    Some(other) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "compression must be \"deflate\" or None, not {other:?}"
+                        )))
+                    }
+                },
             },
             max_size: options::positive("max_size", args.max_size)?,
             tls: None,
@@ -92,6 +102,7 @@ pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("max_queue", options::MAX_QUEUE)?;
     d.set_item("write_limit", options::WRITE_LIMIT)?;
     d.set_item("user_agent", options::USER_AGENT)?;
+    d.set_item("compression", "deflate")?;
     Ok(d)
 }
 

@@ -12,7 +12,9 @@ use crate::protocol::{close_code, Event, Protocol, State};
 
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
-use super::objects::{event_object, headers_object, message_object, state_object};
+use super::objects::{
+    event_object, extensions_object, headers_object, message_object, state_object,
+};
 use super::options::{connect_options, ConnectArgs};
 
 /// The sans-IO WebSocket client engine: bytes in, events out; messages in, bytes out.
@@ -37,8 +39,8 @@ impl PyProtocol {
 #[pymethods]
 impl PyProtocol {
     #[new]
-    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(options::USER_AGENT.to_string()), max_size=Some(options::MAX_SIZE as i64), tls=None),
-        text_signature = "(url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=..., max_size=16777216, tls=None)")]
+    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(options::USER_AGENT.to_string()), max_size=Some(options::MAX_SIZE as i64), compression=Some("deflate".to_string()), tls=None),
+        text_signature = "(url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=..., max_size=16777216, compression='deflate', tls=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -49,6 +51,7 @@ impl PyProtocol {
         origin: Option<String>,
         user_agent: Option<String>,
         max_size: Option<i64>,
+        compression: Option<String>,
         tls: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let args = ConnectArgs {
@@ -59,6 +62,7 @@ impl PyProtocol {
             origin,
             user_agent,
             max_size,
+            compression,
             tls,
         };
         let options = connect_options(py, args)?;
@@ -187,14 +191,31 @@ impl PyProtocol {
         }
     }
 
-    /// Queues a text message.
-    fn send_text(&mut self, py: Python<'_>, text: &str) -> PyResult<()> {
-        self.engine.send_text(text).map_err(|e| to_pyerr(py, e))
+    /// Queues a text message (compressed when permessage-deflate was negotiated, unless
+    /// `compress` is false).
+    #[pyo3(signature = (text, compress=true))]
+    fn send_text(&mut self, py: Python<'_>, text: &str, compress: bool) -> PyResult<()> {
+        self.engine
+            .send_text(text, compress)
+            .map_err(|e| to_pyerr(py, e))
     }
 
-    /// Queues a binary message.
-    fn send_binary(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        with_bytes(data, |d| self.engine.send_binary(d))?.map_err(|e| to_pyerr(py, e))
+    /// Queues a binary message (compressed when permessage-deflate was negotiated, unless
+    /// `compress` is false).
+    #[pyo3(signature = (data, compress=true))]
+    fn send_binary(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        compress: bool,
+    ) -> PyResult<()> {
+        with_bytes(data, |d| self.engine.send_binary(d, compress))?.map_err(|e| to_pyerr(py, e))
+    }
+
+    /// The negotiated extensions, e.g. `[("permessage-deflate", {})]`; `[]` when none.
+    #[getter]
+    fn extensions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        extensions_object(py, self.engine.extensions())
     }
 
     /// Queues a ping (at most 125 bytes: str, bytes or any bytes-like object); its pong
