@@ -114,37 +114,19 @@ impl Reassembly {
     }
 
     /// True when the frame's payload is compressed: RSV1 on the first frame of a message, or a
-    /// later fragment of a compressed message.
-    #[inline]
+    /// later fragment of a compressed message. Valid once `check_header` accepted the frame
+    /// (then a set RSV bit can only be RSV1 on a first frame).
+    #[inline(always)]
     fn is_compressed(&self, header: &FrameHeader) -> bool {
-        match header.opcode {
-            OpCode::Continuation => self.compressed,
-            _ => header.rsv & RSV1 != 0,
-        }
+        self.compressed || header.rsv != 0
     }
 
     /// The rules a frame header must meet before any of its payload is looked at; `deflate`
     /// says whether permessage-deflate was negotiated.
     #[inline(always)]
     pub fn check_header(&self, header: &FrameHeader, deflate: bool) -> Result<(), ProtocolError> {
-        // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
-        // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
-        // WebSocket Connection_." permessage-deflate gives RSV1 its meaning (RFC 7692 §6).
-        if header.rsv & !RSV1 != 0 || header.rsv != 0 && !deflate {
-            return Err(ProtocolError::ReservedBits { bits: header.rsv });
-        }
         if header.rsv != 0 {
-            // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of
-            // control frames and non-first fragments of a data message. An endpoint receiving
-            // such a frame MUST _Fail the WebSocket Connection_."
-            if header.opcode.is_control() {
-                return Err(ProtocolError::CompressedControlFrame {
-                    opcode: header.opcode.as_u8(),
-                });
-            }
-            if header.opcode == OpCode::Continuation {
-                return Err(ProtocolError::CompressedContinuation);
-            }
+            check_rsv(header, deflate)?;
         }
         // RFC 6455 §5.1: "The client MUST close a connection if it detects a masked frame."
         if header.mask.is_some() {
@@ -263,6 +245,29 @@ impl Reassembly {
             payload: Payload::Reassembled,
         }))
     }
+}
+
+/// The rules for a frame with an RSV bit set (the uncommon case, kept off the message path).
+#[cold]
+fn check_rsv(header: &FrameHeader, deflate: bool) -> Result<(), ProtocolError> {
+    // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
+    // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
+    // WebSocket Connection_." permessage-deflate gives RSV1 its meaning (RFC 7692 §6).
+    if header.rsv != RSV1 || !deflate {
+        return Err(ProtocolError::ReservedBits { bits: header.rsv });
+    }
+    // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of control
+    // frames and non-first fragments of a data message. An endpoint receiving such a frame
+    // MUST _Fail the WebSocket Connection_."
+    if header.opcode.is_control() {
+        return Err(ProtocolError::CompressedControlFrame {
+            opcode: header.opcode.as_u8(),
+        });
+    }
+    if header.opcode == OpCode::Continuation {
+        return Err(ProtocolError::CompressedContinuation);
+    }
+    Ok(())
 }
 
 impl Reassembly {
