@@ -234,16 +234,23 @@ impl Reassembly {
         if !header.fin {
             return Ok(None);
         }
+        self.complete(text).map(Some)
+    }
+
+    /// The last frame of a reassembled message has been added: the message is proven and
+    /// handed out.
+    fn complete(&mut self, text: bool) -> Result<Completed, ProtocolError> {
         self.fragmented = None;
+        self.compressed = false;
         if text {
             self.utf8.finish().map_err(|_| invalid_text())?;
             prove_utf8(&self.message)?;
         }
         self.delivered = true;
-        Ok(Some(Completed {
+        Ok(Completed {
             text,
             payload: Payload::Reassembled,
-        }))
+        })
     }
 }
 
@@ -299,17 +306,7 @@ impl Reassembly {
         if !header.fin {
             return Ok(None);
         }
-        self.fragmented = None;
-        self.compressed = false;
-        if text {
-            self.utf8.finish().map_err(|_| invalid_text())?;
-            prove_utf8(&self.message)?;
-        }
-        self.delivered = true;
-        Ok(Some(Completed {
-            text,
-            payload: Payload::Reassembled,
-        }))
+        self.complete(text).map(Some)
     }
 }
 
