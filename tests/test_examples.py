@@ -1,0 +1,109 @@
+"""The examples the documentation shows run, against real peers.
+
+``examples/sans_io_socket.py`` is the sans-IO page's complete driver: its ``SocketClient`` is
+run against the reference server (echo, large messages, the server's close) and against a
+scripted server that breaks the upgrade or the protocol, and the script itself end to end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import sigil_ws
+
+from .conftest import RawConnection, RawServer, server_frame
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sans_io() -> ModuleType:
+    return load("sans_io_socket")
+
+
+def test_sans_io_example_runs_end_to_end() -> None:
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sans_io_socket.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "text  : hello from a custom loop" in out.stdout
+    assert "permessage-deflate" in out.stdout  # the websockets server accepted the offer
+    assert "closed: 1000 done" in out.stdout
+    assert out.stdout.rstrip().endswith("OK")
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_sans_io_client_echoes_and_closes(
+    sans_io: ModuleType, ws_server: str, compression: str | None
+) -> None:
+    client = sans_io.SocketClient(f"{ws_server}/echo", compression=compression)
+    client.send("héllo")
+    assert client.recv() == "héllo"
+    big = bytes(range(256)) * 4096  # 1 MiB: many socket reads for one message
+    client.send(big)
+    assert client.recv() == big
+    client.ping(b"p")
+    client.send("after")
+    assert client.recv() == "after"
+    client.close(1000, "bye")
+    assert client.protocol.state is sigil_ws.State.CLOSED
+    assert client.protocol.close_code == 1000
+
+
+def test_sans_io_client_sees_the_servers_close(sans_io: ModuleType, ws_server: str) -> None:
+    client = sans_io.SocketClient(f"{ws_server}/close/1001/gone")
+    with pytest.raises(sigil_ws.ConnectionClosedOK) as info:
+        client.recv()
+    assert (info.value.code, info.value.reason) == (1001, "gone")
+    with pytest.raises(sigil_ws.ConnectionClosedOK):
+        client.send("too late")
+    client.close()
+
+
+def test_sans_io_client_refused_upgrade(sans_io: ModuleType, raw_server: RawServer) -> None:
+    def refuse(conn: RawConnection) -> None:
+        conn.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
+
+    url = raw_server.serve(refuse)
+    with pytest.raises(sigil_ws.InvalidStatus) as info:
+        sans_io.SocketClient(url)
+    assert (info.value.status_code, info.value.body) == (403, b"nope")
+
+
+def test_sans_io_client_fails_a_protocol_violation_with_1002(
+    sans_io: ModuleType, raw_server: RawServer
+) -> None:
+    codes: list[bytes] = []
+
+    def violate(conn: RawConnection) -> None:
+        conn.upgrade()
+        assert conn.recv_frame() == (0x1, True, b"go")
+        conn.send(server_frame(0x3, b"reserved opcode"))
+        codes.append(conn.expect_close(1002))
+
+    client = sans_io.SocketClient(raw_server.serve(violate))
+    client.send("go")
+    with pytest.raises(sigil_ws.ProtocolError, match="reserved opcode"):
+        client.recv()
+    raw_server.done.wait(5)
+    assert codes and not raw_server.errors  # the close frame with 1002 reached the server
+    assert client.protocol.state is sigil_ws.State.CLOSED
+    closed = client.protocol.closed_exception()
+    assert isinstance(closed, sigil_ws.ConnectionClosedError) and closed.code == 1002
