@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -107,3 +108,44 @@ def test_sans_io_client_fails_a_protocol_violation_with_1002(
     assert client.protocol.state is sigil_ws.State.CLOSED
     closed = client.protocol.closed_exception()
     assert isinstance(closed, sigil_ws.ConnectionClosedError) and closed.code == 1002
+
+
+@pytest.fixture(scope="module")
+def selectors_example() -> ModuleType:
+    return load("sans_io_selectors")
+
+
+def test_selectors_example_runs_end_to_end() -> None:
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sans_io_selectors.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "50 connections x 100 messages echoed and closed" in out.stdout
+    assert out.stdout.rstrip().endswith("OK")
+
+
+def test_selectors_example_many_connections_in_one_thread(
+    selectors_example: ModuleType, ws_server: str, raw_server: RawServer
+) -> None:
+    """Twenty connections to the reference server and one that is refused, in one loop: the
+    refused one ends with its InvalidStatus, the others all echo and close with 1000."""
+    raw_server.serve(lambda conn: conn.send(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"))
+    good = [
+        selectors_example.Connection(f"{ws_server}/echo", [f"{n}:{i}" for i in range(50)])
+        for n in range(20)
+    ]
+    refused = selectors_example.Connection(raw_server.url, ["never sent"])
+    started = time.monotonic()
+    selectors_example.run_all([*good, refused], timeout=20)
+    assert time.monotonic() - started < 15
+    for n, c in enumerate(good):
+        assert c.error is None
+        assert c.received == [f"{n}:{i}" for i in range(50)]
+        assert (c.protocol.close_code, c.protocol.close_reason) == (1000, "all echoed")
+        assert c.sock.fileno() == -1  # closed by the loop
+    assert isinstance(refused.error, sigil_ws.InvalidStatus)
+    assert refused.error.status_code == 503
+    assert refused.protocol.state is sigil_ws.State.CLOSED
