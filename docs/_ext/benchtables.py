@@ -85,8 +85,9 @@ def table(header: list[str], body: list[tuple[bool, list[str]]], caption: str) -
     node += nodes.title(text=caption)
     group = nodes.tgroup(cols=len(header))
     node += group
-    for _ in header:
-        group += nodes.colspec(colwidth=1)
+    for i, heading in enumerate(header):
+        widest = max([len(heading), *(len(cells[i]) for _, cells in body)])
+        group += nodes.colspec(colwidth=widest + 4)  # room for the bold markers of text output
     thead = nodes.thead()
     group += thead
     thead += row_node(header, bold=False)
