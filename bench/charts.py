@@ -16,12 +16,13 @@ unchanged JSON leaves them byte for byte as they were.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 OURS = ("sigil-ws", "sigil-ws-asyncio")
-FLOORS = ("native-pingpong", "native-tls-pingpong", "raw", "pyobj")
+# Runs written before the table marked its floors ("floor": true) name them here.
+FLOORS = ("native-pingpong", "native-tls-pingpong", "native-inflate", "raw", "pyobj")
 
 # The scenarios of the headline chart, in reading order, with a caption each.
 HEADLINE = [
@@ -33,6 +34,8 @@ HEADLINE = [
     ("wss-pingpong-64", "wss ping-pong 64 B"),
     ("wss-push-16k", "wss push 16 KiB"),
     ("setup-wss", "wss connect + close"),
+    ("deflate-push-1k", "compressed push 1 KiB"),
+    ("deflate-pingpong-16k", "compressed ping-pong 16 KiB"),
 ]
 # Each headline series: a label and the clients it stands for (the faster one counts).
 SERIES = [
@@ -137,9 +140,13 @@ def headline(table: list[Row], subtitle: str, path: Path) -> None:
     save(fig, path)
 
 
+def is_floor(row: Row) -> bool:
+    return bool(row.get("floor", row["client"] in FLOORS))
+
+
 def best_peer(rows: dict[str, Row]) -> tuple[str, float] | None:
     """The fastest client that is neither ours nor a floor: (name, messages/s)."""
-    peers = [(c, float(r["rate"])) for c, r in rows.items() if c not in OURS and c not in FLOORS]
+    peers = [(c, float(r["rate"])) for c, r in rows.items() if c not in OURS and not is_floor(r)]
     return max(peers, key=lambda p: p[1]) if peers else None
 
 
@@ -168,7 +175,7 @@ def panels(
         else:
             values = [value(rows[name][c]) for c in clients]
             ax.set_title(name, fontsize=9)
-        bars = ax.barh(range(len(clients)), values, color=colours(clients))
+        bars = ax.barh(range(len(clients)), values, color=colours(rows[name]))
         ax.bar_label(bars, labels=[short(v) for v in values], padding=2, fontsize=6)
         ax.set_yticks(range(len(clients)), clients, fontsize=7)
         for tick, client in zip(ax.get_yticklabels(), clients, strict=True):
@@ -186,9 +193,10 @@ def panels(
     save(fig, path)
 
 
-def colours(clients: Sequence[str]) -> list[str]:
+def colours(rows: dict[str, Row]) -> list[str]:
     return [
-        OUR_COLOUR if c in OURS else FLOOR_COLOUR if c in FLOORS else PEER_COLOUR for c in clients
+        OUR_COLOUR if c in OURS else FLOOR_COLOUR if is_floor(r) else PEER_COLOUR
+        for c, r in rows.items()
     ]
 
 

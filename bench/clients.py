@@ -13,6 +13,11 @@ limit, binary messages, each message delivered to Python as an object):
     threads URL K N SIZE          K threads, each with its own connection, each receiving a push
     idle URL K                    hold K open connections; RSS per connection
 
+With ``BENCH_DEFLATE=1`` in the environment (the compression scenarios, against the native
+server's ``--deflate`` mode) every client offers permessage-deflate, ``pingpong`` sends JSON-like
+text messages (64 distinct ones in turn, from :func:`market_message`) and ``push`` receives the
+server's compressed JSON-like text.
+
 The floors are clients too: ``raw`` (a plain socket reading the push stream into one reused
 buffer, against the raw server; ``URL`` is then ``tcp://127.0.0.1:PORT``; with ``threads``, K
 such sockets in K threads) and ``pyobj`` (a C-level iterator yielding a new bytes object per
@@ -35,6 +40,52 @@ from functools import partial
 from typing import Any, cast
 
 CA_FILE = os.environ.get("BENCH_CA_FILE")
+DEFLATE = os.environ.get("BENCH_DEFLATE") == "1"
+MASK64 = (1 << 64) - 1
+
+
+def next_random(state: list[int]) -> int:
+    """xorshift64*, the generator bench/native's deflate.rs uses."""
+    x = state[0]
+    x ^= x >> 12
+    x ^= (x << 25) & MASK64
+    x ^= x >> 27
+    state[0] = x
+    return (x * 0x2545F4914F6CDD1D) & MASK64
+
+
+def market_message(state: list[int], seq: int, size: int) -> str:
+    """A JSON-like market-data message of exactly SIZE characters (bench/native's twin)."""
+    base = 1_764_000_000_000 + seq * 7
+    out = f'{{"stream":"btcusdt@trade","seq":{seq},"data":['
+    records: list[str] = []
+    length = len(out)
+    while True:
+        r = next_random(state)
+        record = (
+            f'{{"e":"trade","E":{base},"s":"BTCUSDT","t":{3_000_000_000 + seq * 16 + (r & 15)},'
+            f'"p":"{43_000 + (r >> 8) % 400}.{(r >> 20) % 100:02}","q":"0.{(r >> 28) % 10**8:08}",'
+            f'"b":{9_000_000_000 + ((r * 7919) & MASK64) % 999_999_999},"T":{base - (r >> 60)},'
+            f'"m":{"true" if r & 1 else "false"}}}'
+        )
+        extra = len(record) + (1 if records else 0)
+        if length + extra + 2 > size:
+            break
+        records.append(record)
+        length += extra
+    return (out + ",".join(records) + "]}").ljust(size)
+
+
+def echoed(received: Any, payload: str) -> bool:
+    """Whether an echo is the text sent (websocket-rs hands out a buffer object, not str)."""
+    if isinstance(received, str):
+        return received == payload
+    return bytes(memoryview(received)) == payload.encode()
+
+
+def json_payloads(size: int) -> list[str]:
+    state = [0x9E3779B97F4A7C15]
+    return [market_message(state, seq, size) for seq in range(64)]
 
 
 def ssl_context() -> ssl.SSLContext:
@@ -88,13 +139,15 @@ def sigil_sync_connect(url: str) -> Any:
     import sigil_ws
 
     tls = sigil_ws.TLSConfig(ca_file=CA_FILE) if url.startswith("wss") else None
-    return sigil_ws.connect(url, max_size=None, tls=tls)
+    compression = "deflate" if DEFLATE else None
+    return sigil_ws.connect(url, max_size=None, tls=tls, compression=compression)
 
 
 def websockets_sync_connect(url: str) -> Any:
     from websockets.sync.client import connect
 
-    kwargs: dict[str, Any] = {"compression": None, "max_size": None}
+    compression = "deflate" if DEFLATE else None
+    kwargs: dict[str, Any] = {"compression": compression, "max_size": None}
     if url.startswith("wss"):
         kwargs["ssl"] = ssl_context()
     try:
@@ -152,6 +205,8 @@ SYNC_CLIENTS: dict[str, Callable[[str], Any]] = {
 
 def sync_pingpong(connect: Callable[[str], Any], url: str, size: int, seconds: float) -> None:
     ws = connect(url)
+    if DEFLATE:
+        return sync_pingpong_text(ws, json_payloads(size), seconds)
     payload = b"p" * size
     for _ in range(20):  # warm up
         ws.send(payload)
@@ -164,6 +219,22 @@ def sync_pingpong(connect: Callable[[str], Any], url: str, size: int, seconds: f
                 ws.send(payload)
                 ws.recv()
             count += 10
+    ws.close()
+    report(count, timer)
+
+
+def sync_pingpong_text(ws: Any, payloads: list[str], seconds: float) -> None:
+    for payload in payloads[:20]:  # warm up
+        ws.send(payload)
+        assert echoed(ws.recv(), payload)
+    count = 0
+    with Timer() as timer:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for payload in payloads:
+                ws.send(payload)
+                ws.recv()
+            count += len(payloads)
     ws.close()
     report(count, timer)
 
@@ -231,7 +302,7 @@ class AsyncClient:
     async def connect(self, url: str) -> Any:
         raise NotImplementedError
 
-    async def send(self, ws: Any, data: bytes) -> None:
+    async def send(self, ws: Any, data: bytes | str) -> None:
         await ws.send(data)
 
     async def recv(self, ws: Any) -> Any:
@@ -253,7 +324,8 @@ class SigilAsync(AsyncClient):
         import sigil_ws.asyncio
 
         tls = sigil_ws.TLSConfig(ca_file=CA_FILE) if url.startswith("wss") else None
-        return await sigil_ws.asyncio.connect(url, max_size=None, tls=tls)
+        compression = "deflate" if DEFLATE else None
+        return await sigil_ws.asyncio.connect(url, max_size=None, tls=tls, compression=compression)
 
 
 class WebsocketsAsync(AsyncClient):
@@ -261,7 +333,20 @@ class WebsocketsAsync(AsyncClient):
         from websockets.asyncio.client import connect
 
         ssl_arg = ssl_context() if url.startswith("wss") else None
-        return await connect(url, compression=None, max_size=None, ping_interval=None, ssl=ssl_arg)
+        compression = "deflate" if DEFLATE else None
+        return await connect(
+            url, compression=compression, max_size=None, ping_interval=None, ssl=ssl_arg
+        )
+
+
+class PicowsWebsockets(AsyncClient):
+    """picows' websockets-compatible client, the picows API that can compress."""
+
+    async def connect(self, url: str) -> Any:
+        from picows.websockets import connect
+
+        compression = "deflate" if DEFLATE else None
+        return await connect(url, compression=compression, max_size=None, ping_interval=None)
 
 
 class AiohttpAsync(AsyncClient):
@@ -271,11 +356,19 @@ class AiohttpAsync(AsyncClient):
         self.session = aiohttp.ClientSession()
         ssl_arg: Any = ssl_context() if url.startswith("wss") else False
         return await self.session.ws_connect(
-            url, compress=0, autoping=False, max_msg_size=0, ssl=ssl_arg, heartbeat=None
+            url,
+            compress=15 if DEFLATE else 0,
+            autoping=False,
+            max_msg_size=0,
+            ssl=ssl_arg,
+            heartbeat=None,
         )
 
-    async def send(self, ws: Any, data: bytes) -> None:
-        await ws.send_bytes(data)
+    async def send(self, ws: Any, data: bytes | str) -> None:
+        if isinstance(data, str):
+            await ws.send_str(data)
+        else:
+            await ws.send_bytes(data)
 
     async def recv(self, ws: Any) -> Any:
         return (await ws.receive()).data
@@ -285,7 +378,7 @@ class AiohttpAsync(AsyncClient):
 
         count = 0
         async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.BINARY:
+            if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 count += 1
         return count
 
@@ -332,10 +425,13 @@ class PicowsAsync(AsyncClient):
         cast(Listener, listener).counting = "/push" in url
         return transport, listener
 
-    async def send(self, ws: Any, data: bytes) -> None:
+    async def send(self, ws: Any, data: bytes | str) -> None:
         import picows
 
-        ws[0].send(picows.WSMsgType.BINARY, data)
+        if isinstance(data, str):
+            ws[0].send(picows.WSMsgType.TEXT, data.encode())
+        else:
+            ws[0].send(picows.WSMsgType.BINARY, data)
 
     async def recv(self, ws: Any) -> Any:
         return await ws[1].queue.get()
@@ -356,9 +452,11 @@ class WebsocketRsAsync(AsyncClient):
     async def connect(self, url: str) -> Any:
         import websocket_rs  # type: ignore[import-not-found]
 
+        if DEFLATE:
+            return await websocket_rs.connect(url, compression=True)
         return await websocket_rs.connect(url)
 
-    async def send(self, ws: Any, data: bytes) -> None:
+    async def send(self, ws: Any, data: bytes | str) -> None:
         ws.send(data)
 
     async def close(self, ws: Any) -> None:
@@ -370,6 +468,7 @@ ASYNC_CLIENTS: dict[str, Callable[[], AsyncClient]] = {
     "websockets-asyncio": WebsocketsAsync,
     "aiohttp": AiohttpAsync,
     "picows": PicowsAsync,
+    "picows-websockets": PicowsWebsockets,
     "websocket-rs-asyncio": WebsocketRsAsync,
 }
 UVLOOP_CLIENTS = {"picows"}
@@ -377,6 +476,8 @@ UVLOOP_CLIENTS = {"picows"}
 
 async def async_pingpong(client: AsyncClient, url: str, size: int, seconds: float) -> None:
     ws = await client.connect(url)
+    if DEFLATE:
+        return await async_pingpong_text(client, ws, json_payloads(size), seconds)
     payload = b"p" * size
     for _ in range(20):
         await client.send(ws, payload)
@@ -389,6 +490,24 @@ async def async_pingpong(client: AsyncClient, url: str, size: int, seconds: floa
                 await client.send(ws, payload)
                 await client.recv(ws)
             count += 10
+    await client.close(ws)
+    report(count, timer)
+
+
+async def async_pingpong_text(
+    client: AsyncClient, ws: Any, payloads: list[str], seconds: float
+) -> None:
+    for payload in payloads[:20]:
+        await client.send(ws, payload)
+        assert echoed(await client.recv(ws), payload)
+    count = 0
+    with Timer() as timer:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for payload in payloads:
+                await client.send(ws, payload)
+                await client.recv(ws)
+            count += len(payloads)
     await client.close(ws)
     report(count, timer)
 

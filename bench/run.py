@@ -6,6 +6,11 @@ Usage:
     python bench/run.py --only push-64 --rounds 5
     python bench/run.py --render bench/results/latest.json   # charts and table, no new run
 
+The compression scenarios (deflate-*) run every client that can negotiate permessage-deflate
+against the native server's --deflate mode (context takeover, 15-bit windows, zlib level 6 for
+what it sends), with JSON-like market data (bench/native/src/deflate.rs and its twin in
+bench/clients.py); their floor is the same push inflated natively by flate2 over zlib-rs.
+
 Every client runs against the same native servers (bench/native, tokio-tungstenite for
 WebSocket, plain tokio for raw TCP), each measurement in a fresh process (bench/clients.py),
 clients interleaved round by round so that machine drift hits all of them alike. The table
@@ -43,6 +48,17 @@ OURS = {"sigil-ws", "sigil-ws-asyncio"}
 SYNC = ["sigil-ws", "websockets", "websocket-client", "websocket-rs"]
 ASYNC = ["sigil-ws-asyncio", "websockets-asyncio", "aiohttp", "picows", "websocket-rs-asyncio"]
 PY312_ONLY = {"websocket-rs", "websocket-rs-asyncio"}
+# The clients that can negotiate permessage-deflate (websocket-client and websocket-rs' sync
+# client cannot); picows compresses only through its websockets-compatible client.
+DEFLATE = [
+    "sigil-ws",
+    "websockets",
+    "sigil-ws-asyncio",
+    "websockets-asyncio",
+    "aiohttp",
+    "picows-websockets",
+    "websocket-rs-asyncio",
+]
 
 
 @dataclass
@@ -53,9 +69,11 @@ class Scenario:
     args: list[str]  # after the URL, with {size} etc. already filled
     size: int = 0  # message size in bytes (for MB/s)
     secure: bool = False
-    # "native-pingpong", "native-tls-pingpong", "raw", "pyobj"
+    # "native-pingpong", "native-tls-pingpong", "native-inflate", "raw", "pyobj"
     floors: list[str] = field(default_factory=list)
     threads: int = 0
+    # permessage-deflate negotiated on both ends, JSON-like text messages (BENCH_DEFLATE=1)
+    deflate: bool = False
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -80,6 +98,23 @@ def scenarios(quick: bool) -> list[Scenario]:
         out.append(
             Scenario(f"push-{label}", "push", every, [str(n), str(size)], size, floors=floors)
         )
+    # Compression: a market-data push of 1 KiB JSON-like text (about 5x compressible) and a
+    # ping-pong of 16 KiB JSON-like text, compressed both ways, context takeover, 15-bit windows.
+    deflate_n = 30_000 if quick else 300_000
+    out.append(
+        Scenario(
+            "deflate-push-1k",
+            "push",
+            DEFLATE,
+            [str(deflate_n), "1024"],
+            1024,
+            floors=["native-inflate"],
+            deflate=True,
+        )
+    )
+    out.append(
+        Scenario("deflate-pingpong-16k", "pingpong", DEFLATE, ["16384", t], 16384, deflate=True)
+    )
     out.append(Scenario("setup-ws", "setup", every, [t]))
     out.append(Scenario("setup-wss", "setup", every, [t], secure=True))
     for size, label in [(64, "64"), (1 << 20, "1m")]:
@@ -241,28 +276,29 @@ def run_floor(
     floor: str, scenario: Scenario, servers: dict[str, Server], ca_file: str, env: dict[str, str]
 ) -> dict[str, Any]:
     """One floor measurement against the raw server (plain or TLS); adds that server's CPU."""
-    if floor.startswith("native-"):
+    if floor == "native-inflate":
+        server = servers["wsz"]
+        command = ["inflate-push", str(server.port), *scenario.args]
+    elif floor.startswith("native-"):
         server = servers["raws" if floor.startswith("native-tls") else "raw"]
-        port = str(server.port)
         size, seconds = scenario.args
-        command = ["pingpong", port, size, seconds]
+        command = ["pingpong", str(server.port), size, seconds]
         if floor.startswith("native-tls"):
             command.append(ca_file)
-        before = server.cpu()
-        out = subprocess.run(
-            [str(NATIVE), *command],
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT[MODE],
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"{floor}: {out.stderr.strip().splitlines()[-1:]}")
-        m = dict(json.loads(out.stdout))
     else:
         server = servers["raw"]
         before = server.cpu()
         url = f"tcp://127.0.0.1:{server.port}"
         m = run_client(sys.executable, floor, scenario.kind, url, scenario.args, env)
+        m["server_cpu"] = server.cpu() - before
+        return m
+    before = server.cpu()
+    out = subprocess.run(
+        [str(NATIVE), *command], capture_output=True, text=True, timeout=RUN_TIMEOUT[MODE]
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{floor}: {out.stderr.strip().splitlines()[-1:]}")
+    m = dict(json.loads(out.stdout))
     m["server_cpu"] = server.cpu() - before
     return m
 
@@ -311,15 +347,17 @@ def main() -> int:
         env = dict(os.environ, BENCH_CA_FILE=ca_file, SSL_CERT_FILE=ca_file)
         servers = {
             "ws": Server("ws-server"),
+            "wsz": Server("ws-server", "--deflate"),
             "wss": Server("ws-server", cert_file, key_file),
             "raw": Server("raw-server"),
             "raws": Server("raw-server", cert_file, key_file),
         }
         try:
             for scenario in selected:
-                server = servers["wss" if scenario.secure else "ws"]
+                server = servers["wss" if scenario.secure else "wsz" if scenario.deflate else "ws"]
                 scheme = "wss" if scenario.secure else "ws"
                 url = f"{scheme}://127.0.0.1:{server.port}"
+                client_env = dict(env, BENCH_DEFLATE="1") if scenario.deflate else env
                 runs = results.setdefault(scenario.name, {})
                 for r in range(rounds):
                     for name in plan[scenario.name]:
@@ -331,7 +369,9 @@ def main() -> int:
                                 python = py312 if name in PY312_ONLY else sys.executable
                                 assert python is not None
                                 before = server.cpu()
-                                m = run_client(python, name, scenario.kind, url, scenario.args, env)
+                                m = run_client(
+                                    python, name, scenario.kind, url, scenario.args, client_env
+                                )
                                 m["server_cpu"] = server.cpu() - before
                         except (RuntimeError, subprocess.TimeoutExpired) as e:
                             print(f"   failed: {e}", file=sys.stderr, flush=True)
@@ -464,6 +504,7 @@ def summarize(
             if scenario.kind == "threads":
                 row["mb_s"] = v["rate"] * scenario.size / 1e6
             is_floor = name in scenario.floors
+            row["floor"] = is_floor
             row["vs_best_peer"] = v["rate"] / best_peer if best_peer and not is_floor else None
             row["vs_floor"] = v["rate"] / floor if floor and name not in scenario.floors else None
             if scenario.kind == "idle":

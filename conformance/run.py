@@ -7,6 +7,10 @@ It makes a Python 2.7 virtualenv with ``autobahntestsuite`` in ``.venv-wstest`` 
 (wstest runs on Python 2.7 only; pyenv provides the interpreter), starts ``wstest -m
 fuzzingserver`` on 127.0.0.1, runs the testee client, and prints a per-section table.
 
+It also reports the CPU time the testee (the client) and the fuzzing server each used: the
+server's own work sets the wall time of the compression sections, so the client's share of the
+CPU is the figure that says how much the client costs.
+
 Exit status: non-zero on any FAILED or UNIMPLEMENTED case (permessage-deflate is
 implemented, so the compression sections 12 and 13 count too), and on NON-STRICT ones.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -84,6 +89,14 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     sys.exit("wstest did not start listening in time")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def section_of(case_id: str) -> str:
     return case_id.split(".")[0]
 
@@ -115,6 +128,9 @@ def main() -> int:
     parser.add_argument("--profile", choices=PROFILES, default="fast")
     parser.add_argument("--client", choices=TESTEES, default="sync")
     parser.add_argument("--keep-reports", type=Path, help="copy the HTML/JSON reports here")
+    parser.add_argument(
+        "--cases", nargs="+", default=["*"], help="case patterns to run (default: all)"
+    )
     args = parser.parse_args()
 
     wstest = ensure_wstest()
@@ -125,14 +141,15 @@ def main() -> int:
         spec = {
             "url": f"ws://127.0.0.1:{port}",
             "outdir": str(outdir),
-            "cases": ["*"],
+            "cases": args.cases,
             "exclude-cases": PROFILES[args.profile],
             "exclude-agent-cases": {},
         }
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(spec))
         server = subprocess.Popen(
-            [str(wstest), "-m", "fuzzingserver", "-s", str(spec_file)],
+            # --webport 0: no report web server, so several runs can share the machine.
+            [str(wstest), "-m", "fuzzingserver", "-s", str(spec_file), "--webport", "0"],
             cwd=tmp,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -141,18 +158,29 @@ def main() -> int:
             wait_for_port(port, server)
             print(f"== Autobahn {args.profile} profile, {agent}", flush=True)
             start = time.monotonic()
-            subprocess.run(
+            server_cpu_before = cpu_seconds(server.pid)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            testee = subprocess.Popen(
                 [
                     sys.executable,
                     str(TESTEES[args.client][0]),
                     f"ws://127.0.0.1:{port}",
                     agent,
                     *map(str, TESTEES[args.client][1:]),
-                ],
-                check=True,
-                timeout=1800,
+                ]
             )
+            try:
+                testee.wait(1800)
+            finally:
+                if testee.returncode is None:
+                    testee.kill()
+            # The testee is the only child reaped since `before`: the difference is its CPU.
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            server_cpu = cpu_seconds(server.pid) - server_cpu_before
             elapsed = time.monotonic() - start
+            if testee.returncode != 0:
+                sys.exit(f"the testee exited with status {testee.returncode}")
         finally:
             server.terminate()
             server.wait(10)
@@ -162,6 +190,11 @@ def main() -> int:
     table, problems = grade(index[agent])
     print(table)
     print(f"\n{len(index[agent])} cases in {elapsed:.1f} s")
+    share = client_cpu / server_cpu if server_cpu else 0.0
+    print(
+        f"CPU: client {client_cpu:.1f} s, fuzzing server {server_cpu:.1f} s "
+        f"(client = {100 * share:.1f} % of the server)"
+    )
     for problem in problems:
         print("  " + problem)
     if problems:

@@ -690,10 +690,11 @@ impl Protocol {
         // RFC 7692 §6: a compressed message is sent with RSV1 set on its first frame.
         let mut out = std::mem::take(&mut self.deflated);
         out.clear();
-        let result = deflate
-            .compress(&[data], &mut out)
-            .map_err(|e| Error::Protocol(e.into()))
-            .and_then(|()| self.wire.write_frame_rsv1(opcode, &[&out], true));
+        let result = match deflate.compress_message(data, &mut out) {
+            Ok(true) => self.wire.write_frame_rsv1(opcode, &[&out], true),
+            Ok(false) => self.wire.write_frame(opcode, &[data]),
+            Err(e) => Err(Error::Protocol(e.into())),
+        };
         if out.capacity() <= KEEP_CAPACITY {
             self.deflated = out;
         }

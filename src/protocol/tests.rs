@@ -864,6 +864,7 @@ mod proptests {
 mod rfc7692_permessage_deflate {
     use super::*;
     use crate::deflate::{Deflate, Params};
+    use flate2::{Compress, Compression, FlushCompress};
 
     /// An engine that negotiated permessage-deflate with `extension` as the server's answer.
     fn negotiated(extension: &str, config: Config) -> Protocol {
@@ -956,6 +957,31 @@ mod rfc7692_permessage_deflate {
     }
 
     #[test]
+    fn large_incompressible_messages_are_sent_without_rsv1() {
+        let mut p = negotiated("permessage-deflate", Config::default());
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..40_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        p.send_binary(&noise, true).unwrap();
+        p.send_binary(&vec![7u8; 40_000], true).unwrap();
+        let out = take(&mut p);
+        let (first, n) = decode_header(&out).unwrap().unwrap();
+        assert_eq!(first.rsv, 0, "RSV1 clear: sent as it is");
+        let end = n + first.payload_len as usize;
+        let (second, _) = decode_header(&out[end..]).unwrap().unwrap();
+        assert_eq!(second.rsv, 0b100, "RSV1 set: compressed");
+        let frames = client_frames(&out);
+        assert_eq!(frames[0].2, noise);
+        assert!(frames[1].2.len() < 1000);
+    }
+
+    #[test]
     fn rsv1_misuse_fails_with_1002() {
         // RFC 7692 §6.1: not on control frames, not on continuation frames.
         let mut p = negotiated("permessage-deflate", Config::default());
@@ -990,11 +1016,17 @@ mod rfc7692_permessage_deflate {
     fn max_size_counts_inflated_bytes_and_stops_a_bomb() {
         // 64 MiB of zeros deflate to about 64 KiB: the limit holds while inflating.
         let limit = 1024 * 1024;
-        let mut deflater = Deflate::new(Params::default());
-        let mut payload = Vec::new();
+        // Built at level 9, as an attacker would: our level 1 packs zeros 100:1, not 1000:1.
+        let mut deflater = Compress::new(Compression::best(), false);
+        let mut payload = Vec::with_capacity(256 * 1024);
         deflater
-            .compress(&[&vec![0u8; 64 * 1024 * 1024]], &mut payload)
+            .compress_vec(
+                &vec![0u8; 64 * 1024 * 1024],
+                &mut payload,
+                FlushCompress::Sync,
+            )
             .unwrap();
+        payload.truncate(payload.len() - 4);
         assert!(payload.len() < 256 * 1024, "{}", payload.len());
         let mut p = negotiated(
             "permessage-deflate",

@@ -1,7 +1,12 @@
 //! Peers and floors for sigil-ws's benchmark suite.
 //!
 //! ```text
-//! sigil-bench ws-server [CERT KEY]   WebSocket server (tokio-tungstenite): /echo, /push?n=N&size=S
+//! sigil-bench ws-server [--deflate] [CERT KEY]
+//!                                    WebSocket server (tokio-tungstenite): /echo, /push?n=N&size=S;
+//!                                    with --deflate it accepts permessage-deflate, echoes
+//!                                    compressed messages and pushes compressed JSON-like text
+//! sigil-bench inflate-push PORT N SIZE   native inflate floor: receives the --deflate server's
+//!                                    push and inflates each message (flate2 over zlib-rs)
 //! sigil-bench raw-server [CERT KEY]  raw TCP (or raw TLS): "echo S\n" then message echo;
 //!                                    "push N S\n" then the push stream
 //! sigil-bench pingpong PORT SIZE SECONDS [CA]   ping-pong floor client (TLS with a CA file)
@@ -18,6 +23,8 @@ use std::io::{BufRead, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod deflate;
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -32,7 +39,11 @@ type Tls = Option<tokio_rustls::TlsAcceptor>;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
-        Some("ws-server") => serve(ws_main(args.get(2).cloned(), args.get(3).cloned())),
+        Some("ws-server") if args.get(2).map(String::as_str) == Some("--deflate") => {
+            serve(ws_main(true, args.get(3).cloned(), args.get(4).cloned()))
+        }
+        Some("ws-server") => serve(ws_main(false, args.get(2).cloned(), args.get(3).cloned())),
+        Some("inflate-push") => inflate_push(&args[2..]),
         Some("raw-server") => serve(raw_main(args.get(2).cloned(), args.get(3).cloned())),
         Some("pingpong") => pingpong(&args[2..]),
         _ => Err(USAGE.into()),
@@ -43,8 +54,8 @@ fn main() {
     }
 }
 
-const USAGE: &str = "usage: sigil-bench ws-server [CERT KEY] | raw-server [CERT KEY] \
-                     | pingpong PORT SIZE SECONDS [CA]";
+const USAGE: &str = "usage: sigil-bench ws-server [--deflate] [CERT KEY] | raw-server [CERT KEY] \
+                     | pingpong PORT SIZE SECONDS [CA] | inflate-push PORT N SIZE";
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -95,7 +106,7 @@ fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn ws_main(cert: Option<String>, key: Option<String>) -> Result<()> {
+async fn ws_main(deflate: bool, cert: Option<String>, key: Option<String>) -> Result<()> {
     let tls: Tls = match (cert, key) {
         (Some(c), Some(k)) => Some(tls_acceptor(&c, &k)?),
         _ => None,
@@ -108,10 +119,10 @@ async fn ws_main(cert: Option<String>, key: Option<String>) -> Result<()> {
         tokio::spawn(async move {
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => ws_connection(s).await,
+                    Ok(s) => ws_connection(s, deflate).await,
                     Err(e) => Err(e.into()),
                 },
-                None => ws_connection(stream).await,
+                None => ws_connection(stream, deflate).await,
             };
             let _ = result;
         });
@@ -120,17 +131,34 @@ async fn ws_main(cert: Option<String>, key: Option<String>) -> Result<()> {
 
 // tungstenite's handshake callback returns its (large) HTTP error response by value.
 #[allow(clippy::result_large_err)]
-async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<()> {
+async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, deflate: bool) -> Result<()> {
     let mut path = String::new();
+    let mut compressed = false;
     let config = WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None);
-    let callback = |req: &Request, resp: Response| {
+    let callback = |req: &Request, mut resp: Response| {
         path = req.uri().to_string();
+        let offer = req.headers().get("sec-websocket-extensions");
+        if deflate
+            && offer
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(deflate::offered)
+        {
+            // Context takeover both ways, 15-bit windows: every parameter left at its default.
+            let value = "permessage-deflate".parse().expect("a valid header value");
+            resp.headers_mut().insert("sec-websocket-extensions", value);
+            compressed = true;
+        }
         Ok(resp)
     };
     let mut ws =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
+    if compressed {
+        // tungstenite has no permessage-deflate: frames go over the socket directly (the client
+        // sends nothing before it has the whole 101 answer, so tungstenite buffered nothing).
+        return deflate_connection(ws.get_mut(), &path).await;
+    }
     if let Some(query) = path.strip_prefix("/push?") {
         let mut n = 0;
         let mut size = 0;
@@ -159,6 +187,139 @@ async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The `n` and `size` parameters of a push URL's query.
+fn push_params(query: &str) -> Result<(usize, usize)> {
+    let (mut n, mut size) = (0, 0);
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("n", v)) => n = v.parse()?,
+            Some(("size", v)) => size = v.parse()?,
+            _ => {}
+        }
+    }
+    Ok((n, size))
+}
+
+/// A WebSocket frame header as a server writes it (unmasked), FIN set.
+fn server_header(first_byte: u8, len: usize, out: &mut Vec<u8>) {
+    out.push(first_byte);
+    match len {
+        0..=125 => out.push(len as u8),
+        126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+}
+
+const FIN_RSV1_TEXT: u8 = 0x80 | 0x40 | 0x1;
+
+/// The compressed connection: `/push?n=N&size=S` sends N JSON-like text messages of S bytes,
+/// anything else echoes every message, recompressed.
+async fn deflate_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    path: &str,
+) -> Result<()> {
+    if let Some(query) = path.strip_prefix("/push?") {
+        let (n, size) = push_params(query)?;
+        // 256 distinct messages compressed as one stream from an empty window, replayed: each
+        // replay refers only to its own earlier messages, so the stream stays valid.
+        let (mut deflater, mut rng) = (deflate::Deflater::new(), 0x9e37_79b9_7f4a_7c15);
+        let (mut batch, mut ends, mut payload) = (Vec::new(), Vec::new(), Vec::new());
+        for seq in 0..256 {
+            payload.clear();
+            deflater.compress(&deflate::market_message(&mut rng, seq, size), &mut payload)?;
+            server_header(FIN_RSV1_TEXT, payload.len(), &mut batch);
+            batch.extend_from_slice(&payload);
+            ends.push(batch.len());
+        }
+        let mut left = n;
+        while left >= ends.len() {
+            stream.write_all(&batch).await?;
+            left -= ends.len();
+        }
+        if left > 0 {
+            stream.write_all(&batch[..ends[left - 1]]).await?;
+        }
+        stream.write_all(&[0x88, 2, 0x03, 0xe8]).await?; // close 1000
+        stream.flush().await?;
+        // Wait for the client's close (or the end of the connection).
+        let mut sink = [0u8; 256];
+        while stream.read(&mut sink).await? > 0 {}
+        return Ok(());
+    }
+    let (mut inflater, mut deflater) = (deflate::Inflater::new(), deflate::Deflater::new());
+    let mut reader = BufReader::with_capacity(256 * 1024, stream);
+    let (mut payload, mut message, mut plain, mut out) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut opcode, mut rsv1) = (0u8, false);
+    loop {
+        let mut head = [0u8; 2];
+        match reader.read_exact(&mut head).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let len = match head[1] & 0x7f {
+            126 => reader.read_u16().await? as usize,
+            127 => reader.read_u64().await? as usize,
+            n => n as usize,
+        };
+        let mut mask = [0u8; 4];
+        if head[1] & 0x80 != 0 {
+            reader.read_exact(&mut mask).await?;
+        }
+        payload.resize(len, 0);
+        reader.read_exact(&mut payload).await?;
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i & 3];
+        }
+        let (fin, code) = (head[0] & 0x80 != 0, head[0] & 0x0f);
+        match code {
+            0x8 => {
+                let reply = [0x88, 2, 0x03, 0xe8];
+                reader.get_mut().write_all(&reply).await?;
+                reader.get_mut().flush().await?;
+                return Ok(());
+            }
+            0x9 => {
+                out.clear();
+                server_header(0x8a, payload.len(), &mut out);
+                out.extend_from_slice(&payload);
+                reader.get_mut().write_all(&out).await?;
+                continue;
+            }
+            0xa => continue,
+            0x0 => {}
+            _ => {
+                (opcode, rsv1) = (code, head[0] & 0x40 != 0);
+                message.clear();
+            }
+        }
+        message.extend_from_slice(&payload);
+        if !fin {
+            continue;
+        }
+        let data = if rsv1 {
+            inflater.inflate(&message, &mut plain)?;
+            &plain
+        } else {
+            &message
+        };
+        payload.clear();
+        deflater.compress(data, &mut payload)?;
+        out.clear();
+        server_header(0x80 | 0x40 | opcode, payload.len(), &mut out);
+        out.extend_from_slice(&payload);
+        reader.get_mut().write_all(&out).await?;
+        reader.get_mut().flush().await?;
+    }
 }
 
 async fn raw_main(cert: Option<String>, key: Option<String>) -> Result<()> {
@@ -335,6 +496,70 @@ fn pingpong(args: &[String]) -> Result<()> {
         rounds += 1;
     }
     report(rounds, start, cpu_start);
+    Ok(())
+}
+
+/// Native inflate floor: the --deflate server's push of N messages of SIZE bytes, each message
+/// inflated into one reused buffer and checked as UTF-8, as a client must.
+fn inflate_push(args: &[String]) -> Result<()> {
+    let [port, n, size] = args else {
+        return Err(USAGE.into());
+    };
+    let n: u64 = n.parse()?;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))?;
+    stream.set_nodelay(true)?;
+    write!(
+        stream,
+        "GET /push?n={n}&size={size} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    )?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err("the server closed during the handshake".into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
+        return Err(format!("no permessage-deflate upgrade: {head:?}").into());
+    }
+    let mut inflater = deflate::Inflater::new();
+    let (mut payload, mut message) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    let cpu_start = cpu_seconds();
+    let mut count = 0u64;
+    while count < n {
+        let mut h = [0u8; 2];
+        reader.read_exact(&mut h)?;
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                reader.read_exact(&mut b)?;
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                reader.read_exact(&mut b)?;
+                u64::from_be_bytes(b) as usize
+            }
+            l => l as usize,
+        };
+        payload.resize(len, 0);
+        reader.read_exact(&mut payload)?;
+        if h[0] & 0x0f == 0x8 {
+            break;
+        }
+        inflater.inflate(&payload, &mut message)?;
+        std::str::from_utf8(&message)?;
+        count += 1;
+    }
+    report(count, start, cpu_start);
     Ok(())
 }
 
