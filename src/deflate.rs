@@ -36,6 +36,9 @@ const STEP: usize = 64 * 1024;
 /// The largest LZ77 window, 32 KiB (RFC 1951 §2: distances are at most 32,768).
 const MAX_WINDOW_BITS: u8 = 15;
 
+/// At most 2^6 - 1 = 63 messages go uncompressed between two tries (see `compress_message`).
+const MAX_BACKOFF: u8 = 6;
+
 /// The compression level of what we send: 1, zlib-rs's fastest strategy (static Huffman codes,
 /// one hash probe per position), as aiohttp does. Measured on JSON-like market data with a
 /// 32 KiB window (bench/native's generator, callgrind instructions per message): 1 KiB costs
@@ -399,6 +402,10 @@ pub struct Deflate {
     produced: usize,
     /// The inflater reached the end of a block with BFINAL set and has not been restarted.
     ended: bool,
+    /// Per kind of message (text, binary): messages still to send as they are, and the
+    /// back-off exponent (see `compress_message`).
+    skip: [u8; 2],
+    backoff: [u8; 2],
 }
 
 impl std::fmt::Debug for Deflate {
@@ -421,6 +428,8 @@ impl Deflate {
             consumed: 0,
             produced: 0,
             ended: false,
+            skip: [0; 2],
+            backoff: [0; 2],
         }
     }
 
@@ -515,22 +524,48 @@ impl Deflate {
     /// returns false with `out` unchanged when the message is better sent as it is.
     ///
     /// RFC 7692 §2: the RSV1 bit tells "whether a message is compressed or not, so that an
-    /// endpoint can choose not to compress messages with incompressible contents". Level 1
-    /// codes with static Huffman codes only, so incompressible data grows by up to 1/8. A
-    /// message at least as long as the window that deflate made longer is sent as it is; the
-    /// compressor is then reset, because the server's window never holds that message and our
-    /// next messages must not refer to it. The reset (about 180 k instructions) costs little
-    /// beside compressing such a message, and forgets nothing of value: the window held only
-    /// that message. Shorter messages keep their deflate form, a few bytes more at most.
+    /// endpoint can choose not to compress messages with incompressible contents". Two rules
+    /// use that, kept apart for text and binary messages (`binary`):
+    ///
+    /// - Back-off: a message that deflate shrinks by less than an eighth (images, archives,
+    ///   encrypted or already compressed data) makes the next 1, then 3, 7… up to 63 messages
+    ///   of its kind go out as they are, without compressing them, before the next one is
+    ///   tried again; one that shrinks well ends the back-off. Messages never given to the
+    ///   compressor are in neither window, so the windows stay in step. On Autobahn's
+    ///   compression cases this halves the client's CPU (a bitmap and a PDF are two of its five
+    ///   data sets), and on a stream of such data it costs nothing but the probes.
+    /// - Level 1 codes with static Huffman codes only, so incompressible data grows by up to
+    ///   1/8. A message at least as long as the window that deflate made longer is sent as it
+    ///   is; the compressor is then reset, because the server's window never holds that
+    ///   message and our next messages must not refer to it. The reset (about 180 k
+    ///   instructions) costs little beside compressing such a message, and forgets nothing of
+    ///   value: the window held only that message. Shorter messages keep their deflate form, a
+    ///   few bytes more at most.
     pub fn compress_message(
         &mut self,
         data: &[u8],
+        binary: bool,
         out: &mut Vec<u8>,
     ) -> Result<bool, DeflateError> {
+        let kind = usize::from(binary);
+        if let Some(left) = self.skip.get_mut(kind).filter(|left| **left > 0) {
+            *left -= 1;
+            return Ok(false);
+        }
         let start = out.len();
         self.compress(&[data], out)?;
+        let size = out.len() - start;
+        if !data.is_empty() {
+            let (skip, backoff) = (&mut self.skip[kind], &mut self.backoff[kind]);
+            if 8 * size > 7 * data.len() {
+                *backoff = (*backoff + 1).min(MAX_BACKOFF);
+                *skip = (1 << *backoff) - 1;
+            } else {
+                *backoff = 0;
+            }
+        }
         let window = 1usize << compress_window_bits(self.params.client_max_window_bits);
-        if data.len() >= window && out.len() - start > data.len() {
+        if data.len() >= window && size > data.len() {
             out.truncate(start);
             if let Some(compressor) = self.compressor.as_mut() {
                 compressor.reset();
@@ -1753,7 +1788,7 @@ mod tests {
             for message in [vec![0u8; 3 << 20], json(1 << 20, 2)] {
                 let mut d = Deflate::new(Params::default());
                 let mut payload = Vec::new();
-                assert!(d.compress_message(&message, &mut payload).unwrap());
+                assert!(d.compress_message(&message, true, &mut payload).unwrap());
                 assert!(payload.len() < message.len() / 2);
                 let mut r = Deflate::new(Params::default());
                 assert!(inflate_one(&mut r, &payload).unwrap() == message);
@@ -1765,30 +1800,74 @@ mod tests {
             // §2: RSV1 lets an endpoint leave incompressible contents uncompressed.
             let mut d = Deflate::new(Params::default());
             let mut r = Deflate::new(Params::default());
-            let hello = json(4000, 7);
+            let text = json(4000, 7);
             let mut out = b"head".to_vec();
-            assert!(d.compress_message(&hello, &mut out).unwrap());
-            assert_eq!(inflate_one(&mut r, &out[4..]).unwrap(), hello);
+            assert!(d.compress_message(&text, false, &mut out).unwrap());
+            assert_eq!(inflate_one(&mut r, &out[4..]).unwrap(), text);
             // Level 1 would make noise longer: it is not compressed, out is unchanged...
             let mut out = b"head".to_vec();
-            assert!(!d.compress_message(&noise(1 << 15, 3), &mut out).unwrap());
+            assert!(!d
+                .compress_message(&noise(1 << 15, 3), true, &mut out)
+                .unwrap());
             assert_eq!(out, b"head");
             // ...and the next message may not refer to it: the server's window never held it.
             // (Without the reset this message is a back-reference into the noise.)
             let mut again = Vec::new();
             let tail = noise(1 << 15, 3)[(1 << 15) - 300..].to_vec();
-            assert!(d.compress_message(&tail, &mut again).unwrap());
+            assert!(d.compress_message(&tail, false, &mut again).unwrap());
             assert_eq!(inflate_one(&mut r, &again).unwrap(), tail);
             // Shorter messages keep their deflate form, even when it is longer.
             let small = noise(1000, 4);
             let mut out = Vec::new();
-            assert!(d.compress_message(&small, &mut out).unwrap());
+            let mut d = Deflate::new(Params::default());
+            assert!(d.compress_message(&small, true, &mut out).unwrap());
             assert!(out.len() > small.len());
             assert_eq!(inflate_one(&mut r, &out).unwrap(), small);
             // A smaller window lowers the bar to its size.
             let mut d = Deflate::new(params(false, false, None, Some(10)));
             let mut out = Vec::new();
-            assert!(!d.compress_message(&noise(1024, 5), &mut out).unwrap());
+            assert!(!d.compress_message(&noise(1024, 5), true, &mut out).unwrap());
+        }
+
+        #[test]
+        fn poorly_compressing_messages_back_off_per_kind() {
+            let mut d = Deflate::new(Params::default());
+            let mut r = Deflate::new(Params::default());
+            let mut send = |d: &mut Deflate, m: &[u8], binary: bool| -> bool {
+                let mut out = Vec::new();
+                let compressed = d.compress_message(m, binary, &mut out).unwrap();
+                if compressed {
+                    assert_eq!(inflate_one(&mut r, &out).unwrap(), m);
+                } else {
+                    assert!(out.is_empty());
+                }
+                compressed
+            };
+            // Each poor try (noise) sends the next 1, 3, 7, 15, 31, 63, 63… binary messages as
+            // they are, untouched by the compressor.
+            let mut pattern = Vec::new();
+            for i in 0..200 {
+                pattern.push(send(&mut d, &noise(2000, i), true));
+            }
+            let tries: Vec<usize> = (0..200).filter(|&i| pattern[i]).collect();
+            assert_eq!(tries, [0, 2, 6, 14, 30, 62, 126, 190]);
+            // Text messages are judged apart: they still compress.
+            let text = json(2000, 1);
+            assert!(send(&mut d, &text, false));
+            // A binary message that compresses well ends the back-off at its next try. The
+            // windows stayed in step: every compressed message above inflated in turn.
+            let good = json(2000, 2);
+            let mut sent = Vec::new();
+            for _ in 0..70 {
+                sent.push(send(&mut d, &good, true));
+            }
+            let first = sent.iter().position(|&c| c).unwrap();
+            assert!(sent[first..].iter().all(|&c| c), "{sent:?}");
+            // Empty messages neither count nor change anything.
+            let mut fresh = Deflate::new(Params::default());
+            for _ in 0..3 {
+                assert!(send(&mut fresh, b"", true));
+            }
         }
 
         #[test]

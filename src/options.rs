@@ -14,6 +14,10 @@ pub const OPEN_TIMEOUT: f64 = 10.0;
 pub const CLOSE_TIMEOUT: f64 = 10.0;
 /// `max_size` default: the largest incoming message, in bytes.
 pub const MAX_SIZE: usize = 16 * 1024 * 1024;
+/// `ping_interval` default: seconds between keepalive pings.
+pub const PING_INTERVAL: f64 = 20.0;
+/// `ping_timeout` default: seconds a keepalive ping waits for its pong.
+pub const PING_TIMEOUT: f64 = 20.0;
 /// `max_queue` default: received messages held ahead of the application.
 pub const MAX_QUEUE: usize = 16;
 /// `write_limit` default (asyncio): transport bytes above which `send()` waits for a drain.
@@ -95,6 +99,11 @@ pub struct Options {
     pub max_size: Option<usize>,
     /// TLS settings; `None` uses the defaults for `wss://` and is required for `ws://`.
     pub tls: Option<TlsOptions>,
+    /// Keepalive: seconds between pings while the connection is open; `None` for none.
+    pub ping_interval: Option<Duration>,
+    /// Keepalive: how long a ping waits for its pong before the connection fails with 1011;
+    /// `None` waits forever.
+    pub ping_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -105,6 +114,8 @@ impl Default for Options {
             request: RequestOptions::default(),
             max_size: Some(MAX_SIZE),
             tls: None,
+            ping_interval: Some(Duration::from_secs_f64(PING_INTERVAL)),
+            ping_timeout: Some(Duration::from_secs_f64(PING_TIMEOUT)),
         }
     }
 }
@@ -121,6 +132,17 @@ pub fn timeout(name: &str, seconds: Option<f64>) -> Result<Option<Duration>, Err
         Some(s) => Err(Error::InvalidArgument(format!(
             "{name} must be a non-negative number of seconds or None, not {s}"
         ))),
+    }
+}
+
+/// A period in seconds that must be positive (`ping_interval`): `None` and infinity turn it
+/// off; zero, negative and NaN are refused (zero would ping without pause).
+pub fn interval(name: &str, seconds: Option<f64>) -> Result<Option<Duration>, Error> {
+    match seconds {
+        Some(s) if s.is_nan() || s <= 0.0 => Err(Error::InvalidArgument(format!(
+            "{name} must be a positive number of seconds or None, not {s}"
+        ))),
+        other => timeout(name, other),
     }
 }
 

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trustme
+import uvloop
 from websockets.sync.server import Server, ServerConnection, serve
 
 import sigil_ws
@@ -566,3 +567,18 @@ def streaming_server(
         stop.wait(max(0.0, deadline - time.monotonic()))
 
     return raw_server.serve(script)
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[T]], T]:
+    """Runs a coroutine to completion on the default loop or on uvloop (asyncio tests)."""
+
+    def _run(awaitable: Awaitable[T]) -> T:
+        async def main() -> T:
+            return await awaitable
+
+        if request.param == "uvloop":
+            return uvloop.run(main())
+        return asyncio.run(main())
+
+    return _run

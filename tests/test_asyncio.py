@@ -10,11 +10,10 @@ import asyncio
 import resource
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
-import uvloop
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as async_serve
 
@@ -25,21 +24,6 @@ from sigil_ws import ConcurrencyError, ConnectionClosedOK
 from .conftest import RawConnection, RawServer, open_fds, server_frame
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[T]], T]:
-    """Runs a coroutine to completion on the default loop or on uvloop."""
-
-    def _run(awaitable: Awaitable[T]) -> T:
-        async def main() -> T:
-            return await awaitable
-
-        if request.param == "uvloop":
-            return uvloop.run(main())
-        return asyncio.run(main())
-
-    return _run
 
 
 async def echo(ws: ServerConnection) -> None:

@@ -153,6 +153,11 @@ def test_protocol_tls_must_be_a_tls_config() -> None:
         ("close_timeout", float("nan")),
         ("max_size", 0),
         ("max_size", -1),
+        ("ping_interval", 0),
+        ("ping_interval", -1),
+        ("ping_interval", float("nan")),
+        ("ping_timeout", -1),
+        ("ping_timeout", float("nan")),
     ],
 )
 def test_connect_refuses_out_of_range_options(

@@ -145,6 +145,8 @@ class Protocol:
         max_size: int | None = 16777216,
         compression: str | None = "deflate",
         tls: Any = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
     ) -> Protocol: ...
     def receive_data(self, data: Buffer) -> None:
         """Feeds bytes read from the socket."""
@@ -172,6 +174,14 @@ class Protocol:
     @property
     def buffered(self) -> int:
         """Bytes received and not decoded yet."""
+
+    def next_timer(self) -> float | None:
+        """Seconds from now until ``handle_timer()`` has work (0.0 when due), or ``None``."""
+
+    def handle_timer(self) -> None:
+        """Runs the keepalive: queues the ping that is due, or fails the connection with 1011
+        when its pong is overdue and nothing arrived since it was sent. Feed what the socket
+        holds first; do not call it while reading is paused for a slow application."""
 
     def abort(self) -> None:
         """The transport failed or a deadline passed: closed with 1006 unless already ended."""

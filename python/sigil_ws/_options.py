@@ -18,6 +18,7 @@ __all__ = [
     "HeadersLike",
     "connect_options",
     "headers",
+    "interval",
     "size",
     "subprotocols",
     "timeout",
@@ -68,6 +69,12 @@ def timeout(name: str, value: float | None) -> float | None:
     return result
 
 
+def interval(name: str, value: float | None) -> float | None:
+    """A positive period in seconds (``ping_interval``); ``None`` or infinity turn it off."""
+    result: float | None = _core.check_option(name, value)
+    return result
+
+
 def size(name: str, value: int | None) -> int | None:
     """A positive size (``max_size``, ``max_queue``) or None; ``write_limit`` may be 0."""
     result: int | None = _core.check_option(name, value)
@@ -85,6 +92,8 @@ def connect_options(
     max_size: int | None,
     compression: str | None,
     tls: TLSConfig | None,
+    ping_interval: float | None,
+    ping_timeout: float | None,
 ) -> dict[str, Any]:
     """The options both clients share, normalised."""
     return dict(
@@ -97,6 +106,8 @@ def connect_options(
         max_size=size("max_size", max_size),
         compression=compression,
         tls=_tls(tls),
+        ping_interval=interval("ping_interval", ping_interval),
+        ping_timeout=timeout("ping_timeout", ping_timeout),
     )
 
 

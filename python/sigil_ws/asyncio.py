@@ -63,6 +63,7 @@ class _Driver(asyncio.Protocol):
         "reading_paused",
         "recv_in_progress",
         "terminated",
+        "timer",
         "transport",
         "write_limit",
         "writing_paused",
@@ -88,6 +89,8 @@ class _Driver(asyncio.Protocol):
         self.is_terminated = False
         self.terminated: asyncio.Future[None] | None = None
         self.recv_in_progress = False
+        # The keepalive's next wake-up (engine.next_timer()), while the connection is open.
+        self.timer: asyncio.TimerHandle | None = None
 
     # ---- asyncio.Protocol -----------------------------------------------------------------
 
@@ -139,6 +142,7 @@ class _Driver(asyncio.Protocol):
             self.lost.set_result(None)
         self.mark_terminated()
         self.release_drain_waiters()
+        self.cancel_timer()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -174,6 +178,7 @@ class _Driver(asyncio.Protocol):
             and self.engine.handshake_complete
         ):
             self.handshake.set_result(None)
+            self.arm_timer()
         if self.engine.state is State.CLOSED:
             self.mark_terminated()
             if self.transport is not None:
@@ -192,6 +197,38 @@ class _Driver(asyncio.Protocol):
             elif not full and self.reading_paused:
                 self.reading_paused = False
                 self.transport.resume_reading()
+                self.arm_timer()
+
+    # ---- keepalive ------------------------------------------------------------------------
+
+    def arm_timer(self) -> None:
+        """Sets the wake-up for the engine's next keepalive deadline, if it has one."""
+        self.cancel_timer()
+        delay = self.engine.next_timer()
+        if delay is not None:
+            self.timer = self.loop.call_later(delay, self.on_timer)
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def on_timer(self) -> None:
+        # Read before judging: a loop that was blocked may have the pong in the socket
+        # already. A zero-delay timer runs after the loop has polled the sockets once more
+        # (asyncio and uvloop alike), so what arrived meanwhile is fed first.
+        self.timer = self.loop.call_later(0, self.run_timer)
+
+    def run_timer(self) -> None:
+        self.timer = None
+        if self.reading_paused:
+            # The application is behind: the pong may wait in the socket behind messages.
+            # The timer is armed again when reading resumes.
+            return
+        self.engine.handle_timer()
+        self.after_input()
+        if self.engine.state is State.OPEN:
+            self.arm_timer()
 
     def fail_handshake(self, exc: BaseException) -> None:
         if self.handshake is not None and not self.handshake.done():
@@ -201,6 +238,7 @@ class _Driver(asyncio.Protocol):
             self.transport.close()
 
     def mark_terminated(self) -> None:
+        self.cancel_timer()
         self.is_terminated = True
         if self.terminated is not None and not self.terminated.done():
             self.terminated.set_result(None)
@@ -250,6 +288,7 @@ class _Driver(asyncio.Protocol):
 
     def abort(self) -> None:
         """Gives up on the connection (a deadline passed): 1006 unless it already ended."""
+        self.cancel_timer()
         if self.transport is not None:
             self.transport.abort()
         self.engine.abort()
@@ -563,6 +602,8 @@ class connect:
         user_agent: str | None = DEFAULT_USER_AGENT,
         max_size: int | None = 16 * 2**20,
         compression: str | None = "deflate",
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
         max_queue: int | None = 16,
         write_limit: int = 32 * 2**10,
         tls: TLSConfig | None = None,
@@ -578,6 +619,8 @@ class connect:
             max_size=max_size,
             compression=compression,
             tls=tls,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         self._max_queue = _options.size("max_queue", max_queue)
         self._write_limit = cast(int, _options.size("write_limit", write_limit))

@@ -22,6 +22,8 @@ def connect(
     user_agent: str | None = DEFAULT_USER_AGENT,
     max_size: int | None = 16 * 2**20,
     compression: str | None = "deflate",
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
     tls: TLSConfig | None = None,
 ) -> _core.Connection:
     """Open a WebSocket connection.
@@ -42,6 +44,10 @@ def connect(
             nothing. What was negotiated is ``ws.extensions``.
         tls: :class:`TLSConfig` for ``wss://`` (refused for ``ws://``); ``None`` verifies
             against the system store.
+        ping_interval: seconds between keepalive pings while the connection is open;
+            ``None`` for no keepalive.
+        ping_timeout: seconds a keepalive ping waits for its pong (or for any other data from
+            the server) before the connection fails with 1011; ``None`` waits forever.
 
     Returns:
         An open :class:`sigil_ws.Connection`, also usable as a context manager.
@@ -72,5 +78,7 @@ def connect(
             max_size=max_size,
             compression=compression,
             tls=tls,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         ),
     )

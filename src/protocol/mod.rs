@@ -7,7 +7,9 @@
 //! Driver contract: feed socket bytes to [`Protocol::receive_data`] and end of stream to
 //! [`Protocol::receive_eof`]; pull events with [`Protocol::next_event`] until it returns
 //! `None`; after every call, write [`Protocol::take_data_to_send`] out in full, in order. When
-//! the transport fails or a deadline passes, [`Protocol::abort`].
+//! the transport fails or a deadline passes, [`Protocol::abort`]. Keepalive: wake at
+//! [`Protocol::next_deadline`] and call [`Protocol::handle_deadline`] (after reading what the
+//! socket holds, so a pong already there is not judged missing).
 //!
 //! Submodules: `wire` moves bytes (through TLS when there is a TLS layer), `message` turns
 //! data frames into messages.
@@ -77,7 +79,26 @@ pub enum Event<'a> {
 struct PendingPing {
     data: Vec<u8>,
     sent_at: f64,
+    /// Sent by the keepalive (its pong ends the wait).
+    keepalive: bool,
 }
+
+/// The keepalive schedule (the times are on the driver's clock, like `now`).
+#[derive(Debug, Clone, Copy)]
+struct Keepalive {
+    interval: f64,
+    /// `f64::INFINITY` to wait for a pong forever.
+    timeout: f64,
+    /// When the next ping is due.
+    next_ping: f64,
+    /// When the pong of the ping in flight is due; `None` while no keepalive ping waits.
+    pong_due: Option<f64>,
+    /// `Protocol::reads` when that ping was sent.
+    reads_at_ping: u64,
+}
+
+/// The reason of the close frame sent when a keepalive pong does not come back.
+pub const KEEPALIVE_TIMEOUT_REASON: &str = "keepalive ping timeout";
 
 /// Pongs are written as their pings arrive while fewer bytes than this wait for the socket;
 /// beyond it (the peer does not read), only the latest ping's pong is kept.
@@ -102,6 +123,10 @@ pub struct Protocol {
     subprotocol: Option<String>,
     response_headers: PackedHeaders,
     pings: VecDeque<PendingPing>,
+    /// `None` when `ping_interval` is `None`.
+    keepalive: Option<Keepalive>,
+    /// Reads that brought bytes: the keepalive's sign of life.
+    reads: u64,
     /// The payload of the pong owed for the latest ping, while `pong_owed`.
     pong: Vec<u8>,
     pong_owed: bool,
@@ -165,6 +190,16 @@ impl Protocol {
             subprotocol: None,
             response_headers: PackedHeaders::default(),
             pings: VecDeque::new(),
+            keepalive: options.ping_interval.map(|interval| Keepalive {
+                interval: interval.as_secs_f64(),
+                timeout: options
+                    .ping_timeout
+                    .map_or(f64::INFINITY, |t| t.as_secs_f64()),
+                next_ping: f64::INFINITY,
+                pong_due: None,
+                reads_at_ping: 0,
+            }),
+            reads: 0,
             pong: Vec::new(),
             pong_owed: false,
             latency: 0.0,
@@ -252,6 +287,7 @@ impl Protocol {
     /// protocol error (state `Closed`, the error as the termination's cause).
     pub fn receive_data(&mut self, data: &[u8], now: f64) -> Result<(), Error> {
         self.now = now;
+        self.reads += u64::from(!data.is_empty());
         if self.ignores_input() {
             return Ok(());
         }
@@ -303,6 +339,7 @@ impl Protocol {
     /// space at time `now` (dropped if input has become ignored meanwhile).
     pub fn receive_into(&mut self, input: InputBuffer, n: usize, now: f64) {
         self.now = now;
+        self.reads += u64::from(n > 0);
         let accept = !self.ignores_input();
         self.wire.put_input(input, n, accept);
     }
@@ -425,6 +462,9 @@ impl Protocol {
         self.state = State::Open;
         self.opened = true;
         self.decoding = true;
+        if let Some(k) = &mut self.keepalive {
+            k.next_ping = self.now + k.interval;
+        }
         // What only the handshake needed goes now: an idle connection keeps little memory.
         self.upgrade = None;
         self.wire.input.compact();
@@ -520,6 +560,12 @@ impl Protocol {
                 self.latency = (self.now - ping.sent_at).max(0.0);
             }
             self.pings.drain(..=i);
+            // The keepalive's wait ends when its ping (the latest keepalive ping) is answered.
+            if !self.pings.iter().any(|p| p.keepalive) {
+                if let Some(k) = &mut self.keepalive {
+                    k.pong_due = None;
+                }
+            }
         }
     }
 
@@ -690,7 +736,8 @@ impl Protocol {
         // RFC 7692 §6: a compressed message is sent with RSV1 set on its first frame.
         let mut out = std::mem::take(&mut self.deflated);
         out.clear();
-        let result = match deflate.compress_message(data, &mut out) {
+        let binary = opcode == OpCode::Binary;
+        let result = match deflate.compress_message(data, binary, &mut out) {
             Ok(true) => self.wire.write_frame_rsv1(opcode, &[&out], true),
             Ok(false) => self.wire.write_frame(opcode, &[data]),
             Err(e) => Err(Error::Protocol(e.into())),
@@ -714,7 +761,87 @@ impl Protocol {
         self.pings.push_back(PendingPing {
             data: data.to_vec(),
             sent_at: now,
+            keepalive: false,
         });
+        Ok(())
+    }
+
+    /// When [`Protocol::handle_deadline`] may next have work: the next keepalive ping, or the
+    /// end of the wait for its pong if that comes first. (While a pong is awaited the next
+    /// ping waits for it, but the pong may arrive meanwhile, and a driver does not have to
+    /// re-arm its timer when it does.) `None` when keepalive is off or the connection is not
+    /// open.
+    pub fn next_deadline(&self) -> Option<f64> {
+        let k = self
+            .keepalive
+            .as_ref()
+            .filter(|_| self.state == State::Open)?;
+        Some(k.pong_due.map_or(k.next_ping, |due| due.min(k.next_ping)))
+    }
+
+    /// Runs the keepalive at time `now`: sends the ping that is due, or fails the connection
+    /// with 1011 when the pong of the last one is overdue and nothing at all arrived since it
+    /// was sent. Call it at [`Protocol::next_deadline`], after feeding what the socket holds,
+    /// and not while reading is paused because the application is behind (the pong may wait
+    /// in the socket behind messages).
+    ///
+    /// Bytes that arrived after the ping prove the connection is alive as well as its pong
+    /// would, so they end the wait too (the pong still updates `latency` when it comes): a
+    /// peer that is busy sending a long message, or whose pong is queued behind many, is not
+    /// failed; a peer or a path that went silent is.
+    pub fn handle_deadline(&mut self, now: f64) -> Result<(), Error> {
+        let Some(k) = self.keepalive.filter(|_| self.state == State::Open) else {
+            return Ok(());
+        };
+        match k.pong_due {
+            Some(due) if now >= due && self.reads > k.reads_at_ping => {
+                if let Some(k) = &mut self.keepalive {
+                    k.pong_due = None;
+                }
+                return self.handle_deadline(now);
+            }
+            Some(due) if now >= due => {
+                // RFC 6455 §7.4.1, 1011: "an unexpected condition that prevented it from
+                // fulfilling the request" — the peer is gone or stuck; as websockets does.
+                let _ = self.queue_close(Some(1011), KEEPALIVE_TIMEOUT_REASON);
+                self.decoding = false;
+                self.reassembly.abandon();
+                self.terminate(1011, KEEPALIVE_TIMEOUT_REASON.to_string(), None);
+            }
+            None if now >= k.next_ping => {
+                let mut data = [0u8; 4];
+                crate::random::random_bytes(&mut data)?;
+                self.wire.write_frame(OpCode::Ping, &[&data])?;
+                // An earlier keepalive ping whose wait ended with other data is forgotten: a
+                // peer that never answers pings cannot make this list grow.
+                self.pings.retain(|p| !p.keepalive);
+                self.pings.push_back(PendingPing {
+                    data: data.to_vec(),
+                    sent_at: now,
+                    keepalive: true,
+                });
+                let reads = self.reads;
+                if let Some(k) = &mut self.keepalive {
+                    k.pong_due = Some(now + k.timeout);
+                    k.next_ping = now + k.interval;
+                    k.reads_at_ping = reads;
+                }
+            }
+            Some(due) if now >= k.next_ping => {
+                // The next ping is due but the last one's pong is still awaited: it goes once
+                // the pong is in, at the end of the wait at the latest (or an interval later
+                // when the wait has no end), so that no driver spins on a passed deadline.
+                let next = if due.is_finite() {
+                    due
+                } else {
+                    now + k.interval
+                };
+                if let Some(k) = &mut self.keepalive {
+                    k.next_ping = next;
+                }
+            }
+            _ => {}
+        }
         Ok(())
     }
 

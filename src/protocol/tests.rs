@@ -969,7 +969,8 @@ mod rfc7692_permessage_deflate {
             })
             .collect();
         p.send_binary(&noise, true).unwrap();
-        p.send_binary(&vec![7u8; 40_000], true).unwrap();
+        // Text is judged apart from binary (which now backs off): it is compressed.
+        p.send_text(&"7".repeat(40_000), true).unwrap();
         let out = take(&mut p);
         let (first, n) = decode_header(&out).unwrap().unwrap();
         assert_eq!(first.rsv, 0, "RSV1 clear: sent as it is");
@@ -1049,5 +1050,167 @@ mod rfc7692_permessage_deflate {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+mod keepalive {
+    //! Keepalive pings (`ping_interval`, `ping_timeout`): deadlines the driver runs.
+    use super::*;
+    use std::time::Duration;
+
+    fn engine(interval: Option<f64>, timeout: Option<f64>, opened_at: f64) -> Protocol {
+        let options = Options {
+            ping_interval: interval.map(Duration::from_secs_f64),
+            ping_timeout: timeout.map(Duration::from_secs_f64),
+            ..Options::default()
+        };
+        let mut p = Protocol::client("ws://example.com/", &options, Some(KEY.into())).unwrap();
+        assert_eq!(p.next_deadline(), None, "no deadline before the upgrade");
+        take(&mut p);
+        p.receive_data(&response(), opened_at).unwrap();
+        assert_eq!(p.next_event().unwrap(), None);
+        p
+    }
+
+    /// The keepalive ping in `out`, checked to be the only frame.
+    fn ping_payload(out: &[u8]) -> Vec<u8> {
+        let frames = client_frames(out);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].0, OpCode::Ping);
+        assert_eq!(frames[0].2.len(), 4);
+        frames[0].2.clone()
+    }
+
+    #[test]
+    fn pings_every_interval_and_measures_the_round_trip() {
+        let mut p = engine(Some(20.0), Some(10.0), 5.0);
+        assert_eq!(p.next_deadline(), Some(25.0));
+        p.handle_deadline(24.9).unwrap();
+        assert!(!p.has_data_to_send(), "not due yet");
+        p.handle_deadline(25.0).unwrap();
+        let payload = ping_payload(&take(&mut p));
+        assert_eq!(p.next_deadline(), Some(35.0), "the pong is due 10 s later");
+        p.receive_data(&frame(10, true, &payload), 25.25).unwrap();
+        assert_eq!(events(&mut p).unwrap(), [Ev::Pong(payload)]);
+        assert!((p.latency() - 0.25).abs() < 1e-9);
+        assert_eq!(
+            p.next_deadline(),
+            Some(45.0),
+            "the next ping, 20 s after the last"
+        );
+        p.handle_deadline(45.0).unwrap();
+        let second = ping_payload(&take(&mut p));
+        assert_eq!(second.len(), 4);
+    }
+
+    #[test]
+    fn a_missing_pong_fails_the_connection_with_1011() {
+        let mut p = engine(Some(1.0), Some(2.0), 0.0);
+        p.handle_deadline(1.0).unwrap();
+        ping_payload(&take(&mut p));
+        // The next ping is due before the pong: a wake-up then finds the pong still awaited.
+        assert_eq!(p.next_deadline(), Some(2.0));
+        p.handle_deadline(2.0).unwrap();
+        assert!(!p.has_data_to_send(), "no second ping while one waits");
+        assert_eq!(p.next_deadline(), Some(3.0));
+        // Bytes that arrived before the ping are no sign of life after it.
+        p.handle_deadline(2.9).unwrap();
+        assert_eq!(p.state(), State::Open);
+        p.handle_deadline(3.0).unwrap();
+        assert_eq!(p.state(), State::Closed);
+        let frames = client_frames(&take(&mut p));
+        assert_eq!(frames[0].0, OpCode::Close);
+        assert_eq!(frames[0].2[..2], 1011u16.to_be_bytes());
+        assert_eq!(&frames[0].2[2..], KEEPALIVE_TIMEOUT_REASON.as_bytes());
+        let t = p.finished().unwrap();
+        assert_eq!(
+            (t.code, t.reason.as_str()),
+            (1011, KEEPALIVE_TIMEOUT_REASON)
+        );
+        assert!(!t.is_normal());
+        assert_eq!(p.next_deadline(), None);
+        // Nothing more is decoded (RFC 6455 §7.1.7).
+        p.receive_data(&frame(1, true, b"late"), 3.1).unwrap();
+        assert_eq!(events(&mut p).unwrap(), []);
+    }
+
+    #[test]
+    fn bytes_after_the_ping_end_the_wait_like_its_pong() {
+        let mut p = engine(Some(1.0), Some(2.0), 0.0);
+        p.handle_deadline(1.0).unwrap();
+        let payload = ping_payload(&take(&mut p));
+        // A long message under way (the pong queues behind it): the peer is alive.
+        p.receive_data(&frame(2, false, b"part"), 2.5).unwrap();
+        assert_eq!(events(&mut p).unwrap(), []);
+        p.handle_deadline(3.0).unwrap();
+        assert_eq!(p.state(), State::Open);
+        // The next ping went out at once (it was due at 2.0).
+        let second = ping_payload(&take(&mut p));
+        assert_eq!(p.next_deadline(), Some(4.0));
+        // The first ping is forgotten (a peer that never answers cannot make the list of
+        // pings grow): its late pong neither measures nor ends the second one's wait...
+        p.receive_data(&frame(10, true, &payload), 3.5).unwrap();
+        events(&mut p).unwrap();
+        assert_eq!(p.latency(), 0.0);
+        // ...so no third ping goes at 4.0: it waits for the second's pong, until 5.0 at most.
+        p.handle_deadline(4.0).unwrap();
+        assert!(!p.has_data_to_send());
+        assert_eq!(p.next_deadline(), Some(5.0));
+        p.receive_data(&frame(10, true, &second), 4.5).unwrap();
+        events(&mut p).unwrap();
+        assert!((p.latency() - 1.5).abs() < 1e-9);
+        p.handle_deadline(5.0).unwrap();
+        ping_payload(&take(&mut p));
+        // Then silence: the third ping fails the connection.
+        p.handle_deadline(6.0).unwrap();
+        assert_eq!(p.state(), State::Open);
+        assert!(!p.has_data_to_send());
+        assert_eq!(p.next_deadline(), Some(7.0));
+        p.handle_deadline(7.0).unwrap();
+        assert_eq!(p.state(), State::Closed);
+        assert_eq!(p.finished().unwrap().code, 1011);
+    }
+
+    #[test]
+    fn a_pong_for_a_later_ping_answers_the_keepalive_too() {
+        // RFC 6455 §5.5.3: a peer may answer only the most recent ping.
+        let mut p = engine(Some(1.0), Some(5.0), 0.0);
+        p.handle_deadline(1.0).unwrap();
+        take(&mut p);
+        p.send_ping(b"mine", 1.5).unwrap();
+        take(&mut p);
+        p.receive_data(&frame(10, true, b"mine"), 2.0).unwrap();
+        events(&mut p).unwrap();
+        assert_eq!(p.next_deadline(), Some(2.0), "the next ping, no pong wait");
+    }
+
+    #[test]
+    fn without_a_timeout_a_ping_waits_for_its_pong_forever() {
+        let mut p = engine(Some(1.0), None, 0.0);
+        p.handle_deadline(1.0).unwrap();
+        ping_payload(&take(&mut p));
+        assert_eq!(
+            p.next_deadline(),
+            Some(2.0),
+            "wakes at the interval, to no effect"
+        );
+        p.handle_deadline(1e9).unwrap();
+        assert_eq!(p.state(), State::Open);
+        assert!(!p.has_data_to_send(), "one ping in flight at most");
+    }
+
+    #[test]
+    fn off_without_an_interval_and_once_closing() {
+        let mut p = engine(None, Some(1.0), 0.0);
+        assert_eq!(p.next_deadline(), None);
+        p.handle_deadline(100.0).unwrap();
+        assert!(!p.has_data_to_send());
+        let mut p = engine(Some(1.0), Some(1.0), 0.0);
+        p.send_close(Some(1000), "").unwrap();
+        take(&mut p);
+        assert_eq!(p.next_deadline(), None);
+        p.handle_deadline(100.0).unwrap();
+        assert!(!p.has_data_to_send());
+        assert_eq!(p.state(), State::Closing);
     }
 }

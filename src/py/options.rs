@@ -27,6 +27,8 @@ pub struct ConnectArgs<'py> {
     pub max_size: Option<i64>,
     pub compression: Option<String>,
     pub tls: Option<Bound<'py, PyAny>>,
+    pub ping_interval: Option<f64>,
+    pub ping_timeout: Option<f64>,
 }
 
 /// The options of a connection, checked.
@@ -52,6 +54,8 @@ pub fn connect_options(py: Python<'_>, args: ConnectArgs<'_>) -> PyResult<Option
             },
             max_size: options::positive("max_size", args.max_size)?,
             tls: None,
+            ping_interval: options::interval("ping_interval", args.ping_interval)?,
+            ping_timeout: options::timeout("ping_timeout", args.ping_timeout)?,
         })
     };
     let mut options = checked().map_err(|e| to_pyerr(py, e))?;
@@ -76,7 +80,9 @@ pub fn check_option<'py>(
         return Ok(None);
     };
     let result = match name {
-        "open_timeout" | "close_timeout" | "timeout" => {
+        "ping_interval" => options::interval(name, Some(value.extract()?))
+            .map(|d| d.map(|d| d.as_secs_f64().into_pyobject(py).map(Bound::into_any))),
+        "open_timeout" | "close_timeout" | "timeout" | "ping_timeout" => {
             let seconds: f64 = value.extract()?;
             options::timeout(name, Some(seconds))
                 .map(|d| d.map(|d| d.as_secs_f64().into_pyobject(py).map(Bound::into_any)))
@@ -100,6 +106,8 @@ pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("close_timeout", options::CLOSE_TIMEOUT)?;
     d.set_item("max_size", options::MAX_SIZE)?;
     d.set_item("max_queue", options::MAX_QUEUE)?;
+    d.set_item("ping_interval", options::PING_INTERVAL)?;
+    d.set_item("ping_timeout", options::PING_TIMEOUT)?;
     d.set_item("write_limit", options::WRITE_LIMIT)?;
     d.set_item("user_agent", options::USER_AGENT)?;
     d.set_item("compression", "deflate")?;

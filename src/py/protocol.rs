@@ -39,8 +39,8 @@ impl PyProtocol {
 #[pymethods]
 impl PyProtocol {
     #[new]
-    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(options::USER_AGENT.to_string()), max_size=Some(options::MAX_SIZE as i64), compression=Some("deflate".to_string()), tls=None),
-        text_signature = "(url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=..., max_size=16777216, compression='deflate', tls=None)")]
+    #[pyo3(signature = (url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=Some(options::USER_AGENT.to_string()), max_size=Some(options::MAX_SIZE as i64), compression=Some("deflate".to_string()), tls=None, ping_interval=Some(options::PING_INTERVAL), ping_timeout=Some(options::PING_TIMEOUT)),
+        text_signature = "(url, *, key=None, headers=None, subprotocols=None, origin=None, user_agent=..., max_size=16777216, compression='deflate', tls=None, ping_interval=20.0, ping_timeout=20.0)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -53,6 +53,8 @@ impl PyProtocol {
         max_size: Option<i64>,
         compression: Option<String>,
         tls: Option<Bound<'_, PyAny>>,
+        ping_interval: Option<f64>,
+        ping_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let args = ConnectArgs {
             open_timeout: None,
@@ -64,6 +66,8 @@ impl PyProtocol {
             max_size,
             compression,
             tls,
+            ping_interval,
+            ping_timeout,
         };
         let options = connect_options(py, args)?;
         let engine = Protocol::client(url, &options, key).map_err(|e| to_pyerr(py, e))?;
@@ -163,6 +167,24 @@ impl PyProtocol {
     #[getter]
     fn buffered(&self) -> usize {
         self.engine.buffered_len()
+    }
+
+    /// Seconds from now until `handle_timer()` has work (0.0 when it is due), or `None`: the
+    /// next keepalive ping, or the end of the wait for its pong.
+    fn next_timer(&self) -> Option<f64> {
+        let due = self.engine.next_deadline()?;
+        Some((due - self.now()).max(0.0))
+    }
+
+    /// Runs the keepalive: queues the ping that is due (write `data_to_send()`), or fails the
+    /// connection with 1011 ("keepalive ping timeout") when its pong is overdue and nothing
+    /// arrived since it was sent. Feed what the socket holds first, and do not call it while
+    /// reading is paused because the application is behind.
+    fn handle_timer(&mut self, py: Python<'_>) -> PyResult<()> {
+        let now = self.now();
+        self.engine
+            .handle_deadline(now)
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// The transport failed or the driver gave up waiting (close timeout): the connection is
