@@ -1,9 +1,10 @@
 """Many WebSocket connections in one thread: ``sigil_ws.Protocol`` under a ``selectors`` loop.
 
 Each connection is a non-blocking socket and an engine. The loop waits on every socket at
-once, feeds what arrives to its engine, and writes the engine's output as the socket takes it
-(non-blocking sends may take part of it: the rest waits for the socket to become writable).
-This is the shape of a driver for any event loop: trio, gevent, or a game's main loop.
+once, feeds what arrives to its engine, writes the engine's output as the socket takes it
+(non-blocking sends may take part of it: the rest waits for the socket to become writable),
+and wakes up when an engine's keepalive is due. This is the shape of a driver for any event
+loop: trio, gevent, or a game's main loop.
 
 Run it against any echo server, or without an argument to start the ``websockets`` package's
 echo server on 127.0.0.1 first:
@@ -26,8 +27,17 @@ from sigil_ws import Message, State
 class Connection:
     """One socket and its engine; the loop calls ``readable()`` and ``writable()``."""
 
-    def __init__(self, url: str, messages: list[str]) -> None:
-        self.protocol = sigil_ws.Protocol(url)
+    def __init__(
+        self,
+        url: str,
+        messages: list[str],
+        *,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+    ) -> None:
+        self.protocol = sigil_ws.Protocol(
+            url, ping_interval=ping_interval, ping_timeout=ping_timeout
+        )
         self.sock = socket.socket()
         self.sock.setblocking(False)
         self.sock.connect_ex((self.protocol.host, self.protocol.port))  # completes later
@@ -67,6 +77,11 @@ class Connection:
             self.protocol.send_close(1000, "all echoed")
         self.outgoing += self.protocol.data_to_send()
 
+    def timer(self) -> None:
+        """The keepalive: queue the ping that is due, or fail with 1011 if its pong is late."""
+        self.protocol.handle_timer()
+        self.outgoing += self.protocol.data_to_send()
+
     def writable(self) -> None:
         try:
             sent = self.sock.send(self.outgoing)
@@ -96,12 +111,22 @@ def run_all(connections: list[Connection], timeout: float = 30.0) -> None:
             for c in open_:
                 c.protocol.abort()  # the closing handshake did not finish in time: 1006
             break
-        for key, mask in selector.select(left):
+        # Sleep until a socket is ready, or until the earliest keepalive is due.
+        timers = [t for c in open_ if (t := c.protocol.next_timer()) is not None]
+        ready = selector.select(min([left, *timers]))
+        touched = {key.data for key, _ in ready}
+        for key, mask in ready:
             c = key.data
             if mask & selectors.EVENT_READ:
                 c.readable()
             if mask & selectors.EVENT_WRITE and c.outgoing:
                 c.writable()
+        # Timers run after the reads, so that a pong that has arrived counts.
+        for c in open_:
+            if c.protocol.next_timer() == 0.0:
+                c.timer()
+                touched.add(c)
+        for c in touched:
             if c.finished:
                 selector.unregister(c.sock)
                 c.sock.close()

@@ -149,3 +149,31 @@ def test_selectors_example_many_connections_in_one_thread(
     assert isinstance(refused.error, sigil_ws.InvalidStatus)
     assert refused.error.status_code == 503
     assert refused.protocol.state is sigil_ws.State.CLOSED
+
+
+def test_selectors_example_runs_the_keepalive(
+    selectors_example: ModuleType, raw_server: RawServer
+) -> None:
+    """A server that upgrades, then never answers: the loop wakes for the keepalive, sends a
+    ping, and fails the connection with 1011 once ping_timeout passes without a pong."""
+    seen: list[tuple[int, bytes]] = []
+
+    def silent(conn: RawConnection) -> None:
+        conn.upgrade()
+        while True:
+            opcode, _, payload = conn.recv_frame()
+            seen.append((opcode, payload))
+            if opcode == 0x8:
+                return
+
+    raw_server.serve(silent)
+    c = selectors_example.Connection(
+        raw_server.url, ["no echo"], ping_interval=0.1, ping_timeout=0.2
+    )
+    started = time.monotonic()
+    selectors_example.run_all([c], timeout=10)
+    assert time.monotonic() - started < 5
+    assert c.protocol.close_code == 1011
+    raw_server.done.wait(5)
+    assert [op for op, _ in seen] == [0x1, 0x9, 0x8]  # the message, one ping, the close
+    assert seen[-1][1][:2] == (1011).to_bytes(2, "big")
