@@ -18,6 +18,8 @@ pub const MAX_SIZE: usize = 16 * 1024 * 1024;
 pub const MAX_QUEUE: usize = 16;
 /// `write_limit` default (asyncio): transport bytes above which `send()` waits for a drain.
 pub const WRITE_LIMIT: usize = 32 * 1024;
+/// `max_redirects` default: redirects of the upgrade followed.
+pub const MAX_REDIRECTS: usize = 10;
 /// The default `User-Agent`.
 pub const USER_AGENT: &str = concat!("sigil-ws/", env!("CARGO_PKG_VERSION"));
 
@@ -95,6 +97,13 @@ pub struct Options {
     pub max_size: Option<usize>,
     /// TLS settings; `None` uses the defaults for `wss://` and is required for `ws://`.
     pub tls: Option<TlsOptions>,
+    /// The proxy URL (`http://`, `https://`, `socks5://`, `socks5h://`, `socks4a://`, with
+    /// `user:password@`); `None` connects directly. The environment is read by the caller.
+    pub proxy: Option<String>,
+    /// 301/302/303/307/308 answers to the upgrade followed; 0 follows none.
+    pub max_redirects: usize,
+    /// A Unix domain socket to connect to instead of TCP (the URL still names Host and path).
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -105,6 +114,9 @@ impl Default for Options {
             request: RequestOptions::default(),
             max_size: Some(MAX_SIZE),
             tls: None,
+            proxy: None,
+            max_redirects: MAX_REDIRECTS,
+            unix_socket: None,
         }
     }
 }

@@ -21,6 +21,7 @@ from .exceptions import (
     InvalidURL,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     TLSError,
     WebSocketError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Pong",
     "Protocol",
     "ProtocolError",
+    "ProxyError",
     "State",
     "TLSConfig",
     "TLSError",

@@ -2,3 +2,4 @@
 //! over them (`client`).
 pub mod client;
 pub mod net;
+pub mod open;

@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol as IpProtocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
 use crate::error::Error;
 
@@ -321,10 +321,73 @@ pub fn wait(
     }
 }
 
-/// A connected socket whose reads and writes honour deadlines.
+/// Who the socket is connected to: an IP address and port, or a Unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP peer.
+    Ip(SocketAddr),
+    /// A Unix domain socket (the path, empty when unnamed).
+    Unix(String),
+}
+
+impl Peer {
+    /// `(host, port)` as Python shows addresses: a Unix socket's path with port 0.
+    pub fn host_port(&self) -> (String, u16) {
+        match self {
+            Peer::Ip(a) => (a.ip().to_string(), a.port()),
+            Peer::Unix(path) => (path.clone(), 0),
+        }
+    }
+
+    /// The address of a socket name (`getsockname` / `getpeername`).
+    pub fn from_sockaddr(addr: &socket2::SockAddr) -> Peer {
+        match addr.as_socket() {
+            Some(a) => Peer::Ip(a),
+            None => Peer::Unix(
+                addr.as_pathname()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Peer {
+        Peer::Ip(addr)
+    }
+}
+
+/// Connects to the Unix domain socket at `path` before `deadline`.
+pub fn connect_unix(
+    path: &std::path::Path,
+    deadline: Option<Instant>,
+    signals: Signals<'_>,
+) -> Result<Socket, Error> {
+    let addr = socket2::SockAddr::unix(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&addr) {
+        Ok(()) => {}
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINPROGRESS)
+                || e.kind() == io::ErrorKind::WouldBlock =>
+        {
+            wait(&socket, libc::POLLOUT, deadline, "connecting", signals)?;
+            if let Some(e) = socket.take_error()? {
+                return Err(Error::Io(e));
+            }
+        }
+        Err(e) => return Err(Error::Io(e)),
+    }
+    socket.set_nonblocking(false)?;
+    Ok(socket)
+}
+
+/// A connected socket whose reads and writes honour deadlines: TCP, or a Unix domain socket.
 #[derive(Debug)]
 pub struct Stream {
-    tcp: TcpStream,
+    tcp: Socket,
 }
 
 /// The read side's socket timeout, set only when it changes (one system call saved per read).
@@ -334,14 +397,19 @@ pub struct ReadTimeout {
 }
 
 impl Stream {
-    /// Wraps a connected, blocking TCP socket.
-    pub fn new(tcp: TcpStream) -> Stream {
-        Stream { tcp }
+    /// Wraps a connected, blocking stream socket (TCP or Unix).
+    pub fn new(socket: impl Into<Socket>) -> Stream {
+        Stream { tcp: socket.into() }
     }
 
     /// The socket.
-    pub fn tcp(&self) -> &TcpStream {
+    pub fn socket(&self) -> &Socket {
         &self.tcp
+    }
+
+    /// Gives the socket back.
+    pub fn into_socket(self) -> Socket {
+        self.tcp
     }
 
     /// Reads into `buf`, waiting until `deadline` at most.
@@ -390,7 +458,8 @@ impl Stream {
     /// Writes what the socket takes now without waiting; `Ok(0)` when it takes nothing.
     pub fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            match SockRef::from(&self.tcp)
+            match self
+                .tcp
                 .send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
             {
                 Ok(n) => return Ok(n),

@@ -64,6 +64,9 @@ impl PyProtocol {
             max_size,
             compression,
             tls,
+            proxy: None,
+            max_redirects: None,
+            unix_socket: None,
         };
         let options = connect_options(py, args)?;
         let engine = Protocol::client(url, &options, key).map_err(|e| to_pyerr(py, e))?;
