@@ -125,11 +125,12 @@ impl ProxyError {
         }
     }
 
-    /// The SOCKS reply (or RFC 1929 status, or X'FF' for no acceptable method), if any.
+    /// The SOCKS reply code (SOCKS5 REP, SOCKS4 CD), or X'FF' when no authentication method
+    /// was acceptable (the METHOD reply of RFC 1928 §3), if any. Refused credentials carry
+    /// their RFC 1929 status in the message only: it is not a reply code.
     pub fn reply_code(&self) -> Option<u8> {
         match self {
             ProxyError::SocksReply { code, .. } => Some(*code),
-            ProxyError::AuthFailed { status, .. } => Some(*status),
             ProxyError::NoAcceptableMethod { .. } => Some(0xFF),
             _ => None,
         }

@@ -9,7 +9,7 @@ Example:
 
 from . import handshake
 from ._core import Connection, Protocol, __version__
-from .client import connect
+from .client import connect, reconnect
 from .events import Close, Message, MessageType, Ping, Pong
 from .exceptions import (
     ConcurrencyError,
@@ -58,4 +58,5 @@ __all__ = [
     "connect",
     "handshake",
     "parse_url",
+    "reconnect",
 ]

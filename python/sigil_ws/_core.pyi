@@ -13,12 +13,15 @@ __all__ = [
     "DEFAULTS",
     "Connection",
     "Protocol",
+    "Redirects",
+    "Tunnel",
     "__version__",
     "accept_key",
     "build_request",
     "check_option",
     "connect",
     "generate_key",
+    "parse_proxy",
     "parse_status_line",
     "parse_url",
     "validate_response",
@@ -260,6 +263,7 @@ def connect(url: str, options: dict[str, Any], sock: int | None = None) -> Conne
 def parse_proxy(url: str) -> tuple[str, str, int]:
     """Parses a proxy URL into ``(scheme, host, port)`` (the credentials stay in Rust)."""
 
+@final
 class Tunnel:
     """One proxy handshake (HTTP CONNECT, SOCKS5, SOCKS4a), sans-IO: write ``data_to_send()``
     to the proxy, feed what it sends to ``receive_data()`` until that returns the bytes that
@@ -280,6 +284,7 @@ class Tunnel:
     def proxy(self) -> str:
         """The proxy as ``scheme://host:port``, never with its credentials."""
 
+@final
 class Redirects:
     """A redirect chain of the upgrade: the URL and request headers of each hop, and whether
     a refusal is followed."""

@@ -23,11 +23,12 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Generator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _core, _options
+from . import _core, _options, _reconnect
 from ._options import DEFAULT_USER_AGENT, HeadersLike
 from .exceptions import ConcurrencyError, ConnectionClosedOK, InvalidStatus
 from .headers import Headers
@@ -37,7 +38,7 @@ from .tls import TLSConfig
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["Connection", "connect"]
+__all__ = ["Connection", "connect", "reconnect"]
 
 Data = str | bytes
 
@@ -741,6 +742,11 @@ class connect:
     def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()
 
+    def __aiter__(self) -> AsyncIterator[Connection]:
+        """``async for ws in connect(...)``: reconnects after each loss, with the default
+        backoff (see :func:`reconnect` to choose it)."""
+        return _reconnecting(self, _reconnect.Backoff())
+
     async def __aenter__(self) -> Connection:
         self._connection = await self._open()
         return self._connection
@@ -753,3 +759,61 @@ class connect:
     ) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+
+async def _reconnecting(opener: connect, backoff: _reconnect.Backoff) -> AsyncIterator[Connection]:
+    """The reconnect loop of ``async for``: the same rules as ``sigil_ws.reconnect``."""
+    if opener._sock is not None:
+        raise TypeError("cannot reconnect with sock: a given socket serves one connection")
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            ws = await opener._open()
+        except Exception as exc:
+            if not _reconnect.retryable(exc):
+                raise
+            delay = backoff.next_delay()
+            _reconnect.log_retry(opener._url, exc, delay, attempt)
+            await asyncio.sleep(delay)
+            continue
+        uptime = _reconnect.Uptime(backoff)
+        try:
+            yield ws
+        finally:
+            await ws.close()
+        if uptime.stayed_up():
+            backoff.reset()
+            attempt = 0
+        else:
+            delay = backoff.next_delay()
+            _reconnect.logger.debug(
+                "connection to %s closed after %.2f s; reconnecting in %.2f s",
+                opener._url,
+                time.monotonic() - uptime.opened,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
+def reconnect(
+    url: str,
+    *,
+    backoff_initial: float = _reconnect.BACKOFF_INITIAL,
+    backoff_max: float = _reconnect.BACKOFF_MAX,
+    backoff_factor: float = _reconnect.BACKOFF_FACTOR,
+    **options: Any,
+) -> AsyncIterator[Connection]:
+    """``async for ws in reconnect(url, ...)``: a new open connection after each loss.
+
+    The rules of :func:`sigil_ws.reconnect` (backoff with full jitter, which failures are
+    retried); ``options`` are those of :func:`connect` (``sock`` excepted).
+
+    Raises:
+        TypeError: ``sock`` was given.
+        ValueError: a backoff or connect option is out of range (at the call).
+    """
+    if "sock" in options:
+        raise TypeError("reconnect() cannot take sock: a given socket serves one connection")
+    backoff = _reconnect.Backoff(backoff_initial, backoff_max, backoff_factor)
+    return _reconnecting(connect(url, **options), backoff)

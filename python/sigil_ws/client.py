@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from . import _core, _options
+from . import _core, _options, _reconnect
 from ._options import DEFAULT_USER_AGENT, HeadersLike
 from .tls import TLSConfig
 
-__all__ = ["DEFAULT_USER_AGENT", "connect"]
+__all__ = ["DEFAULT_USER_AGENT", "connect", "reconnect"]
 
 
 def connect(
@@ -115,3 +117,73 @@ def _detach(sock: socket.socket) -> int:
         raise ValueError("sock is closed")
     sock.setblocking(True)
     return sock.detach()
+
+
+def reconnect(
+    url: str,
+    *,
+    backoff_initial: float = _reconnect.BACKOFF_INITIAL,
+    backoff_max: float = _reconnect.BACKOFF_MAX,
+    backoff_factor: float = _reconnect.BACKOFF_FACTOR,
+    **options: Any,
+) -> Iterator[_core.Connection]:
+    """Connect, and connect again after each loss: yields a new open connection each time.
+
+    Failed attempts are retried with exponential backoff and full jitter (the n-th delay is
+    drawn from ``[0, min(backoff_max, backoff_initial * backoff_factor**n)]``), reset after a
+    connection that stayed up; each attempt and its delay is logged at DEBUG. Retried:
+    network errors, timeouts, 5xx and 429 answers (also a proxy's). Raised at once:
+    ``InvalidURL``, TLS verification failures, other 4xx answers, a proxy refusing the
+    credentials or the target.
+
+    Args:
+        url: as for :func:`connect`.
+        backoff_initial: ceiling of the first delay, in seconds.
+        backoff_max: largest ceiling, in seconds.
+        backoff_factor: growth of the ceiling after each failure.
+        **options: the options of :func:`connect` (``sock`` excepted: a socket serves once).
+
+    Yields:
+        Open connections; the previous one is closed when the next is asked for.
+
+    Example:
+        >>> for ws in reconnect("wss://example.com/feed"):  # doctest: +SKIP
+        ...     try:
+        ...         for message in ws:
+        ...             handle(message)
+        ...     except sigil_ws.ConnectionClosedError:
+        ...         continue
+    """
+    if "sock" in options:
+        raise TypeError("reconnect() cannot take sock: a given socket serves one connection")
+    backoff = _reconnect.Backoff(backoff_initial, backoff_max, backoff_factor)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            ws = connect(url, **options)
+        except Exception as exc:
+            if not _reconnect.retryable(exc):
+                raise
+            delay = backoff.next_delay()
+            _reconnect.log_retry(url, exc, delay, attempt)
+            time.sleep(delay)
+            continue
+        uptime = _reconnect.Uptime(backoff)
+        try:
+            yield ws
+        finally:
+            ws.close()
+        if uptime.stayed_up():
+            backoff.reset()
+            attempt = 0
+        else:
+            # Accepted, then lost at once: wait before the next attempt as after a failure.
+            delay = backoff.next_delay()
+            _reconnect.logger.debug(
+                "connection to %s closed after %.2f s; reconnecting in %.2f s",
+                url,
+                time.monotonic() - uptime.opened,
+                delay,
+            )
+            time.sleep(delay)

@@ -94,9 +94,9 @@ class ProxyError(HandshakeError):
         proxy: the proxy as ``scheme://host:port`` (never with its credentials), or ``None``
             when the proxy URL itself is invalid.
         status_code: the HTTP proxy's status (e.g. 407: it wants credentials), else ``None``.
-        reply_code: the SOCKS reply code (RFC 1928 §6; SOCKS4 91-93), the RFC 1929 status of
-            refused credentials, or 255 when no authentication method was acceptable;
-            else ``None``.
+        reply_code: the SOCKS reply code (RFC 1928 §6; SOCKS4 91-93), or 255 when no
+            authentication method was acceptable; else ``None`` (refused SOCKS credentials
+            say so in the message).
     """
 
     def __init__(
