@@ -230,3 +230,55 @@ def test_given_socket_must_be_plain(
         pytest.raises(TypeError, match="plain socket"),
     ):
         connect(f"{wss_server}/echo", sock=tls_sock)
+
+
+# ---- Happy Eyeballs (asyncio; the sync client's is tested in src/blocking/net.rs) -------------
+
+
+def test_asyncio_happy_eyeballs(ws_server: str) -> None:
+    """A name with a dead IPv6 address and a working IPv4 one connects over IPv4 after the
+    250 ms attempt delay, not after open_timeout. The name's addresses come from the event
+    loop's resolver (overridden: /etc/hosts is not ours to edit); the sockets are real: the
+    IPv6 address is a listener whose full accept queue drops SYNs."""
+    import asyncio
+    import time
+
+    import sigil_ws.asyncio
+
+    live_port = int(ws_server.rsplit(":", 1)[1])
+    dead = socket.socket(socket.AF_INET6)
+    dead.bind(("::1", 0))
+    dead.listen(0)
+    filler = socket.create_connection(dead.getsockname()[:2])
+    dead_port = dead.getsockname()[1]
+
+    class DualStackLoop(asyncio.SelectorEventLoop):
+        async def getaddrinfo(self, host: Any, port: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            if host != "dual.test":
+                return await super().getaddrinfo(host, port, **kwargs)
+            tcp = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+            return [
+                (socket.AF_INET6, *tcp, ("::1", dead_port, 0, 0)),
+                (socket.AF_INET, *tcp, ("127.0.0.1", live_port)),
+            ]
+
+    async def main() -> tuple[float, tuple[str, int]]:
+        start = time.monotonic()
+        # Both addresses share one port in the URL: route the IPv6 one to the dead listener.
+        async with sigil_ws.asyncio.connect(
+            f"ws://dual.test:{live_port}/echo", open_timeout=5, proxy=None
+        ) as ws:
+            took = time.monotonic() - start
+            await ws.send("eyeballs")
+            assert await ws.recv() == "eyeballs"
+            return took, ws.remote_address
+
+    loop = DualStackLoop()
+    try:
+        took, remote = loop.run_until_complete(main())
+    finally:
+        loop.close()
+        filler.close()
+        dead.close()
+    assert remote == ("127.0.0.1", live_port)
+    assert 0.25 <= took < 2, took
