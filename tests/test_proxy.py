@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -314,9 +315,41 @@ def test_https_proxy(
     tls_certs: Certs,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if driver == "sync":
-        pytest.skip("https:// proxies: the sync client does not run TLS inside TLS yet")
     proxy = proxies.stunnel(proxies.tinyproxy(), tls_certs)
+    if driver == "sync":
+        # The sync client loads the default store once per process: run it in a process of
+        # its own whose store is the test CA (and leave this one's alone).
+        script = (
+            "import sys, sigil_ws\n"
+            "url, proxy, ca = sys.argv[1:]\n"
+            "tls = sigil_ws.TLSConfig(ca_data=open(ca, 'rb').read())\n"
+            "with sigil_ws.connect(url, proxy=proxy, tls=tls, open_timeout=5) as ws:\n"
+            "    ws.send('through the proxy')\n"
+            "    assert ws.recv() == 'through the proxy'\n"
+            "    print(ws.remote_address[1])\n"
+        )
+        env = dict(os.environ, SSL_CERT_FILE=tls_certs.ca_file)
+        done = subprocess.run(
+            [sys.executable, "-c", script, f"{wss_server}/echo", proxy, tls_certs.ca_file],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(port_of(proxy))
+        # Against the real default store, the test CA's proxy certificate is refused.
+        env.pop("SSL_CERT_FILE")
+        done = subprocess.run(
+            [sys.executable, "-c", script, f"{wss_server}/echo", proxy, tls_certs.ca_file],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 1
+        assert "sigil_ws.exceptions.TLSError" in done.stderr, done.stderr
+        return
     # The proxy's certificate is verified against the default store: point it at the CA.
     monkeypatch.setenv("SSL_CERT_FILE", tls_certs.ca_file)
     ws = connect(

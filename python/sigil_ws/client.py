@@ -53,7 +53,7 @@ def connect(
             against the system store.
         proxy: ``True`` uses the environment's proxy (``ws://``: ``http_proxy``, ``wss://``:
             ``https_proxy``, then ``all_proxy``; ``no_proxy`` honoured); a URL
-            ``http://``, ``socks5://``, ``socks5h://`` or ``socks4a://`` (with
+            ``http://``, ``https://``, ``socks5://``, ``socks5h://`` or ``socks4a://`` (with
             ``user:password@``) uses that proxy; ``None`` connects directly.
         max_redirects: 301/302/303/307/308 answers followed; ``0`` follows none. Credentials
             (``Authorization``, ``Cookie``, the URL's ``user:password@``) only go to the

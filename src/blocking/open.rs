@@ -95,13 +95,6 @@ fn route(
         let (tcp, addr) = connect_tcp(&url.host, url.port, deadline, signals)?;
         return Ok((tcp.into(), Peer::Ip(addr), Vec::new()));
     };
-    if proxy.tls() {
-        return Err(Error::InvalidArgument(
-            "https:// proxies are supported by the asyncio client only, not yet by the sync \
-             client"
-                .into(),
-        ));
-    }
     // socks5:// sends the proxy an address: the name is resolved here, first.
     let target = if proxy.resolves_locally() {
         net::resolve(&url.host, url.port, deadline, signals)?
@@ -112,6 +105,10 @@ fn route(
         url.host.clone()
     };
     let mut tunnel = Tunnel::new(proxy, &target, url.port)?;
+    if proxy.tls() {
+        let (socket, addr, early) = super::relay::open(proxy, &mut tunnel, deadline, signals)?;
+        return Ok((socket, Peer::Ip(addr), early));
+    }
     let (tcp, addr) = connect_tcp(&proxy.host, proxy.port, deadline, signals)?;
     let stream = Stream::new(tcp);
     let early = open_tunnel(&stream, &mut tunnel, deadline, signals)?;
