@@ -403,6 +403,50 @@ def test_wss_uses_https_proxy(
     assert ws.remote_address[1] == port_of(proxy)
 
 
+ENVIRONMENTS = [
+    {},
+    {"http_proxy": "http://a:1"},
+    {"HTTP_PROXY": "http://upper:1", "http_proxy": "http://lower:1"},
+    {"HTTP_PROXY": "http://upper:1", "http_proxy": ""},
+    {"HTTP_PROXY": "http://upper:1", "REQUEST_METHOD": "GET"},
+    {"http_proxy": "http://lower:1", "REQUEST_METHOD": "GET"},
+    {"HTTPS_PROXY": "proxy:3128", "ALL_PROXY": "socks5h://s:1", "WS_PROXY": "http://w:1"},
+    {"all_proxy": "http://all:1", "no_proxy": "*"},
+    {"http_proxy": "http://a:1", "NO_PROXY": ".example.com, localhost ,,10.0.0.1:8080"},
+    {"http_proxy": "http://a:1", "no_proxy": "Example.COM,[::1]"},
+]
+HOSTS = [
+    "example.com:80",
+    "www.example.com:443",
+    "badexample.com:80",
+    "localhost:8080",
+    "10.0.0.1:8080",
+    "10.0.0.1:9",
+    "[::1]:80",
+    "EXAMPLE.com:1",
+]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_environment_rules_are_urllibs(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.request
+
+    from sigil_ws import _proxy
+
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    proxies = _proxy.environment_proxies()
+    assert proxies == urllib.request.getproxies_environment()
+    for host in HOSTS:
+        expected = urllib.request.proxy_bypass_environment(host, proxies)
+        assert _proxy.bypass(host, proxies.get("no")) == expected, host
+
+
 # ---- refusals from raw scripted proxies --------------------------------------------------------
 
 
