@@ -31,6 +31,112 @@ pub enum UrlError {
     InvalidResource(char),
 }
 
+/// Why a proxy could not open a tunnel, or a proxy URL is unusable. Messages name the proxy
+/// as `scheme://host:port`, never with its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// The proxy URL cannot be used (the message never repeats it: it may hold a password).
+    #[error("invalid proxy URL: {why}")]
+    InvalidUrl {
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The HTTP proxy answered `CONNECT` with a status other than 2xx.
+    #[error("proxy {proxy} refused the tunnel: HTTP {status}")]
+    Status {
+        /// The proxy.
+        proxy: String,
+        /// The status code (407: the proxy wants credentials).
+        status: u16,
+        /// The response headers.
+        headers: Vec<(String, String)>,
+    },
+    /// The HTTP proxy's answer is not a valid HTTP response head.
+    #[error("proxy {proxy} sent an invalid response: {error}")]
+    Http {
+        /// The proxy.
+        proxy: String,
+        /// What is wrong with it.
+        error: HttpError,
+    },
+    /// The SOCKS proxy refused the connection with a reply code (RFC 1928 §6, SOCKS4 90-93).
+    #[error("SOCKS proxy {proxy} refused the connection: {message} (reply code {code})")]
+    SocksReply {
+        /// The proxy.
+        proxy: String,
+        /// The reply code.
+        code: u8,
+        /// The code's meaning.
+        message: &'static str,
+    },
+    /// The SOCKS5 proxy accepts none of the offered authentication methods (X'FF').
+    #[error(
+        "SOCKS proxy {proxy} accepts none of the offered authentication methods{}",
+        if *.offered_credentials { "" } else { ": it may need a user name and password" }
+    )]
+    NoAcceptableMethod {
+        /// The proxy.
+        proxy: String,
+        /// Username/password was offered.
+        offered_credentials: bool,
+    },
+    /// The SOCKS5 proxy refused the user name and password (RFC 1929).
+    #[error("SOCKS proxy {proxy} refused the user name and password (status {status})")]
+    AuthFailed {
+        /// The proxy.
+        proxy: String,
+        /// The RFC 1929 status byte.
+        status: u8,
+    },
+    /// The proxy's answer breaks its protocol.
+    #[error("proxy {proxy} sent an invalid reply: {why}")]
+    InvalidReply {
+        /// The proxy.
+        proxy: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The proxy closed the connection before the tunnel was open.
+    #[error(
+        "proxy {proxy} closed the connection during the proxy handshake (after {received} bytes)"
+    )]
+    Closed {
+        /// The proxy.
+        proxy: String,
+        /// Bytes of its answer that had arrived.
+        received: usize,
+    },
+    /// A value does not fit the one-octet length of a SOCKS field.
+    #[error("{what} of {len} bytes is too long for SOCKS (at most 255)")]
+    TooLong {
+        /// Which value.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+impl ProxyError {
+    /// The HTTP status of a refusal, if the proxy sent one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProxyError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The SOCKS reply code (SOCKS5 REP, SOCKS4 CD), or X'FF' when no authentication method
+    /// was acceptable (the METHOD reply of RFC 1928 §3), if any. Refused credentials carry
+    /// their RFC 1929 status in the message only: it is not a reply code.
+    pub fn reply_code(&self) -> Option<u8> {
+        match self {
+            ProxyError::SocksReply { code, .. } => Some(*code),
+            ProxyError::NoAcceptableMethod { .. } => Some(0xFF),
+            _ => None,
+        }
+    }
+}
+
 /// Why a response head cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
@@ -123,6 +229,38 @@ pub enum HandshakeError {
         name: String,
         /// What is wrong with it.
         why: &'static str,
+    },
+    /// A redirect whose `Location` cannot be followed.
+    #[error("cannot follow HTTP {status} redirect to {location:?}: {why}")]
+    InvalidRedirect {
+        /// The redirect's status.
+        status: u16,
+        /// The `Location` value (empty when missing).
+        location: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A redirect from `wss://` to `ws://`, which would drop TLS.
+    #[error("refusing to follow a redirect from {from} to {to}: it drops TLS")]
+    InsecureRedirect {
+        /// The secure URL.
+        from: String,
+        /// The insecure target.
+        to: String,
+    },
+    /// A redirect back to a URL already in the chain.
+    #[error("redirect loop: {chain}")]
+    RedirectLoop {
+        /// The URLs, joined by " -> ".
+        chain: String,
+    },
+    /// More redirects than `max_redirects`.
+    #[error("too many redirects (max_redirects={max}): {chain}")]
+    TooManyRedirects {
+        /// The limit.
+        max: usize,
+        /// The URLs, joined by " -> ".
+        chain: String,
     },
     /// The connection ended before any byte of the response arrived.
     #[error("connection closed during the opening handshake before any response")]
@@ -432,6 +570,9 @@ pub enum Error {
     /// TLS settings that cannot be used (unreadable files, bad PEM, bad names).
     #[error("TLS configuration error: {0}")]
     TlsConfig(String),
+    /// A proxy refused or failed the tunnel, or its URL is unusable.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// Name resolution failed.
     #[error("cannot resolve {host:?}: {message}")]
     Dns {

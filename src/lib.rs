@@ -13,6 +13,8 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod mask;
+pub mod proxy;
+pub mod redirect;
 pub mod tls;
 pub mod url;
 pub mod utf8;

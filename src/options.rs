@@ -22,6 +22,8 @@ pub const PING_TIMEOUT: f64 = 20.0;
 pub const MAX_QUEUE: usize = 16;
 /// `write_limit` default (asyncio): transport bytes above which `send()` waits for a drain.
 pub const WRITE_LIMIT: usize = 32 * 1024;
+/// `max_redirects` default: redirects of the upgrade followed.
+pub const MAX_REDIRECTS: usize = 10;
 /// The default `User-Agent`.
 pub const USER_AGENT: &str = concat!("sigil-ws/", env!("CARGO_PKG_VERSION"));
 
@@ -104,6 +106,13 @@ pub struct Options {
     /// Keepalive: how long a ping waits for its pong before the connection fails with 1011;
     /// `None` waits forever.
     pub ping_timeout: Option<Duration>,
+    /// The proxy URL (`http://`, `https://`, `socks5://`, `socks5h://`, `socks4a://`, with
+    /// `user:password@`); `None` connects directly. The environment is read by the caller.
+    pub proxy: Option<String>,
+    /// 301/302/303/307/308 answers to the upgrade followed; 0 follows none.
+    pub max_redirects: usize,
+    /// A Unix domain socket to connect to instead of TCP (the URL still names Host and path).
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -116,6 +125,9 @@ impl Default for Options {
             tls: None,
             ping_interval: Some(Duration::from_secs_f64(PING_INTERVAL)),
             ping_timeout: Some(Duration::from_secs_f64(PING_TIMEOUT)),
+            proxy: None,
+            max_redirects: MAX_REDIRECTS,
+            unix_socket: None,
         }
     }
 }

@@ -9,7 +9,7 @@ Example:
 
 from . import handshake
 from ._core import Connection, Protocol, __version__
-from .client import connect
+from .client import connect, reconnect
 from .events import Close, Message, MessageType, Ping, Pong
 from .exceptions import (
     ConcurrencyError,
@@ -21,6 +21,7 @@ from .exceptions import (
     InvalidURL,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     TLSError,
     WebSocketError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Pong",
     "Protocol",
     "ProtocolError",
+    "ProxyError",
     "State",
     "TLSConfig",
     "TLSError",
@@ -56,4 +58,5 @@ __all__ = [
     "connect",
     "handshake",
     "parse_url",
+    "reconnect",
 ]

@@ -13,12 +13,15 @@ __all__ = [
     "DEFAULTS",
     "Connection",
     "Protocol",
+    "Redirects",
+    "Tunnel",
     "__version__",
     "accept_key",
     "build_request",
     "check_option",
     "connect",
     "generate_key",
+    "parse_proxy",
     "parse_status_line",
     "parse_url",
     "validate_response",
@@ -264,8 +267,56 @@ class Protocol:
 def check_option(name: str, value: Any) -> Any:
     """Checks one option by name (timeouts, sizes) and returns it normalised."""
 
-def connect(url: str, options: dict[str, Any]) -> Connection:
+def connect(url: str, options: dict[str, Any], sock: int | None = None) -> Connection:
     """Opens a connection (the Rust half of ``sigil_ws.connect``)."""
+
+def parse_proxy(url: str) -> tuple[str, str, int]:
+    """Parses a proxy URL into ``(scheme, host, port)`` (the credentials stay in Rust)."""
+
+@final
+class Tunnel:
+    """One proxy handshake (HTTP CONNECT, SOCKS5, SOCKS4a), sans-IO: write ``data_to_send()``
+    to the proxy, feed what it sends to ``receive_data()`` until that returns the bytes that
+    followed its answer (the tunnel is open)."""
+
+    def __new__(cls, proxy: str, host: str, port: int) -> Tunnel: ...
+    def data_to_send(self) -> bytes:
+        """Takes the bytes to write to the proxy."""
+
+    def receive_data(self, data: bytes) -> bytes | None:
+        """Feeds bytes from the proxy; returns what followed its answer once the tunnel is
+        open, else ``None``."""
+
+    def eof_error(self) -> Exception:
+        """The error for a proxy that closed the connection before the tunnel was open."""
+
+    @property
+    def proxy(self) -> str:
+        """The proxy as ``scheme://host:port``, never with its credentials."""
+
+@final
+class Redirects:
+    """A redirect chain of the upgrade: the URL and request headers of each hop, and whether
+    a refusal is followed."""
+
+    def __new__(
+        cls, url: str, max_redirects: int, headers: list[tuple[str, str]] | None = None
+    ) -> Redirects: ...
+    @property
+    def url(self) -> str:
+        """The URL of this hop, without credentials."""
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The request headers of this hop."""
+
+    @property
+    def chain(self) -> list[str]:
+        """The URLs connected to so far."""
+
+    def follow(self, status: int, location: str | None = None) -> bool:
+        """After a refused upgrade: ``True`` to go on at the new ``url``, ``False`` when the
+        refusal is final."""
 
 def parse_url(url: str) -> tuple[str, str, int, str]:
     """Parses a ``ws://`` or ``wss://`` URL into ``(scheme, host, port, path)``."""

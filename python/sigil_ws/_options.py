@@ -7,10 +7,11 @@ this module converts Python types (mappings of headers, sequences of subprotocol
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import _core
+from . import _core, _proxy
 from .tls import TLSConfig
 
 __all__ = [
@@ -94,9 +95,21 @@ def connect_options(
     tls: TLSConfig | None,
     ping_interval: float | None,
     ping_timeout: float | None,
+    url: str | None = None,
+    proxy: str | bool | None = None,
+    max_redirects: int = 10,
+    unix_socket: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """The options both clients share, normalised."""
+    """The options both clients share, normalised.
+
+    With ``url``, ``proxy=True`` becomes the environment's proxy for it (or ``None``)."""
+    if unix_socket is not None:
+        unix_socket = os.fspath(unix_socket)
+        proxy = None  # a Unix socket is the route: no proxy applies
     return dict(
+        proxy=_proxy.select(proxy, url) if url is not None else None,
+        max_redirects=_core.check_option("max_redirects", max_redirects),
+        unix_socket=unix_socket,
         open_timeout=timeout("open_timeout", open_timeout),
         close_timeout=timeout("close_timeout", close_timeout),
         headers=_headers(headers),

@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import logging
+import os
 import socket
-from collections.abc import Awaitable, Generator, Sequence
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _core, _options
+from . import _core, _options, _reconnect
 from ._options import DEFAULT_USER_AGENT, HeadersLike
-from .exceptions import ConcurrencyError, ConnectionClosedOK
+from .exceptions import ConcurrencyError, ConnectionClosedOK, InvalidStatus
 from .headers import Headers
 from .state import State
 from .tls import TLSConfig
@@ -33,9 +38,11 @@ from .tls import TLSConfig
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["Connection", "connect"]
+__all__ = ["Connection", "connect", "reconnect"]
 
 Data = str | bytes
+
+_logger = logging.getLogger("sigil_ws")
 
 
 # The receive queue of a connection with nothing queued. An empty deque costs 760 bytes, more
@@ -528,14 +535,12 @@ class Connection:
     @property
     def local_address(self) -> tuple[str, int]:
         """``(host, port)`` of the local end."""
-        host, port = self._transport.get_extra_info("sockname")[:2]
-        return (host, port)
+        return _address(self._transport.get_extra_info("sockname"))
 
     @property
     def remote_address(self) -> tuple[str, int]:
         """``(host, port)`` of the server."""
-        host, port = self._transport.get_extra_info("peername")[:2]
-        return (host, port)
+        return _address(self._transport.get_extra_info("peername"))
 
     def fileno(self) -> int:
         """The socket's file descriptor."""
@@ -545,27 +550,161 @@ class Connection:
         return f"<sigil_ws.asyncio.Connection {self.url} {self.state.name}>"
 
 
+def _address(name: Any) -> tuple[str, int]:
+    """``(host, port)`` of a socket name; a Unix socket's path (``""`` unnamed) with port 0."""
+    if isinstance(name, (str, bytes)) or name is None:
+        return (os.fsdecode(name or ""), 0)
+    return (name[0], name[1])
+
+
+class _TunnelProtocol(asyncio.Protocol):
+    """Moves the bytes of a proxy handshake between the transport and a ``_core.Tunnel``."""
+
+    def __init__(self, tunnel: _core.Tunnel) -> None:
+        self.tunnel = tunnel
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.tunnel.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done() or self.transport is None:
+            return
+        try:
+            rest = self.tunnel.receive_data(data)
+        except BaseException as exc:  # the proxy refused: ProxyError
+            self.done.set_exception(exc)
+            return
+        out = self.tunnel.data_to_send()
+        if out:
+            self.transport.write(out)
+        if rest is not None:
+            # Nothing more is read until the WebSocket driver takes the transport over.
+            self.transport.pause_reading()
+            self.done.set_result(rest)
+
+    def eof_received(self) -> bool:
+        if not self.done.done():
+            self.done.set_exception(self.tunnel.eof_error())
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(self.tunnel.eof_error() if exc is None else exc)
+
+
+# RFC 8305 §5: "The recommended value for a default delay is 250 milliseconds." (the
+# Connection Attempt Delay between the first IPv6 attempt and the next family's).
+_HAPPY_EYEBALLS_DELAY = 0.25
+
+
+def _happy_eyeballs(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    """Happy Eyeballs for the standard event loop (its ``create_connection`` races the
+    addresses, alternating families). uvloop has no such option: it tries them in turn."""
+    if isinstance(loop, asyncio.BaseEventLoop):
+        return {"happy_eyeballs_delay": _HAPPY_EYEBALLS_DELAY, "interleave": 1}
+    return {}
+
+
+async def _route(
+    engine: _core.Protocol,
+    factory: Callable[[], _Driver],
+    proxy: str | None,
+    unix_socket: str | None,
+    sock: socket.socket | None,
+) -> tuple[asyncio.Transport, _Driver]:
+    """Connects to the engine's server along the route: a given socket, a Unix socket, a proxy
+    tunnel or TCP (with Happy Eyeballs)."""
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_connection(factory, sock=sock)
+    if unix_socket is not None:
+        return await loop.create_unix_connection(factory, unix_socket)
+    if proxy is None:
+        return await loop.create_connection(
+            factory,
+            engine.host,
+            engine.port,
+            **_happy_eyeballs(loop),
+        )
+    scheme, proxy_host, proxy_port = _core.parse_proxy(proxy)
+    target = engine.host
+    if scheme == "socks5":
+        # socks5:// sends the proxy an address: the name is resolved here.
+        infos = await loop.getaddrinfo(target, engine.port, type=socket.SOCK_STREAM)
+        target = str(infos[0][4][0])
+    tunnel = _core.Tunnel(proxy, target, engine.port)
+    context = ssl.create_default_context() if scheme == "https" else None
+    transport, handshake = await loop.create_connection(
+        lambda: _TunnelProtocol(tunnel),
+        proxy_host,
+        proxy_port,
+        ssl=context,
+        **_happy_eyeballs(loop),
+    )
+    try:
+        rest = await handshake.done
+    except BaseException:
+        transport.abort()
+        raise
+    _logger.debug("tunnel open through %s to %s:%d", tunnel.proxy, engine.host, engine.port)
+    driver = factory()
+    transport.set_protocol(driver)
+    driver.connection_made(transport)
+    transport.resume_reading()
+    if rest:
+        driver.data_received(rest)
+    return transport, driver
+
+
 async def _open(
-    url: str, options: dict[str, Any], max_queue: int | None, write_limit: int
+    url: str,
+    options: dict[str, Any],
+    max_queue: int | None,
+    write_limit: int,
+    sock: socket.socket | None = None,
 ) -> Connection:
-    """Connects with options that ``_options.connect_options`` normalised."""
+    """Connects with options that ``_options.connect_options`` normalised, following
+    redirects with the engine's rules (``_core.Redirects``)."""
     options = dict(options)
     open_timeout = options.pop("open_timeout")
     close_timeout = options.pop("close_timeout")
-    engine = _core.Protocol(url, **options)
-    loop = asyncio.get_running_loop()
+    proxy = options.pop("proxy")
+    unix_socket = options.pop("unix_socket")
+    # A given socket serves one request: no redirect can be followed on it.
+    max_redirects = 0 if sock is not None else options.pop("max_redirects")
+    options.pop("max_redirects", None)
+    redirects = _core.Redirects(url, max_redirects, options.pop("headers"))
     transport: asyncio.Transport | None = None
     try:
         async with asyncio.timeout(open_timeout):
-            transport, driver = await loop.create_connection(
-                lambda: _Driver(engine, max_queue, write_limit), engine.host, engine.port
-            )
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            assert driver.handshake is not None
-            await driver.handshake
-            driver.handshake = None
+            while True:
+                engine = _core.Protocol(redirects.url, headers=redirects.headers, **options)
+                transport, driver = await _route(
+                    engine,
+                    functools.partial(_Driver, engine, max_queue, write_limit),
+                    proxy,
+                    unix_socket,
+                    sock,
+                )
+                sock = None
+                raw = transport.get_extra_info("socket")
+                if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                assert driver.handshake is not None
+                try:
+                    await driver.handshake
+                except InvalidStatus as exc:
+                    transport.abort()
+                    transport = None
+                    if not redirects.follow(exc.status_code, exc.headers.get("Location")):
+                        raise
+                    _logger.debug("redirected (HTTP %d) to %s", exc.status_code, redirects.url)
+                    continue
+                driver.handshake = None
+                return Connection(driver, close_timeout)
     except TimeoutError:
         if transport is not None:
             transport.abort()
@@ -575,7 +714,6 @@ async def _open(
         if transport is not None:
             transport.abort()
         raise
-    return Connection(driver, close_timeout)
 
 
 class connect:
@@ -607,6 +745,10 @@ class connect:
         max_queue: int | None = 16,
         write_limit: int = 32 * 2**10,
         tls: TLSConfig | None = None,
+        proxy: str | bool | None = True,
+        max_redirects: int = 10,
+        unix_socket: str | os.PathLike[str] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         # Checked here, so that bad options raise at the call as in the sync client.
         self._options = _options.connect_options(
@@ -621,17 +763,32 @@ class connect:
             tls=tls,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            url=url,
+            proxy=None if sock is not None else proxy,
+            max_redirects=max_redirects,
+            unix_socket=unix_socket,
         )
+        if sock is not None and not isinstance(sock, socket.socket):
+            raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
+        if isinstance(sock, ssl.SSLSocket):
+            raise TypeError("sock must be a plain socket: TLS for wss:// is done on it by sigil-ws")
+        self._sock = sock
         self._max_queue = _options.size("max_queue", max_queue)
         self._write_limit = cast(int, _options.size("write_limit", write_limit))
         self._url = url
         self._connection: Connection | None = None
 
     def _open(self) -> Awaitable[Connection]:
-        return _open(self._url, self._options, self._max_queue, self._write_limit)
+        sock, self._sock = self._sock, None  # a socket serves one connection
+        return _open(self._url, self._options, self._max_queue, self._write_limit, sock)
 
     def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()
+
+    def __aiter__(self) -> AsyncIterator[Connection]:
+        """``async for ws in connect(...)``: reconnects after each loss, with the default
+        backoff (see :func:`reconnect` to choose it)."""
+        return _reconnecting(self, _reconnect.Backoff())
 
     async def __aenter__(self) -> Connection:
         self._connection = await self._open()
@@ -645,3 +802,61 @@ class connect:
     ) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+
+async def _reconnecting(opener: connect, backoff: _reconnect.Backoff) -> AsyncIterator[Connection]:
+    """The reconnect loop of ``async for``: the same rules as ``sigil_ws.reconnect``."""
+    if opener._sock is not None:
+        raise TypeError("cannot reconnect with sock: a given socket serves one connection")
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            ws = await opener._open()
+        except Exception as exc:
+            if not _reconnect.retryable(exc):
+                raise
+            delay = backoff.next_delay()
+            _reconnect.log_retry(opener._url, exc, delay, attempt)
+            await asyncio.sleep(delay)
+            continue
+        uptime = _reconnect.Uptime(backoff)
+        try:
+            yield ws
+        finally:
+            await ws.close()
+        if uptime.stayed_up():
+            backoff.reset()
+            attempt = 0
+        else:
+            delay = backoff.next_delay()
+            _reconnect.logger.debug(
+                "connection to %s closed after %.2f s; reconnecting in %.2f s",
+                opener._url,
+                time.monotonic() - uptime.opened,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
+def reconnect(
+    url: str,
+    *,
+    backoff_initial: float = _reconnect.BACKOFF_INITIAL,
+    backoff_max: float = _reconnect.BACKOFF_MAX,
+    backoff_factor: float = _reconnect.BACKOFF_FACTOR,
+    **options: Any,
+) -> AsyncIterator[Connection]:
+    """``async for ws in reconnect(url, ...)``: a new open connection after each loss.
+
+    The rules of :func:`sigil_ws.reconnect` (backoff with full jitter, which failures are
+    retried); ``options`` are those of :func:`connect` (``sock`` excepted).
+
+    Raises:
+        TypeError: ``sock`` was given.
+        ValueError: a backoff or connect option is out of range (at the call).
+    """
+    if "sock" in options:
+        raise TypeError("reconnect() cannot take sock: a given socket serves one connection")
+    backoff = _reconnect.Backoff(backoff_initial, backoff_max, backoff_factor)
+    return _reconnecting(connect(url, **options), backoff)

@@ -5,7 +5,8 @@
     WebSocketError(Exception)
     ├── InvalidURL(WebSocketError, ValueError)
     ├── HandshakeError(WebSocketError)
-    │   └── InvalidStatus(HandshakeError)
+    │   ├── InvalidStatus(HandshakeError)
+    │   └── ProxyError(HandshakeError)
     ├── ProtocolError(WebSocketError)
     │   └── PayloadTooBig(ProtocolError)
     ├── ConnectionClosed(WebSocketError)
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidURL",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
     "TLSError",
     "WebSocketError",
 ]
@@ -82,6 +84,32 @@ class InvalidStatus(HandshakeError):
         self.status_code = status_code
         self.headers = headers
         self.body = body
+
+
+class ProxyError(HandshakeError):
+    """The proxy refused or failed the tunnel to the server (or its URL is unusable): the
+    failure came from the proxy, not from the WebSocket server.
+
+    Attributes:
+        proxy: the proxy as ``scheme://host:port`` (never with its credentials), or ``None``
+            when the proxy URL itself is invalid.
+        status_code: the HTTP proxy's status (e.g. 407: it wants credentials), else ``None``.
+        reply_code: the SOCKS reply code (RFC 1928 §6; SOCKS4 91-93), or 255 when no
+            authentication method was acceptable; else ``None`` (refused SOCKS credentials
+            say so in the message).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        proxy: str | None = None,
+        status_code: int | None = None,
+        reply_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.status_code = status_code
+        self.reply_code = reply_code
 
 
 class ProtocolError(WebSocketError):

@@ -10,12 +10,11 @@
 //! keeps sending cannot starve it), every write has one too (a peer that stops reading cannot
 //! hold `recv()` or `close()` beyond theirs), and every wait runs the caller's signal check.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::net::{self, connect_tcp, expired, ReadTimeout, Signals, Stream};
+use super::net::{self, expired, Peer, ReadTimeout, Signals, Stream};
 use crate::buffer::KEEP_CAPACITY;
 use crate::error::{Error, Termination};
 use crate::options::Options;
@@ -97,8 +96,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Client {
     stream: Stream,
     /// Looked up on first use (most connections never ask).
-    local_addr: OnceLock<SocketAddr>,
-    remote_addr: SocketAddr,
+    local_addr: OnceLock<Peer>,
+    remote_addr: Peer,
     /// The socket was shut down (so `Drop` need not do it again).
     shut: AtomicBool,
     /// Bytes wait in the outbox because the peer does not read: the receive loop then also
@@ -114,16 +113,24 @@ pub struct Client {
 }
 
 impl Client {
-    /// Opens a connection: DNS, TCP, TLS and the upgrade, all within `open_timeout`.
+    /// Opens a connection: DNS, TCP (or a Unix socket), the proxy tunnel, TLS and the upgrade
+    /// with its redirects, all within `open_timeout`.
     pub fn connect(url: &str, options: &Options, signals: Signals<'_>) -> Result<Client, Error> {
-        let deadline = options.open_timeout.map(|t| Instant::now() + t);
-        let engine = Protocol::client(url, options, None)?;
-        let (tcp, remote_addr) = {
-            let url = engine.url();
-            connect_tcp(&url.host, url.port, deadline, signals)?
-        };
+        super::open::connect(url, options, None, signals)
+    }
+
+    /// Runs the upgrade of `engine` over a connected socket (the proxy tunnel, if any, open),
+    /// before `deadline`.
+    pub fn handshake_over(
+        stream: Stream,
+        remote_addr: Peer,
+        engine: Protocol,
+        options: &Options,
+        deadline: Option<Instant>,
+        signals: Signals<'_>,
+    ) -> Result<Client, Error> {
         let client = Client {
-            stream: Stream::new(tcp),
+            stream,
             local_addr: OnceLock::new(),
             remote_addr,
             shut: AtomicBool::new(false),
@@ -174,17 +181,17 @@ impl Client {
     }
 
     /// The local socket address.
-    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+    pub fn local_addr(&self) -> Result<Peer, Error> {
         if let Some(addr) = self.local_addr.get() {
-            return Ok(*addr);
+            return Ok(addr.clone());
         }
-        let addr = self.stream.tcp().local_addr()?;
-        Ok(*self.local_addr.get_or_init(|| addr))
+        let addr = Peer::from_sockaddr(&self.stream.socket().local_addr()?);
+        Ok(self.local_addr.get_or_init(|| addr).clone())
     }
 
-    /// The peer's socket address.
-    pub fn remote_addr(&self) -> SocketAddr {
-        self.remote_addr
+    /// The peer's socket address (the proxy's, through a proxy).
+    pub fn remote_addr(&self) -> &Peer {
+        &self.remote_addr
     }
 
     /// The socket.

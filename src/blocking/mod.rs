@@ -2,3 +2,5 @@
 //! over them (`client`).
 pub mod client;
 pub mod net;
+pub mod open;
+pub mod relay;

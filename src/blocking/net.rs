@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol as IpProtocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
 use crate::error::Error;
 
@@ -231,7 +231,8 @@ fn socket_addr(info: &libc::addrinfo, port: u16) -> Option<SocketAddr> {
     }
 }
 
-/// Connects to the first address of `host` that accepts, before `deadline`. Sets TCP_NODELAY.
+/// Connects to `host`, before `deadline`, racing its addresses with Happy Eyeballs
+/// ([`connect_addrs`]). Sets TCP_NODELAY.
 ///
 /// Returns the stream and the address it connected to.
 pub fn connect_tcp(
@@ -241,24 +242,108 @@ pub fn connect_tcp(
     signals: Signals<'_>,
 ) -> Result<(TcpStream, SocketAddr), Error> {
     let addrs = resolve(host, port, deadline, signals)?;
-    let mut last_error = None;
-    for addr in addrs {
-        match connect_addr(addr, deadline, signals) {
-            Ok(stream) => return Ok((stream, addr)),
-            Err(Error::Io(e)) => last_error = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::Io(last_error.unwrap_or_else(|| {
-        io::Error::other("no address to connect to")
-    })))
+    connect_addrs(&addrs, deadline, signals)
 }
 
-fn connect_addr(
-    addr: SocketAddr,
+/// RFC 8305 §5: "A simple implementation can have a fixed delay for how long to wait before
+/// starting the next connection attempt. [...] The recommended value for a default delay is
+/// 250 milliseconds."
+pub const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// The order of connection attempts (RFC 8305 §4): the families alternate, IPv6 first, each
+/// family in the resolver's order.
+pub fn attempt_order(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let (v6, v4): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs.iter().partition(|a| a.is_ipv6());
+    let mut order = Vec::with_capacity(addrs.len());
+    let (mut v6, mut v4) = (v6.into_iter(), v4.into_iter());
+    loop {
+        match (v6.next(), v4.next()) {
+            (None, None) => return order,
+            (a, b) => order.extend(a.into_iter().chain(b)),
+        }
+    }
+}
+
+/// Connects to the first of `addrs` that accepts, before `deadline`, with Happy Eyeballs
+/// (RFC 8305 §5): attempts start in [`attempt_order`], the next one
+/// [`CONNECTION_ATTEMPT_DELAY`] after the previous (at once when the previous one failed),
+/// earlier ones keep running, and the first to connect wins; the others are closed. A dead
+/// IPv6 route so costs 250 ms, not the whole timeout. Sets TCP_NODELAY.
+pub fn connect_addrs(
+    addrs: &[SocketAddr],
     deadline: Option<Instant>,
     signals: Signals<'_>,
-) -> Result<TcpStream, Error> {
+) -> Result<(TcpStream, SocketAddr), Error> {
+    let order = attempt_order(addrs);
+    let mut queue = order.iter().copied();
+    let mut running: Vec<(Socket, SocketAddr)> = Vec::new();
+    let mut last_error: Option<io::Error> = None;
+    let mut next_start = Instant::now();
+    let mut more = true;
+    loop {
+        if more && (running.is_empty() || Instant::now() >= next_start) {
+            match queue.next() {
+                Some(addr) => {
+                    match start_connect(addr) {
+                        Ok((socket, true)) => return finish_connect(socket, addr),
+                        Ok((socket, false)) => {
+                            running.push((socket, addr));
+                            next_start = Instant::now() + CONNECTION_ATTEMPT_DELAY;
+                        }
+                        // Refused at once (no route, no such family): on to the next.
+                        Err(e) => last_error = Some(e),
+                    }
+                    continue;
+                }
+                None => more = false,
+            }
+        }
+        if running.is_empty() {
+            return Err(Error::Io(
+                last_error.unwrap_or_else(|| io::Error::other("no address to connect to")),
+            ));
+        }
+        let during = "connecting";
+        let left = remaining(deadline, during)?;
+        let until_next = more.then(|| next_start.saturating_duration_since(Instant::now()));
+        let wait_for = match (left, until_next) {
+            (Some(l), Some(n)) => Some(l.min(n)),
+            (l, n) => l.or(n),
+        };
+        let ready = poll_writable(&running, signals.slice(wait_for))?;
+        if ready.is_empty() {
+            // A slice ended, the next attempt is due, or a signal arrived.
+            signals.check()?;
+            continue;
+        }
+        // Index order is start order: among attempts ready together the earliest wins.
+        let mut failed = Vec::new();
+        for i in ready {
+            let Some((socket, _)) = running.get(i) else {
+                continue;
+            };
+            match socket.take_error() {
+                Ok(None) => {
+                    let (socket, addr) = running.swap_remove(i);
+                    return finish_connect(socket, addr);
+                }
+                Ok(Some(e)) | Err(e) => {
+                    last_error = Some(e);
+                    failed.push(i);
+                }
+            }
+        }
+        failed.sort_unstable();
+        for i in failed.into_iter().rev() {
+            running.remove(i);
+        }
+        // RFC 8305 §5: a failed attempt starts the next one without waiting for the delay.
+        next_start = Instant::now();
+    }
+}
+
+/// Starts a non-blocking connection; `true` when it completed at once.
+fn start_connect(addr: SocketAddr) -> io::Result<(Socket, bool)> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
@@ -266,18 +351,55 @@ fn connect_addr(
     )?;
     socket.set_nonblocking(true)?;
     match socket.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            wait(&socket, libc::POLLOUT, deadline, "connecting", signals)?;
-            if let Some(e) = socket.take_error()? {
-                return Err(Error::Io(e));
-            }
-        }
-        Err(e) => return Err(Error::Io(e)),
+        Ok(()) => Ok((socket, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok((socket, false)),
+        Err(e) => Err(e),
     }
+}
+
+fn finish_connect(socket: Socket, addr: SocketAddr) -> Result<(TcpStream, SocketAddr), Error> {
     socket.set_nonblocking(false)?;
     socket.set_tcp_nodelay(true)?;
-    Ok(socket.into())
+    Ok((socket.into(), addr))
+}
+
+/// Waits up to `timeout` (`None`: forever) for any of the connecting sockets to become
+/// writable (connected or failed); returns their indexes, in order.
+fn poll_writable(
+    running: &[(Socket, SocketAddr)],
+    timeout: Option<Duration>,
+) -> Result<Vec<usize>, Error> {
+    let mut fds: Vec<libc::pollfd> = running
+        .iter()
+        .map(|(s, _)| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    let ms = match timeout {
+        None => -1,
+        // Round up, so a wait never ends before its time and spins.
+        Some(d) => libc::c_int::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+    };
+    let count = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: `fds` is a valid, initialised array of `count` pollfd structs (its length,
+    // which fits nfds_t: at most one per resolved address) that lives for the whole call.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), count, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(Vec::new());
+        }
+        return Err(Error::Io(e));
+    }
+    Ok(fds
+        .iter()
+        .enumerate()
+        .filter(|(_, fd)| fd.revents != 0)
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// Waits until the socket is ready for `events` (`POLLIN`, `POLLOUT`) or the deadline passes;
@@ -321,10 +443,73 @@ pub fn wait(
     }
 }
 
-/// A connected socket whose reads and writes honour deadlines.
+/// Who the socket is connected to: an IP address and port, or a Unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP peer.
+    Ip(SocketAddr),
+    /// A Unix domain socket (the path, empty when unnamed).
+    Unix(String),
+}
+
+impl Peer {
+    /// `(host, port)` as Python shows addresses: a Unix socket's path with port 0.
+    pub fn host_port(&self) -> (String, u16) {
+        match self {
+            Peer::Ip(a) => (a.ip().to_string(), a.port()),
+            Peer::Unix(path) => (path.clone(), 0),
+        }
+    }
+
+    /// The address of a socket name (`getsockname` / `getpeername`).
+    pub fn from_sockaddr(addr: &socket2::SockAddr) -> Peer {
+        match addr.as_socket() {
+            Some(a) => Peer::Ip(a),
+            None => Peer::Unix(
+                addr.as_pathname()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Peer {
+        Peer::Ip(addr)
+    }
+}
+
+/// Connects to the Unix domain socket at `path` before `deadline`.
+pub fn connect_unix(
+    path: &std::path::Path,
+    deadline: Option<Instant>,
+    signals: Signals<'_>,
+) -> Result<Socket, Error> {
+    let addr = socket2::SockAddr::unix(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&addr) {
+        Ok(()) => {}
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINPROGRESS)
+                || e.kind() == io::ErrorKind::WouldBlock =>
+        {
+            wait(&socket, libc::POLLOUT, deadline, "connecting", signals)?;
+            if let Some(e) = socket.take_error()? {
+                return Err(Error::Io(e));
+            }
+        }
+        Err(e) => return Err(Error::Io(e)),
+    }
+    socket.set_nonblocking(false)?;
+    Ok(socket)
+}
+
+/// A connected socket whose reads and writes honour deadlines: TCP, or a Unix domain socket.
 #[derive(Debug)]
 pub struct Stream {
-    tcp: TcpStream,
+    tcp: Socket,
 }
 
 /// The read side's socket timeout, set only when it changes (one system call saved per read).
@@ -334,14 +519,19 @@ pub struct ReadTimeout {
 }
 
 impl Stream {
-    /// Wraps a connected, blocking TCP socket.
-    pub fn new(tcp: TcpStream) -> Stream {
-        Stream { tcp }
+    /// Wraps a connected, blocking stream socket (TCP or Unix).
+    pub fn new(socket: impl Into<Socket>) -> Stream {
+        Stream { tcp: socket.into() }
     }
 
     /// The socket.
-    pub fn tcp(&self) -> &TcpStream {
+    pub fn socket(&self) -> &Socket {
         &self.tcp
+    }
+
+    /// Gives the socket back.
+    pub fn into_socket(self) -> Socket {
+        self.tcp
     }
 
     /// Reads into `buf`, waiting until `deadline` at most.
@@ -390,7 +580,8 @@ impl Stream {
     /// Writes what the socket takes now without waiting; `Ok(0)` when it takes nothing.
     pub fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            match SockRef::from(&self.tcp)
+            match self
+                .tcp
                 .send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
             {
                 Ok(n) => return Ok(n),
@@ -469,6 +660,110 @@ mod tests {
         let stream = connect_tcp("localhost", port, deadline, Signals::NONE);
         // localhost may resolve to ::1 first; some address must accept.
         assert!(stream.is_ok(), "{stream:?}");
+    }
+
+    /// A listener whose accept queue is full: the kernel drops further SYNs, so a connection
+    /// attempt to it hangs (no answer, no reset), as to an address behind a dead route.
+    fn blackhole(ip: &str) -> (Socket, TcpStream, SocketAddr) {
+        let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
+        let listener = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+        listener.bind(&addr.into()).unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        // Backlog 0 admits one connection; it fills the queue.
+        let filler = TcpStream::connect(addr).unwrap();
+        (listener, filler, addr)
+    }
+
+    mod rfc8305 {
+        use super::*;
+
+        #[test]
+        fn families_alternate_ipv6_first() {
+            let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+            let addrs = [
+                a("10.0.0.1:1"),
+                a("10.0.0.2:1"),
+                a("[::2]:1"),
+                a("[::3]:1"),
+                a("[::4]:1"),
+            ];
+            assert_eq!(
+                attempt_order(&addrs),
+                [
+                    a("[::2]:1"),
+                    a("10.0.0.1:1"),
+                    a("[::3]:1"),
+                    a("10.0.0.2:1"),
+                    a("[::4]:1")
+                ]
+            );
+        }
+
+        #[test]
+        fn a_dead_ipv6_address_costs_the_attempt_delay_not_the_timeout() {
+            let (_listener, _filler, dead) = blackhole("[::1]");
+            let live = TcpListener::bind("127.0.0.1:0").unwrap();
+            let live_addr = live.local_addr().unwrap();
+            // The dead address really hangs: alone, it takes the whole deadline.
+            let start = Instant::now();
+            let e = connect_addrs(
+                &[dead],
+                Some(start + Duration::from_millis(600)),
+                Signals::NONE,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::Timeout {
+                        during: "connecting"
+                    }
+                ),
+                "{e:?}"
+            );
+            assert!(start.elapsed() >= Duration::from_millis(550));
+            // With a working IPv4 address beside it, IPv4 starts after 250 ms and wins.
+            let start = Instant::now();
+            let (stream, addr) = connect_addrs(
+                &[live_addr, dead],
+                Some(start + Duration::from_secs(5)),
+                Signals::NONE,
+            )
+            .unwrap();
+            let took = start.elapsed();
+            assert_eq!(addr, live_addr);
+            assert_eq!(stream.peer_addr().unwrap(), live_addr);
+            assert!(stream.nodelay().unwrap());
+            assert!(
+                took >= CONNECTION_ATTEMPT_DELAY && took < Duration::from_secs(2),
+                "{took:?}"
+            );
+        }
+
+        #[test]
+        fn a_failed_attempt_starts_the_next_at_once() {
+            let refused = {
+                let l = TcpListener::bind("[::1]:0").unwrap();
+                l.local_addr().unwrap()
+            };
+            let live = TcpListener::bind("127.0.0.1:0").unwrap();
+            let live_addr = live.local_addr().unwrap();
+            let start = Instant::now();
+            let (_, addr) = connect_addrs(&[live_addr, refused], None, Signals::NONE).unwrap();
+            assert_eq!(addr, live_addr);
+            assert!(
+                start.elapsed() < CONNECTION_ATTEMPT_DELAY,
+                "{:?}",
+                start.elapsed()
+            );
+            // All refused: the last error, with its errno.
+            let e = connect_addrs(&[refused], None, Signals::NONE).unwrap_err();
+            assert!(
+                matches!(e, Error::Io(ref io) if io.raw_os_error() == Some(libc::ECONNREFUSED)),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

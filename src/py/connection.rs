@@ -10,7 +10,10 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString};
 
+use std::os::fd::OwnedFd;
+
 use crate::blocking::client::{Blocking, Client};
+use crate::blocking::open;
 use crate::error::Error;
 use crate::options;
 use crate::protocol::{close_code, State};
@@ -32,10 +35,32 @@ pub struct PyConnection {
 /// Opens a connection (the Rust half of `sigil_ws.connect`; options arrive normalised by
 /// `sigil_ws._options.connect_options()`).
 #[pyfunction]
-pub fn connect(py: Python<'_>, url: String, options: ConnectArgs<'_>) -> PyResult<PyConnection> {
+#[pyo3(signature = (url, options, sock=None))]
+pub fn connect(
+    py: Python<'_>,
+    url: String,
+    options: ConnectArgs<'_>,
+    sock: Option<std::os::fd::RawFd>,
+) -> PyResult<PyConnection> {
+    if sock.is_some_and(|fd| fd < 0) {
+        return Err(to_pyerr(
+            py,
+            Error::InvalidArgument("sock is closed (no file descriptor)".into()),
+        ));
+    }
+    let sock = sock.map(|fd| {
+        // SAFETY: `fd` is non-negative (checked above) and is the descriptor
+        // `socket.detach()` returned in `sigil_ws.connect`: the Python socket gave it up, so
+        // nothing else owns or closes it; the OwnedFd is from here its one owner (dropped, and
+        // so closed, if the connection fails).
+        #[allow(unsafe_code)]
+        unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }
+    });
     let options = connect_options(py, options)?;
     let client = with_signals(py, |signals, blocking| {
-        blocking.run(|| Client::connect(&url, &options, signals))
+        blocking.run(|| open::connect(&url, &options, sock, signals))
     })?;
     Ok(PyConnection {
         client: Arc::new(client),
@@ -265,14 +290,13 @@ impl PyConnection {
     #[getter]
     fn local_address(&self, py: Python<'_>) -> PyResult<(String, u16)> {
         let a = self.client.local_addr().map_err(|e| to_pyerr(py, e))?;
-        Ok((a.ip().to_string(), a.port()))
+        Ok(a.host_port())
     }
 
     /// `(host, port)` of the server.
     #[getter]
     fn remote_address(&self) -> (String, u16) {
-        let a = self.client.remote_addr();
-        (a.ip().to_string(), a.port())
+        self.client.remote_addr().host_port()
     }
 
     /// The socket's file descriptor.

@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 
 use crate::blocking::client::Blocking;
 use crate::blocking::net::Signals;
-use crate::error::{Error, Failure, ProtocolError, Termination};
+use crate::error::{Error, Failure, ProtocolError, ProxyError, Termination};
 use crate::handshake::HandshakeError;
 
 use super::{headers_object, str_pairs};
@@ -21,6 +21,7 @@ pub(super) mod exc {
     pyo3::import_exception!(sigil_ws.exceptions, InvalidURL);
     pyo3::import_exception!(sigil_ws.exceptions, HandshakeError);
     pyo3::import_exception!(sigil_ws.exceptions, InvalidStatus);
+    pyo3::import_exception!(sigil_ws.exceptions, ProxyError);
     pyo3::import_exception!(sigil_ws.exceptions, ProtocolError);
     pyo3::import_exception!(sigil_ws.exceptions, PayloadTooBig);
     pyo3::import_exception!(sigil_ws.exceptions, ConnectionClosedOK);
@@ -94,6 +95,19 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             }
         }
         Error::Handshake(e) => exc::HandshakeError::new_err(e.to_string()),
+        Error::Proxy(e) => {
+            let proxy = match &e {
+                ProxyError::InvalidUrl { .. } | ProxyError::TooLong { .. } => None,
+                ProxyError::Status { proxy, .. }
+                | ProxyError::Http { proxy, .. }
+                | ProxyError::SocksReply { proxy, .. }
+                | ProxyError::NoAcceptableMethod { proxy, .. }
+                | ProxyError::AuthFailed { proxy, .. }
+                | ProxyError::InvalidReply { proxy, .. }
+                | ProxyError::Closed { proxy, .. } => Some(proxy.clone()),
+            };
+            exc::ProxyError::new_err((e.to_string(), proxy, e.status(), e.reply_code()))
+        }
         Error::Protocol(e) => protocol_error(&e),
         Error::Tls(_) | Error::TlsConfig(_) | Error::TlsHandshakeEof => {
             exc::TLSError::new_err(err.to_string())

@@ -7,6 +7,7 @@ mod errors;
 mod objects;
 mod options;
 mod protocol;
+mod route;
 
 use pyo3::prelude::*;
 
@@ -22,5 +23,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(options::check_option, m)?)?;
     m.add("DEFAULTS", options::defaults(m.py())?)?;
     building_blocks::register(m)?;
+    route::register(m)?;
     Ok(())
 }

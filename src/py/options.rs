@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::error::Error;
 use crate::options::{self, Options, RequestOptions, TlsOptions};
+use crate::proxy::ProxyUrl;
 
 use super::errors::to_pyerr;
 
@@ -29,6 +30,14 @@ pub struct ConnectArgs<'py> {
     pub tls: Option<Bound<'py, PyAny>>,
     pub ping_interval: Option<f64>,
     pub ping_timeout: Option<f64>,
+    /// The proxy URL the Python layer chose (from the environment or the caller); `None`:
+    /// direct.
+    #[pyo3(default)]
+    pub proxy: Option<String>,
+    #[pyo3(default)]
+    pub max_redirects: Option<i64>,
+    #[pyo3(default)]
+    pub unix_socket: Option<PathBuf>,
 }
 
 /// The options of a connection, checked.
@@ -56,6 +65,16 @@ pub fn connect_options(py: Python<'_>, args: ConnectArgs<'_>) -> PyResult<Option
             tls: None,
             ping_interval: options::interval("ping_interval", args.ping_interval)?,
             ping_timeout: options::timeout("ping_timeout", args.ping_timeout)?,
+            proxy: match &args.proxy {
+                // Checked now, so that a bad proxy URL raises at the call.
+                Some(url) => Some(ProxyUrl::parse(url).map(|_| url.clone())?),
+                None => None,
+            },
+            max_redirects: match args.max_redirects {
+                None => options::MAX_REDIRECTS,
+                Some(n) => options::non_negative("max_redirects", n)?,
+            },
+            unix_socket: args.unix_socket.clone(),
         })
     };
     let mut options = checked().map_err(|e| to_pyerr(py, e))?;
@@ -89,7 +108,7 @@ pub fn check_option<'py>(
         }
         "max_size" | "max_queue" => options::positive(name, Some(value.extract()?))
             .map(|n| n.map(|n| n.into_pyobject(py).map(Bound::into_any))),
-        "write_limit" => options::non_negative(name, value.extract()?)
+        "write_limit" | "max_redirects" => options::non_negative(name, value.extract()?)
             .map(|n| Some(n.into_pyobject(py).map(Bound::into_any))),
         _ => Err(Error::InvalidArgument(format!("unknown option {name:?}"))),
     };
@@ -111,6 +130,7 @@ pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("write_limit", options::WRITE_LIMIT)?;
     d.set_item("user_agent", options::USER_AGENT)?;
     d.set_item("compression", "deflate")?;
+    d.set_item("max_redirects", options::MAX_REDIRECTS)?;
     Ok(d)
 }
 

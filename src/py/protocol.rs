@@ -68,6 +68,9 @@ impl PyProtocol {
             tls,
             ping_interval,
             ping_timeout,
+            proxy: None,
+            max_redirects: None,
+            unix_socket: None,
         };
         let options = connect_options(py, args)?;
         let engine = Protocol::client(url, &options, key).map_err(|e| to_pyerr(py, e))?;

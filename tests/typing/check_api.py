@@ -107,3 +107,31 @@ async def asyncio_client(url: str) -> None:
     ws2 = await sigil_ws.asyncio.connect(url)
     assert_type(ws2, sigil_ws.asyncio.Connection)
     await ws2.close()
+
+
+def routes(url: str) -> None:
+    import socket
+
+    import sigil_ws.asyncio
+
+    sigil_ws.connect(url, proxy="socks5h://u:p@proxy:1080", max_redirects=3)
+    sigil_ws.connect(url, proxy=True)
+    sigil_ws.connect(url, proxy=None, unix_socket="/run/app.sock")
+    sigil_ws.connect(url, sock=socket.create_connection(("h", 80)))
+    try:
+        sigil_ws.connect(url)
+    except sigil_ws.ProxyError as e:
+        assert_type(e.status_code, int | None)
+        assert_type(e.reply_code, int | None)
+        assert_type(e.proxy, str | None)
+    for ws in sigil_ws.reconnect(url, backoff_initial=0.5, backoff_max=30.0, backoff_factor=1.5):
+        assert_type(ws, sigil_ws.Connection)
+        break
+
+    async def aio() -> None:
+        async for ws in sigil_ws.asyncio.connect(url, proxy="http://proxy:3128"):
+            assert_type(ws, sigil_ws.asyncio.Connection)
+            break
+        async for ws in sigil_ws.asyncio.reconnect(url, backoff_max=5.0):
+            assert_type(ws, sigil_ws.asyncio.Connection)
+            break
