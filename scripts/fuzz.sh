@@ -24,6 +24,9 @@ fi
 # (lints deny it), so AddressSanitizer would find nothing Rust's checks miss, at a third of the
 # speed; memory bounds are asserted by the targets' counting allocator instead.
 flags=(-O -a -s none)
+echo "== fuzz targets: cargo fmt --check, cargo clippy"
+cargo fmt --manifest-path fuzz/Cargo.toml --check
+nice -n 10 cargo clippy -q --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 echo "== cargo fuzz build (${targets[*]})"
 nice -n 10 cargo fuzz build "${flags[@]}"
 mkdir -p fuzz/stats
