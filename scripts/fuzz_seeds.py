@@ -55,6 +55,16 @@ def raw(data: bytes) -> bytes:
 DELIVER, POLL = b"\x05", b"\x07"
 
 
+def deliver_into(read_size: int) -> bytes:
+    """Op 6: deliver through take_input/receive_into, ``read_size`` bytes per read."""
+    return b"\x06" + bytes([read_size - 1])
+
+
+def defer(on: bool) -> bytes:
+    """Op 12: set_defer_failure."""
+    return b"\x0c" + bytes([on])
+
+
 def text(s: bytes, compress: bool = False) -> bytes:
     return b"\x08" + bytes([compress]) + chunk(s)
 
@@ -132,6 +142,26 @@ def engine_seeds() -> None:
         ],
         "9-huge-len": [b"\x03\x82" + struct.pack("!Q", 2**63 - 1), POLL],
         "9-len-msb": [b"\x03\x82" + struct.pack("!Q", 2**63), POLL],
+        # The sync driver's input path, and the asyncio driver's deferred failures.
+        "read-into": [
+            frame(0x81, b"read straight into the engine's buffer"),
+            frame(0x82, b"\x00" * 200),
+            deliver_into(7),
+            POLL,
+            frame(0x89, b"p"),
+            deliver_into(256),
+            POLL,
+        ],
+        "deferred": [
+            defer(True),
+            frame(0x81, b"ok"),
+            frame(0xC1, b"violation"),
+            frame(0x81, b"never"),
+            DELIVER,
+            POLL,
+            defer(False),
+            POLL,
+        ],
         # A masked server frame (RFC 6455 §5.1: the client must fail).
         "masked": [b"\x01\x81\x80\x00" + chunk(b"masked")],
     }

@@ -61,6 +61,12 @@ enum Sent {
 enum Op<'a> {
     /// Deliver the stream built so far.
     Deliver,
+    /// Deliver it as the sync driver reads plain TCP: into the engine's own input buffer
+    /// (`take_input`, `receive_into`), this many bytes per read.
+    DeliverInto(usize),
+    /// Hold violations back (`set_defer_failure`), as the asyncio driver does while it holds
+    /// undelivered messages.
+    Defer(bool),
     /// Drain the events.
     Poll,
     Text(String, bool),
@@ -138,7 +144,7 @@ fn scenario(data: &[u8]) -> Scenario<'_> {
     });
     let mut ops = Vec::new();
     while !input.is_empty() {
-        match input.byte() % 12 {
+        match input.byte() % 13 {
             // Raw bytes: anything at all, including half frames and a raw handshake.
             0 => stream.extend_from_slice(input.chunk()),
             // A frame with a fuzzed first byte and a correct length.
@@ -176,7 +182,12 @@ fn scenario(data: &[u8]) -> Scenario<'_> {
                     }
                 }
             }
-            5 | 6 => ops.push((stream.len(), Op::Deliver)),
+            5 => ops.push((stream.len(), Op::Deliver)),
+            6 => {
+                let read_size = usize::from(input.byte()) + 1;
+                ops.push((stream.len(), Op::DeliverInto(read_size)));
+            }
+            12 => ops.push((stream.len(), Op::Defer(input.byte() & 1 != 0))),
             7 => ops.push((stream.len(), Op::Poll)),
             8 => {
                 let compress = input.byte() & 1 != 0;
@@ -191,7 +202,7 @@ fn scenario(data: &[u8]) -> Scenario<'_> {
                 let n = usize::from(input.byte() % 126);
                 ops.push((stream.len(), Op::Ping(input.bytes(n))));
             }
-            _ => {
+            11 => {
                 let code = input.u16();
                 let code = match code % 3 {
                     0 => None,
@@ -200,6 +211,7 @@ fn scenario(data: &[u8]) -> Scenario<'_> {
                 };
                 ops.push((stream.len(), Op::Close(code)));
             }
+            _ => unreachable!("an op byte is taken modulo 13"),
         }
     }
     Scenario {
@@ -351,6 +363,21 @@ fn active(s: &Scenario<'_>) -> (Outcome, Vec<u8>, Vec<Sent>, Option<Params>) {
                 let _ = p.receive_data(&s.stream[delivered..*at], 0.0);
                 delivered = *at;
             }
+            Op::DeliverInto(read_size) => {
+                while delivered < *at {
+                    let n = (*at - delivered).min(*read_size);
+                    let Some(mut buf) = p.take_input() else {
+                        // Input is ignored (closed, failed or a violation held back).
+                        delivered = *at;
+                        break;
+                    };
+                    buf.free_space(*read_size)[..n]
+                        .copy_from_slice(&s.stream[delivered..delivered + n]);
+                    p.receive_into(buf, n, 0.0);
+                    delivered += n;
+                }
+            }
+            Op::Defer(on) => p.set_defer_failure(*on),
             Op::Poll => poll(&mut p, &mut events, &mut last, s.max_size),
             Op::Text(t, compress) => {
                 let r = p.send_text(t, *compress);
@@ -400,6 +427,7 @@ fn active(s: &Scenario<'_>) -> (Outcome, Vec<u8>, Vec<Sent>, Option<Params>) {
         take(&mut p, &mut out);
         check_state(&p, &mut last);
     }
+    p.set_defer_failure(false);
     let _ = p.receive_data(&s.stream[delivered..], 0.0);
     poll(&mut p, &mut events, &mut last, s.max_size);
     let outcome = finish(&mut p, &mut events, &mut last, s.max_size);
