@@ -38,7 +38,10 @@ TEST_FILES = [
 ]
 
 FUZZ_TARGETS = {
-    "engine": "server streams in any split, sends/pings/closes interleaved (TLS off)",
+    "engine": (
+        "server streams in any split and through both input paths, sends, pings, closes and "
+        "deferred failures interleaved (TLS off)"
+    ),
     "http_head": "HTTP response head parser and upgrade validation",
     "url": "ws/wss URL parser and the request built from it",
     "utf8": "incremental UTF-8 validator against std::str::from_utf8",
