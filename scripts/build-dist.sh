@@ -10,7 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 export CARGO_TERM_COLOR=never PIP_PROGRESS_BAR=off PIP_DISABLE_PIP_VERSION_CHECK=1
 PYTHON=${PYTHON:-python3}
-TARGETS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu)
+# DIST_TARGETS overrides the Rust targets (space-separated) that get a wheel.
+read -r -a TARGETS <<<"${DIST_TARGETS:-x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu}"
 start=$SECONDS
 
 if [ ! -x .venv-dist/bin/python ]; then
@@ -29,18 +30,35 @@ installed_targets=$(rustup target list --installed)
 for target in "${TARGETS[@]}"; do
     if ! grep -qx "$target" <<<"$installed_targets"; then
         echo "== rustup target add $target"
-        rustup target add "$target"
+        if ! rustup target add "$target"; then
+            echo "build-dist: cannot add the Rust target $target (DIST_TARGETS chooses)" >&2
+            exit 1
+        fi
     fi
 done
+
+# Runs a build step quietly; shows its whole output if it fails, else its "Built" line.
+quietly() {
+    local log
+    log=$(mktemp)
+    if ! "$@" > "$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "build-dist: failed: $*" >&2
+        exit 1
+    fi
+    grep -E "^(📦 Built|⚠️|warning: unused)" "$log" | sed "s/^/    /" || true
+    rm -f "$log"
+}
 
 rm -rf dist
 for target in "${TARGETS[@]}"; do
     echo "== wheel for $target (maturin --zig, manylinux2014)"
-    maturin build --release --zig --compatibility manylinux2014 --strip \
-        --target "$target" -o dist 2>&1 | grep -E "^(📦|⚠️|💥)|[Ee]rror|[Ww]arning" || true
+    quietly maturin build --release --zig --compatibility manylinux2014 --strip \
+        --target "$target" -o dist
 done
 echo "== sdist"
-maturin sdist -o dist 2>&1 | grep -E "^📦|[Ee]rror|[Ww]arning" || true
+quietly maturin sdist -o dist
 
 shopt -s nullglob
 wheels=(dist/*.whl)
@@ -56,20 +74,21 @@ for wheel in "${wheels[@]}"; do
     report=$(auditwheel show "$wheel")
     echo "$report" | sed "s/^/    /"
     case "$wheel" in
-        *-cp311-abi3-manylinux_2_17_*.manylinux2014_*.whl) ;;
+        *-cp311-abi3-*manylinux_2_17_*.whl) ;;
         *)
             echo "build-dist: $wheel is not tagged cp311-abi3 manylinux_2_17" >&2
             exit 1
             ;;
     esac
-    if ! grep -q 'consistent with the following platform tag: "manylinux_2_17_' <<<"$report"; then
+    # auditwheel wraps its sentences to the terminal's width: match them on one line.
+    if ! tr -s ' \n' '  ' <<<"$report" | grep -q 'consistent with the following platform tag: "manylinux_2_17_'; then
         echo "build-dist: auditwheel does not find $wheel consistent with manylinux_2_17" >&2
         exit 1
     fi
 done
 
 echo "== twine check"
-twine check --strict dist/*
+NO_COLOR=1 twine check --strict dist/*
 
 echo "== sdist contents"
 listing=$(tar -tzf "${sdists[0]}" | sed 's|^[^/]*/||')
