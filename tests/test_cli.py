@@ -322,8 +322,8 @@ class Terminal:
 def terminal() -> Iterator[Callable[..., Terminal]]:
     started: list[Terminal] = []
 
-    def start(*args: str) -> Terminal:
-        term = Terminal(*args)
+    def start(*args: str, rows: int = 24) -> Terminal:
+        term = Terminal(*args, rows=rows)
         started.append(term)
         term.wait_for(lambda lines: any(line.startswith("Connected to") for line in lines))
         term.wait_for(lambda lines: "> " in [line + " " for line in lines if line][-1:])
@@ -362,6 +362,25 @@ def test_terminal_incoming_messages_keep_the_typed_line(
     assert (term.lines[row], column) == ("> abcdef", len("> abc"))
     term.send("X\r")
     assert push_server.received.get(timeout=10) == "abcXdef"
+
+
+def test_terminal_a_burst_of_messages_is_shown_whole_and_in_order(
+    push_server: PushServer, terminal: Callable[..., Terminal]
+) -> None:
+    term = terminal(push_server.url, rows=60)
+    ws = push_server.connection()
+    for round in range(3):
+        term.send(f"typing {round}")
+        term.wait_for(lambda lines, round=round: f"> typing {round}" in lines)
+        for i in range(15):
+            ws.send(f"burst {round}.{i}")
+        term.wait_for(lambda lines, round=round: f"< burst {round}.14" in lines)
+        lines = [line for line in term.lines if line.startswith(("<", ">"))]
+        shown = [line for line in lines if line.startswith(f"< burst {round}.")]
+        assert shown == [f"< burst {round}.{i}" for i in range(15)]
+        assert lines[-1] == f"> typing {round}"
+        term.send("\r")
+        assert push_server.received.get(timeout=10) == f"typing {round}"
 
 
 def test_terminal_control_characters_from_the_server_are_shown_escaped(

@@ -281,7 +281,8 @@ class _Console:
     def __init__(self, *, interactive: bool, pretty_json: bool) -> None:
         self.interactive = interactive
         self.pretty_json = pretty_json
-        self.notify: Callable[[], None] | None = None
+        self.notify: Callable[[], None] | None = None  # wakes the main thread ...
+        self.notify_signals: set[signal.Signals] = set()  # ... with these signals
         self._pending: collections.deque[tuple[TextIO, str]] = collections.deque()
         self._notified = False
         self._drawing = False
@@ -311,9 +312,17 @@ class _Console:
                 self.notify()
 
     def show_pending(self) -> None:
-        """Prints what is queued (main thread only), above the prompt if it is on screen."""
-        if self._drawing:  # a signal during the loop below: the loop prints it
+        """Prints what is queued (main thread only), above the prompt if it is on screen.
+
+        The reader's signal is blocked meanwhile, so that its handler does not run this again
+        halfway through; one that comes is delivered when it is unblocked, and prints then.
+        A handler already under way when the block begins finds ``_drawing`` set and leaves
+        the work to this call, which prints everything queued before the block.
+        """
+        if self._drawing:
             return
+        signals = self.notify_signals
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else None
         self._drawing = True
         try:
             self._notified = False
@@ -332,6 +341,8 @@ class _Console:
                 readline.redisplay()
         finally:
             self._drawing = False
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _print_over_prompt(self, stream: TextIO, text: str) -> None:
         # No main-thread signal here (or no readline redisplay): clear the prompt's line,
@@ -397,6 +408,7 @@ class _Session:
         self.can_signal = threading.current_thread() is main and hasattr(signal, "pthread_kill")
         if self.can_signal:
             console.notify = self._wake_main
+            console.notify_signals = {signal.SIGUSR1}
 
     def _wake_main(self) -> None:
         if self.main_ident is not None:
