@@ -88,7 +88,7 @@ for wheel in "${wheels[@]}"; do
 done
 
 echo "== twine check"
-NO_COLOR=1 twine check --strict dist/*
+twine --no-color check --strict dist/*
 
 echo "== sdist contents"
 listing=$(tar -tzf "${sdists[0]}" | sed 's|^[^/]*/||')

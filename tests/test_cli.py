@@ -301,6 +301,19 @@ class Terminal:
                 raise AssertionError("the screen never showed it:\n" + self.text())
             self.pump()
 
+    def wait_cursor(self, line: str, column: int, timeout: float = 10.0) -> None:
+        """Waits until the cursor is at ``column`` of a row that shows ``line``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row, at = self.cursor
+            if (self.lines[row], at) == (line, column):
+                return
+            if time.monotonic() > deadline or self.ended:
+                raise AssertionError(
+                    f"the cursor is at {at} of {self.lines[row]!r}, not at {column} of {line!r}"
+                )
+            self.pump()
+
     def wait_exit(self, timeout: float = 10.0) -> int:
         deadline = time.monotonic() + timeout
         while not self.ended:
@@ -347,8 +360,7 @@ def test_terminal_incoming_messages_keep_the_typed_line(
     term.wait_for(lambda lines: "  line" in lines)
     lines = [line for line in term.lines if line]
     assert lines[-4:] == ["< first incoming", "< second", "  line", "> hello wor"]
-    row, column = term.cursor
-    assert (term.lines[row], column) == ("> hello wor", len("> hello wor"))
+    term.wait_cursor("> hello wor", len("> hello wor"))
     # The line is still readline's: editing and sending it works as if nothing had happened.
     term.send("ld\r")
     assert push_server.received.get(timeout=10) == "hello world"
@@ -357,9 +369,7 @@ def test_terminal_incoming_messages_keep_the_typed_line(
     term.wait_for(lambda lines: "> abcdef" in lines)
     ws.send(b"\x00\x01\xfe")
     term.wait_for(lambda lines: "< [binary, 3 bytes] 00 01 fe" in lines)
-    term.pump(0.2)
-    row, column = term.cursor
-    assert (term.lines[row], column) == ("> abcdef", len("> abc"))
+    term.wait_cursor("> abcdef", len("> abc"))
     term.send("X\r")
     assert push_server.received.get(timeout=10) == "abcXdef"
 
