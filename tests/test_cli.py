@@ -264,11 +264,15 @@ def test_console_script_and_version() -> None:
 class Terminal:
     """The CLI on a pseudo-terminal; ``lines`` is the screen as a terminal would show it."""
 
-    def __init__(self, *args: str, rows: int = 24, columns: int = 80) -> None:
+    def __init__(
+        self, *args: str, rows: int = 24, columns: int = 80, command: list[str] = CLI
+    ) -> None:
         self.screen = pyte.Screen(columns, rows)
         self.stream = pyte.ByteStream(self.screen)
         env = dict(os.environ, TERM="xterm", INPUTRC="/dev/null", LC_ALL="C.UTF-8")
-        self.child = pexpect.spawn(CLI[0], [*CLI[1:], *args], env=env, dimensions=(rows, columns))
+        self.child = pexpect.spawn(
+            command[0], [*command[1:], *args], env=env, dimensions=(rows, columns)
+        )
         self.ended = False
 
     @property
@@ -335,8 +339,8 @@ class Terminal:
 def terminal() -> Iterator[Callable[..., Terminal]]:
     started: list[Terminal] = []
 
-    def start(*args: str, rows: int = 24) -> Terminal:
-        term = Terminal(*args, rows=rows)
+    def start(*args: str, rows: int = 24, command: list[str] = CLI) -> Terminal:
+        term = Terminal(*args, rows=rows, command=command)
         started.append(term)
         term.wait_for(lambda lines: any(line.startswith("Connected to") for line in lines))
         term.wait_for(lambda lines: "> " in [line + " " for line in lines if line][-1:])
@@ -391,6 +395,31 @@ def test_terminal_a_burst_of_messages_is_shown_whole_and_in_order(
         assert lines[-1] == f"> typing {round}"
         term.send("\r")
         assert push_server.received.get(timeout=10) == f"typing {round}"
+
+
+# The CLI as it runs where readline's redisplay cannot be reached (libedit, no ctypes).
+WITHOUT_REDISPLAY = [
+    sys.executable,
+    "-c",
+    "import sys, sigil_ws._cli as cli; cli._Readline.load = lambda: None; sys.exit(cli.main())",
+]
+
+
+def test_terminal_without_readline_redisplay_still_keeps_the_line(
+    push_server: PushServer, terminal: Callable[..., Terminal]
+) -> None:
+    term = terminal(push_server.url, command=WITHOUT_REDISPLAY)
+    ws = push_server.connection()
+    term.send("hello wor")
+    term.wait_for(lambda lines: "> hello wor" in lines)
+    ws.send("incoming")
+    term.wait_for(lambda lines: "< incoming" in lines)
+    term.wait_cursor("> hello wor", len("> hello wor"))
+    term.send("ld\r")
+    assert push_server.received.get(timeout=10) == "hello world"
+    term.send("\x04")
+    assert term.wait_exit() == 0
+    assert [line for line in term.lines if line][-1] == "Connection closed: 1000 (OK)"
 
 
 def test_terminal_control_characters_from_the_server_are_shown_escaped(

@@ -286,8 +286,20 @@ class _Console:
         self._pending: collections.deque[tuple[TextIO, str]] = collections.deque()
         self._notified = False
         self._drawing = False
+        self._prompting = False  # in input(): the prompt is on the screen
         self._lock = threading.Lock()
-        self._readline = _Readline.load() if interactive else None
+        self._readline = None
+        if interactive:
+            try:
+                import readline  # noqa: F401 (input() edits the line once readline is imported)
+            except ImportError:
+                pass
+            self._readline = _Readline.load()
+
+    @property
+    def can_redraw(self) -> bool:
+        """Readline's redisplay is at hand (else the reader thread redraws by hand)."""
+        return self._readline is not None
 
     def message(self, message: str | bytes) -> None:
         """Shows a received message (from any thread)."""
@@ -354,12 +366,15 @@ class _Console:
         except ImportError:
             typed = ""
         with self._lock:
-            sys.stdout.write("\r\x1b[K")
-            sys.stdout.flush()
+            prompt = self._prompting
+            if prompt:
+                sys.stdout.write("\r\x1b[K")
+                sys.stdout.flush()
             stream.write(text + "\n")
             stream.flush()
-            sys.stdout.write(PROMPT + typed)
-            sys.stdout.flush()
+            if prompt:
+                sys.stdout.write(PROMPT + typed)
+                sys.stdout.flush()
 
     def read_line(self) -> str | bytes | None:
         """The next line to send without its line ending, ``None`` at the end of the input.
@@ -368,11 +383,14 @@ class _Console:
         (``bytes``), decoded by the caller.
         """
         if self.interactive:
+            self._prompting = True
             try:
                 return input(PROMPT)
             except EOFError:
                 sys.stdout.write("\n")
                 return None
+            finally:
+                self._prompting = False
         line = sys.stdin.buffer.readline()
         if not line:
             return None
@@ -406,7 +424,7 @@ class _Session:
         main = threading.main_thread()
         self.main_ident = main.ident
         self.can_signal = threading.current_thread() is main and hasattr(signal, "pthread_kill")
-        if self.can_signal:
+        if self.can_signal and console.can_redraw:
             console.notify = self._wake_main
             console.notify_signals = {signal.SIGUSR1}
 
