@@ -242,8 +242,7 @@ class _Readline:
 
     _STATE_CALLBACK = 0x0080000  # RL_STATE_CALLBACK: readline.h, readline 6 to 8
 
-    def __init__(self, module: Any, library: ctypes.CDLL) -> None:
-        self.module = module
+    def __init__(self, library: ctypes.CDLL) -> None:
         self.state = ctypes.c_ulong.in_dll(library, "rl_readline_state")
         self.clear_visible_line: Callable[[], int] = library.rl_clear_visible_line
         self.on_new_line: Callable[[], int] = library.rl_on_new_line
@@ -259,7 +258,7 @@ class _Readline:
         if path is None or "libedit" in (readline.__doc__ or ""):
             return None
         try:
-            return cls(readline, ctypes.CDLL(path))
+            return cls(ctypes.CDLL(path))
         except (OSError, ValueError, AttributeError):
             return None
 
