@@ -296,6 +296,11 @@ class _Console:
             self._readline = _Readline.load()
 
     @property
+    def has_pending(self) -> bool:
+        """Something is queued for the main thread to print."""
+        return bool(self._pending)
+
+    @property
     def can_redraw(self) -> bool:
         """Readline's redisplay is at hand (else the reader thread redraws by hand)."""
         return self._readline is not None
@@ -468,6 +473,12 @@ class _Session:
             signal.signal(signal.SIGUSR1, self._on_signal)
         reader = threading.Thread(target=self.receive, name="sigil-ws-cli-reader", daemon=True)
         reader.start()
+        input_done = threading.Event()
+        if self.can_signal:
+            nudger = threading.Thread(
+                target=self._nudge, args=(input_done,), name="sigil-ws-cli-nudge", daemon=True
+            )
+            nudger.start()
         interrupted = False
         try:
             try:
@@ -483,6 +494,7 @@ class _Session:
             except _Wake:  # also if it comes while handling Ctrl-C
                 pass
             self.in_input = False
+            input_done.set()
             if self.ended is None:
                 try:
                     self.ws.close()
@@ -496,6 +508,15 @@ class _Session:
             return 130  # a second Ctrl-C while closing
         self.console.show_pending()
         return self._report(interrupted)
+
+    def _nudge(self, input_done: threading.Event) -> None:
+        # A signal that lands while the main thread runs C code other than its wait (readline
+        # handling a key or printing the prompt, a read just about to start) is recorded by
+        # Python's C handler but its Python handler only runs at the next interruption. So
+        # while there is something to show or the connection has ended, signal again.
+        while not input_done.wait(0.05):
+            if self.console.has_pending or self.reader_done.is_set():
+                self._wake_main()
 
     def _send_input(self) -> None:
         while True:
