@@ -103,6 +103,9 @@ pub struct Options {
     pub tls: Option<TlsOptions>,
     /// Keepalive: seconds between pings while the connection is open; `None` for none.
     pub ping_interval: Option<Duration>,
+    /// Received messages held ahead of the application (the sync client's I/O thread reads
+    /// ahead this far); `None` for no bound.
+    pub max_queue: Option<usize>,
     /// Keepalive: how long a ping waits for its pong before the connection fails with 1011;
     /// `None` waits forever.
     pub ping_timeout: Option<Duration>,
@@ -124,6 +127,7 @@ impl Default for Options {
             max_size: Some(MAX_SIZE),
             tls: None,
             ping_interval: Some(Duration::from_secs_f64(PING_INTERVAL)),
+            max_queue: Some(MAX_QUEUE),
             ping_timeout: Some(Duration::from_secs_f64(PING_TIMEOUT)),
             proxy: None,
             max_redirects: MAX_REDIRECTS,

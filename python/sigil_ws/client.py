@@ -29,6 +29,7 @@ def connect(
     compression: str | None = "deflate",
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
+    max_queue: int | None = 16,
     tls: TLSConfig | None = None,
     proxy: str | bool | None = True,
     max_redirects: int = 10,
@@ -57,6 +58,9 @@ def connect(
             ``None`` for no keepalive.
         ping_timeout: seconds a keepalive ping waits for its pong (or for any other data from
             the server) before the connection fails with 1011; ``None`` waits forever.
+        max_queue: messages read ahead while nobody calls ``recv()`` (the process's I/O
+            thread reads ahead so that pings are answered, keepalive is timed and the
+            server's close is seen); then reading pauses. ``None`` for no bound.
         proxy: ``True`` uses the environment's proxy (``ws://``: ``http_proxy``, ``wss://``:
             ``https_proxy``, then ``all_proxy``; ``no_proxy`` honoured); a URL
             ``http://``, ``https://``, ``socks5://``, ``socks5h://`` or ``socks4a://`` (with
@@ -90,27 +94,25 @@ def connect(
     fd = None
     if sock is not None:
         fd = _detach(sock)
-    return _core.connect(
-        url,
-        _options.connect_options(
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            headers=headers,
-            subprotocols=subprotocols,
-            origin=origin,
-            user_agent=user_agent,
-            max_size=max_size,
-            compression=compression,
-            tls=tls,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            url=url,
-            proxy=None if sock is not None else proxy,
-            max_redirects=max_redirects,
-            unix_socket=unix_socket,
-        ),
-        fd,
+    options = _options.connect_options(
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        headers=headers,
+        subprotocols=subprotocols,
+        origin=origin,
+        user_agent=user_agent,
+        max_size=max_size,
+        compression=compression,
+        tls=tls,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        url=url,
+        proxy=None if sock is not None else proxy,
+        max_redirects=max_redirects,
+        unix_socket=unix_socket,
     )
+    options["max_queue"] = _options.size("max_queue", max_queue)
+    return _core.connect(url, options, fd)
 
 
 def _detach(sock: socket.socket) -> int:

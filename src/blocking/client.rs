@@ -10,15 +10,17 @@
 //! keeps sending cannot starve it), every write has one too (a peer that stops reading cannot
 //! hold `recv()` or `close()` beyond theirs), and every wait runs the caller's signal check.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::net::{self, expired, Peer, ReadTimeout, Signals, Stream};
+use super::service::{self, Registration};
 use crate::buffer::KEEP_CAPACITY;
 use crate::error::{Error, Termination};
 use crate::options::Options;
-use crate::protocol::{Event, Message, Protocol, State};
+use crate::protocol::{Event, Message, Protocol, State, KEEPALIVE_TIMEOUT_REASON};
 
 /// Reads go to a stack buffer of this size until one fills it...
 const SMALL_READ: usize = 4 * 1024;
@@ -50,9 +52,40 @@ impl Blocking for Direct {
     }
 }
 
+/// What an I/O-thread visit found.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit {
+    /// When the engine next needs a visit (keepalive), if ever.
+    pub due: Option<Instant>,
+    /// A caller held the reader: nothing was read.
+    pub busy: bool,
+    /// The connection is over.
+    pub ended: bool,
+}
+
+/// A message the I/O thread read ahead, waiting for `recv()`.
+#[derive(Debug)]
+enum Parked {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Parked {
+    fn message(&self) -> Message<'_> {
+        match self {
+            Parked::Text(t) => Message::Text(t),
+            Parked::Binary(b) => Message::Binary(b),
+        }
+    }
+}
+
 /// The receiving side's private state, behind the reader lock.
 #[derive(Debug, Default)]
 pub struct Reader {
+    /// Messages the I/O thread read ahead (at most `max_queue`), delivered first.
+    parked: VecDeque<Parked>,
+    /// The I/O thread stopped reading ahead: `max_queue` messages were parked.
+    paused: bool,
     /// Bytes per read once bulk traffic started; 0 while reads go to the stack buffer.
     read_size: usize,
     /// The read buffer under TLS (plain TCP reads straight into the engine's input buffer).
@@ -94,6 +127,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A connected WebSocket client over a blocking socket.
 pub struct Client {
+    /// The I/O thread's care of this connection (first field: it must go before the socket
+    /// is closed, so that the thread never watches a descriptor number reused by another).
+    registration: OnceLock<Registration>,
     stream: Stream,
     /// Looked up on first use (most connections never ask).
     local_addr: OnceLock<Peer>,
@@ -110,6 +146,13 @@ pub struct Client {
     engine: Mutex<Protocol>,
     /// Signalled when the engine terminates, for a `close()` that waits on another reader.
     terminated: Condvar,
+    /// Messages the I/O thread may read ahead; `None` for no bound.
+    max_queue: Option<usize>,
+    /// The I/O thread holds (or is taking) the reader lock: a `recv()` or `close()` that
+    /// finds it taken waits for it instead of reporting a second reader.
+    service_reading: AtomicBool,
+    /// `recv()` calls that returned (see `recvs`).
+    recvs: AtomicU64,
 }
 
 impl Client {
@@ -130,6 +173,7 @@ impl Client {
         signals: Signals<'_>,
     ) -> Result<Client, Error> {
         let client = Client {
+            registration: OnceLock::new(),
             stream,
             local_addr: OnceLock::new(),
             remote_addr,
@@ -141,6 +185,9 @@ impl Client {
             writer: Mutex::new(Outbox::default()),
             engine: Mutex::new(engine),
             terminated: Condvar::new(),
+            max_queue: options.max_queue,
+            service_reading: AtomicBool::new(false),
+            recvs: AtomicU64::new(0),
         };
         client
             .handshake(deadline, signals)
@@ -379,6 +426,10 @@ impl Client {
             match self.reader.try_lock() {
                 Ok(guard) => return Ok(guard),
                 Err(TryLockError::Poisoned(e)) => return Ok(e.into_inner()),
+                Err(TryLockError::WouldBlock) if self.service_reading.load(Ordering::Acquire) => {
+                    // The I/O thread reads ahead for a moment, without blocking.
+                    blocking.run(|| drop(lock(&self.reader)));
+                }
                 Err(TryLockError::WouldBlock) => {
                     if self.lock_engine(blocking).state() == State::Open {
                         return Err(Error::Concurrency(
@@ -398,10 +449,22 @@ impl Client {
         timeout: Option<Duration>,
         signals: Signals<'_>,
         blocking: &B,
-        convert: impl FnMut(Message<'_>) -> T,
+        mut convert: impl FnMut(Message<'_>) -> T,
     ) -> Result<T, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut reader = self.lock_reader(blocking)?;
+        self.recvs.fetch_add(1, Ordering::Relaxed);
+        if let Some(parked) = reader.parked.pop_front() {
+            let message = convert(parked.message());
+            if reader.paused && reader.parked.is_empty() {
+                // The I/O thread may read ahead again.
+                reader.paused = false;
+                if let Some(registration) = self.registration.get() {
+                    registration.nudge();
+                }
+            }
+            return Ok(message);
+        }
         let during = "waiting for a message";
         match self.receive(
             &mut reader,
@@ -523,6 +586,7 @@ impl Client {
             read_size,
             buf,
             timeout,
+            ..
         } = reader;
         let size = *read_size;
         // Until a read fills it, a small stack buffer serves, so an idle connection keeps no
@@ -611,8 +675,8 @@ impl Client {
             }
             Ok(())
         });
-        let result = result.and_then(|()| match self.reader.try_lock() {
-            Ok(mut reader) => self
+        let result = result.and_then(|()| match self.reader_for_close(blocking) {
+            Some(mut reader) => self
                 .receive(
                     &mut reader,
                     Goal::Close,
@@ -624,7 +688,7 @@ impl Client {
                 )
                 .map(drop),
             // Another thread is in recv(): it will see the peer's close frame.
-            Err(_) => blocking.run(|| self.wait_terminated(deadline, signals)),
+            None => blocking.run(|| self.wait_terminated(deadline, signals)),
         });
         blocking.run(|| {
             if result.is_err() {
@@ -635,6 +699,160 @@ impl Client {
         match result {
             Err(Error::Interrupted) => Err(Error::Interrupted),
             _ => Ok(()),
+        }
+    }
+
+    /// The reader lock for `close()`, with the messages read ahead dropped (after `close()`,
+    /// `recv()` reports the close); `None` while a `recv()` in another thread holds it.
+    fn reader_for_close<B: Blocking>(&self, blocking: &B) -> Option<MutexGuard<'_, Reader>> {
+        let mut reader = loop {
+            match self.reader.try_lock() {
+                Ok(reader) => break reader,
+                Err(TryLockError::Poisoned(e)) => break e.into_inner(),
+                Err(TryLockError::WouldBlock) if self.service_reading.load(Ordering::Acquire) => {
+                    blocking.run(|| drop(lock(&self.reader)));
+                }
+                Err(TryLockError::WouldBlock) => return None,
+            }
+        };
+        reader.parked.clear();
+        reader.paused = false;
+        Some(reader)
+    }
+
+    // ---- the I/O thread ----------------------------------------------------------------------
+
+    /// Hands the connection to the process's I/O thread (see `service`): call it once the
+    /// client is shared. Without it, the connection is served only inside `recv()`/`close()`.
+    pub fn register(self: &Arc<Self>) -> std::io::Result<()> {
+        let registration = service::register(self)?;
+        let _ = self.registration.set(registration);
+        Ok(())
+    }
+
+    /// When the engine's next deadline (keepalive) falls, on the monotonic clock.
+    pub fn next_due(&self) -> Option<Instant> {
+        let due = lock(&self.engine).next_deadline()?;
+        Some(self.origin + Duration::try_from_secs_f64(due.max(0.0)).unwrap_or(Duration::MAX))
+    }
+
+    /// How many `recv()` calls returned so far: the I/O thread's sign that the application
+    /// is receiving (then it stays away from the socket).
+    pub fn recvs(&self) -> u64 {
+        self.recvs.load(Ordering::Relaxed)
+    }
+
+    /// The I/O thread's visit: reads ahead (when `read`, or when a deadline is due: read
+    /// before judging) if nobody receives, runs the keepalive, writes the replies. Never
+    /// blocks.
+    pub fn serve(&self, read: bool) -> Visit {
+        let due_now = self.next_due().is_some_and(|d| d <= Instant::now());
+        let (mut busy, mut paused) = (false, false);
+        if read || due_now {
+            self.service_reading.store(true, Ordering::Release);
+            let reader = match self.reader.try_lock() {
+                Ok(reader) => Some(reader),
+                Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            busy = reader.is_none();
+            if let Some(mut reader) = reader {
+                // A pong in the socket is fed before the deadline runs.
+                self.read_ahead(&mut reader);
+                paused = reader.paused;
+            }
+            self.service_reading.store(false, Ordering::Release);
+        }
+        let (failed, ended) = {
+            let mut engine = lock(&self.engine);
+            let now = self.now();
+            // While max_queue messages wait for the application, the socket is not read:
+            // the pong may wait there behind messages, so the keepalive does not judge.
+            if !paused && engine.next_deadline().is_some_and(|d| d <= now) {
+                let _ = engine.handle_deadline(now);
+            }
+            let termination = engine.termination();
+            // The keepalive failed, or the connection dropped: nothing more will come.
+            let failed = termination.is_some_and(|t| {
+                t.code == 1006 || t.code == 1011 && t.reason == KEEPALIVE_TIMEOUT_REASON
+            });
+            (failed, termination.is_some())
+        };
+        self.flush_now();
+        if ended {
+            self.terminated.notify_all();
+            if failed {
+                // Failed here (keepalive, or the peer vanished): wake a blocked thread.
+                self.shutdown();
+            }
+        }
+        Visit {
+            // Paused: nothing to do until recv() takes the parked messages (it nudges then).
+            due: if ended || paused { None } else { self.next_due() },
+            busy,
+            ended,
+        }
+    }
+
+    /// Reads what the socket holds and parks the messages it completes, up to `max_queue`.
+    fn read_ahead(&self, reader: &mut Reader) {
+        if reader.paused {
+            return;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if self.park(reader) {
+                return;
+            }
+            match self.stream.read_now(&mut buf) {
+                Ok(None) => return,
+                Ok(Some(0)) => {
+                    lock(&self.engine).receive_eof();
+                    self.park(reader);
+                    return;
+                }
+                Ok(Some(n)) => {
+                    let now = self.now();
+                    // A TLS failure here ends the connection; recv() reports it.
+                    let _ = lock(&self.engine).receive_data(buf.get(..n).unwrap_or_default(), now);
+                }
+                Err(_) => {
+                    lock(&self.engine).abort();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decodes what the engine holds, parking messages; true once `max_queue` are parked.
+    ///
+    /// A violation is held back, not applied: the application may still answer the messages
+    /// before it (as when `recv()` decodes them itself); its own `recv()` applies it.
+    fn park(&self, reader: &mut Reader) -> bool {
+        let mut engine = lock(&self.engine);
+        engine.set_defer_failure(true);
+        let full = self.park_with(&mut engine, reader);
+        engine.set_defer_failure(false);
+        full
+    }
+
+    fn park_with(&self, engine: &mut Protocol, reader: &mut Reader) -> bool {
+        loop {
+            if self.max_queue.is_some_and(|max| reader.parked.len() >= max) {
+                reader.paused = true;
+                return true;
+            }
+            match engine.next_event() {
+                Ok(Some(Event::Message(message))) => {
+                    reader.parked.push_back(match message {
+                        Message::Text(t) => Parked::Text(t.to_owned()),
+                        Message::Binary(b) => Parked::Binary(b.to_vec()),
+                    });
+                    engine.trim();
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return false,
+            }
         }
     }
 
@@ -666,6 +884,8 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        // Out of the I/O thread's care before the socket closes (see `registration`).
+        drop(self.registration.take());
         self.shutdown();
     }
 }

@@ -4,3 +4,4 @@ pub mod client;
 pub mod net;
 pub mod open;
 pub mod relay;
+pub mod service;

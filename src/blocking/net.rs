@@ -577,6 +577,25 @@ impl Stream {
         }
     }
 
+    /// Reads what the socket holds now without waiting: `Ok(None)` when it holds nothing,
+    /// `Ok(Some(0))` at end of stream (also for a peer that reset the connection).
+    pub fn read_now(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the cast only
+        // widens what may be stored: recv(2) writes received (initialised) bytes into the
+        // slice and never de-initialises any, so `buf` is still fully initialised afterwards.
+        #[allow(unsafe_code)]
+        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+        loop {
+            match self.tcp.recv_with_flags(uninit, libc::MSG_DONTWAIT) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_disconnect(&e) => return Ok(Some(0)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Writes what the socket takes now without waiting; `Ok(0)` when it takes nothing.
     pub fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
         loop {

@@ -62,9 +62,11 @@ pub fn connect(
     let client = with_signals(py, |signals, blocking| {
         blocking.run(|| open::connect(&url, &options, sock, signals))
     })?;
-    Ok(PyConnection {
-        client: Arc::new(client),
-    })
+    let client = Arc::new(client);
+    // From here the process's I/O thread serves the connection while nobody receives. If it
+    // cannot start (no epoll instance), the connection is served inside recv() and close().
+    let _ = client.register();
+    Ok(PyConnection { client })
 }
 
 impl PyConnection {

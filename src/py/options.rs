@@ -30,6 +30,9 @@ pub struct ConnectArgs<'py> {
     pub tls: Option<Bound<'py, PyAny>>,
     pub ping_interval: Option<f64>,
     pub ping_timeout: Option<f64>,
+    /// The sync client's read-ahead bound (asyncio's driver keeps its own queue).
+    #[pyo3(default)]
+    pub max_queue: Option<i64>,
     /// The proxy URL the Python layer chose (from the environment or the caller); `None`:
     /// direct.
     #[pyo3(default)]
@@ -64,6 +67,7 @@ pub fn connect_options(py: Python<'_>, args: ConnectArgs<'_>) -> PyResult<Option
             max_size: options::positive("max_size", args.max_size)?,
             tls: None,
             ping_interval: options::interval("ping_interval", args.ping_interval)?,
+            max_queue: options::positive("max_queue", args.max_queue)?,
             ping_timeout: options::timeout("ping_timeout", args.ping_timeout)?,
             proxy: match &args.proxy {
                 // Checked now, so that a bad proxy URL raises at the call.

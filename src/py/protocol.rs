@@ -68,6 +68,7 @@ impl PyProtocol {
             tls,
             ping_interval,
             ping_timeout,
+            max_queue: None,
             proxy: None,
             max_redirects: None,
             unix_socket: None,

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Build the publishable distributions into dist/:
+#   - manylinux2014 (glibc 2.17) abi3 wheels for x86_64 and aarch64, stripped, linked with zig;
+#   - an sdist, checked by building a wheel from it with pip and nothing but a Rust toolchain.
+# Each is checked: auditwheel must report manylinux_2_17, `twine check` must pass, the sdist
+# must hold what a build needs and none of the repository's bulk (bench/, target/, ...).
+# Tools come from requirements-dist.txt into .venv-dist; Rust targets through rustup.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+export CARGO_TERM_COLOR=never PIP_PROGRESS_BAR=off PIP_DISABLE_PIP_VERSION_CHECK=1
+PYTHON=${PYTHON:-python3}
+# DIST_TARGETS overrides the Rust targets (space-separated) that get a wheel.
+read -r -a TARGETS <<<"${DIST_TARGETS:-x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu}"
+start=$SECONDS
+
+if [ ! -x .venv-dist/bin/python ]; then
+    echo "== creating .venv-dist with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv-dist
+fi
+if ! cmp -s requirements-dist.txt .venv-dist/.requirements 2>/dev/null; then
+    echo "== installing requirements-dist.txt"
+    .venv-dist/bin/python -m pip install -q -r requirements-dist.txt
+    cp requirements-dist.txt .venv-dist/.requirements
+fi
+# maturin finds zig as `python -m ziglang` with the python first on PATH.
+export PATH="$PWD/.venv-dist/bin:$PATH"
+
+installed_targets=$(rustup target list --installed)
+for target in "${TARGETS[@]}"; do
+    if ! grep -qx "$target" <<<"$installed_targets"; then
+        echo "== rustup target add $target"
+        if ! rustup target add "$target"; then
+            echo "build-dist: cannot add the Rust target $target (DIST_TARGETS chooses)" >&2
+            exit 1
+        fi
+    fi
+done
+
+# Runs a build step quietly; shows its whole output if it fails, else its "Built" line.
+quietly() {
+    local log
+    log=$(mktemp)
+    if ! "$@" > "$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "build-dist: failed: $*" >&2
+        exit 1
+    fi
+    grep -E "^(📦 Built|⚠️|warning: unused)" "$log" | sed "s/^/    /" || true
+    rm -f "$log"
+}
+
+rm -rf dist
+for target in "${TARGETS[@]}"; do
+    echo "== wheel for $target (maturin --zig, manylinux2014)"
+    quietly maturin build --release --zig --compatibility manylinux2014 --strip \
+        --target "$target" -o dist
+done
+echo "== sdist"
+quietly maturin sdist -o dist
+
+shopt -s nullglob
+wheels=(dist/*.whl)
+sdists=(dist/*.tar.gz)
+if [ "${#wheels[@]}" -ne "${#TARGETS[@]}" ] || [ "${#sdists[@]}" -ne 1 ]; then
+    echo "build-dist: expected ${#TARGETS[@]} wheels and one sdist, got:" >&2
+    ls -l dist >&2
+    exit 1
+fi
+
+echo "== auditwheel show"
+for wheel in "${wheels[@]}"; do
+    report=$(auditwheel show "$wheel")
+    echo "$report" | sed "s/^/    /"
+    case "$wheel" in
+        *-cp311-abi3-*manylinux_2_17_*.whl) ;;
+        *)
+            echo "build-dist: $wheel is not tagged cp311-abi3 manylinux_2_17" >&2
+            exit 1
+            ;;
+    esac
+    # auditwheel wraps its sentences to the terminal's width: match them on one line.
+    if ! tr -s ' \n' '  ' <<<"$report" | grep -q 'consistent with the following platform tag: "manylinux_2_17_'; then
+        echo "build-dist: auditwheel does not find $wheel consistent with manylinux_2_17" >&2
+        exit 1
+    fi
+done
+
+echo "== twine check"
+twine --no-color check --strict dist/*
+
+echo "== sdist contents"
+listing=$(tar -tzf "${sdists[0]}" | sed 's|^[^/]*/||')
+for required in Cargo.toml Cargo.lock pyproject.toml README.md LICENSE-MIT LICENSE-APACHE \
+    src/lib.rs python/sigil_ws/__init__.py python/sigil_ws/_core.pyi python/sigil_ws/py.typed \
+    PKG-INFO; do
+    if ! grep -qx "$required" <<<"$listing"; then
+        echo "build-dist: the sdist lacks $required" >&2
+        exit 1
+    fi
+done
+junk=$(grep -E '(^|/)(target|\.venv[^/]*|__pycache__|\.git|dist|bench|conformance|\.ci)/|\.(so|pyc)$' \
+    <<<"$listing" || true)
+if [ -n "$junk" ]; then
+    echo "build-dist: the sdist holds files it should not:" >&2
+    echo "$junk" | head -n 20 >&2
+    exit 1
+fi
+echo "    $(wc -l <<<"$listing") files, $(du -k "${sdists[0]}" | cut -f1) KiB"
+
+echo "== wheel from the sdist (pip, a Rust toolchain and nothing else on PATH)"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+tar -xzf "${sdists[0]}" -C "$scratch"
+"$PYTHON" -m venv "$scratch/venv"
+# A clean PATH: the system's and cargo's, without .venv-dist (so no zig, no maturin of ours:
+# pip fetches the build backend that pyproject.toml names). The build reuses a target directory
+# of its own so that later runs are incremental; the sources it compiles are the sdist's.
+clean_path=$(tr ':' '\n' <<<"$PATH" | grep -v -e "/.venv" -e "/.pyenv/shims" | paste -sd:)
+(
+    cd "$scratch"
+    PATH="$clean_path" CARGO_TARGET_DIR="$repo/target/sdist-check" \
+        "$scratch/venv/bin/python" -m pip wheel -q --no-deps -w "$scratch/wheel" "$scratch"/sigil_ws-*/
+)
+"$scratch/venv/bin/python" -m pip install -q --no-index "$scratch"/wheel/*.whl
+(cd "$scratch" && "$scratch/venv/bin/python" -c "
+import pathlib, sigil_ws
+where = pathlib.Path(sigil_ws.__file__)
+assert where.is_relative_to(pathlib.Path('$scratch/venv')), where
+print('    built from the sdist and imported:', sigil_ws.__version__, 'from', where.parent)
+")
+
+echo "== dist/ ($((SECONDS - start)) s)"
+ls -l dist | tail -n +2 | sed "s/^/    /"
