@@ -29,6 +29,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "benchtables",
     "publicnames",
+    "clihelp",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = ["_build", "requirements.txt"]
