@@ -163,13 +163,13 @@ def panels(
     from matplotlib.ticker import FuncFormatter
 
     rows = by_scenario(table)
-    names = [n for n in rows if idle is not None or n != "idle-rss"]
+    names = [n for n in rows if idle is not None or not n.startswith("idle-")]
     cols = 3
     nrows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(11, 2.6 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         clients = list(rows[name])
-        if name == "idle-rss" and idle is not None:
+        if name.startswith("idle-") and idle is not None:
             values = [idle(rows[name][c]) for c in clients]
             ax.set_title(f"{name}: KiB per connection", fontsize=9)
         else:
@@ -187,7 +187,7 @@ def panels(
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short(v) if v >= 1e4 else f"{v:g}"))
     for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
-    note = " (idle-rss: lower is better)" if idle is not None else ""
+    note = " (idle-*: lower is better)" if idle is not None else ""
     fig.suptitle(f"{xlabel}; floors in black, sigil-ws in orange{note}\n{subtitle}", fontsize=9)
     fig.tight_layout()
     save(fig, path)

@@ -11,7 +11,10 @@ limit, binary messages, each message delivered to Python as an object):
     push URL N SIZE               receive N messages of SIZE bytes pushed by the server
     setup URL SECONDS             connect + handshake + close, for SECONDS
     threads URL K N SIZE          K threads, each with its own connection, each receiving a push
-    idle URL K                    hold K open connections; RSS per connection
+    idle URL K [HOLD]             hold K open connections; RSS per connection; with HOLD
+                                  seconds, the CPU while they stay idle (with
+                                  ``BENCH_KEEPALIVE=SECONDS``, each client's own keepalive
+                                  pings at that interval)
 
 With ``BENCH_DEFLATE=1`` in the environment (the compression scenarios, against the native
 server's ``--deflate`` mode) every client offers permessage-deflate, ``pingpong`` sends JSON-like
@@ -41,6 +44,8 @@ from typing import Any, cast
 
 CA_FILE = os.environ.get("BENCH_CA_FILE")
 DEFLATE = os.environ.get("BENCH_DEFLATE") == "1"
+# Keepalive ping interval in seconds for the idle-keepalive scenario; off everywhere else.
+KEEPALIVE = float(os.environ.get("BENCH_KEEPALIVE", "0")) or None
 MASK64 = (1 << 64) - 1
 
 
@@ -140,7 +145,9 @@ def sigil_sync_connect(url: str) -> Any:
 
     tls = sigil_ws.TLSConfig(ca_file=CA_FILE) if url.startswith("wss") else None
     compression = "deflate" if DEFLATE else None
-    return sigil_ws.connect(url, max_size=None, tls=tls, compression=compression)
+    return sigil_ws.connect(
+        url, max_size=None, tls=tls, compression=compression, ping_interval=KEEPALIVE
+    )
 
 
 def websockets_sync_connect(url: str) -> Any:
@@ -151,7 +158,7 @@ def websockets_sync_connect(url: str) -> Any:
     if url.startswith("wss"):
         kwargs["ssl"] = ssl_context()
     try:
-        return connect(url, ping_interval=None, **kwargs)
+        return connect(url, ping_interval=KEEPALIVE, **kwargs)
     except TypeError:
         return connect(url, **kwargs)
 
@@ -282,15 +289,22 @@ def sync_threads(connect: Callable[[str], Any], url: str, k: int, n: int, size: 
     report(sum(counts), timer)
 
 
-def sync_idle(connect: Callable[[str], Any], url: str, k: int) -> None:
+def sync_idle(connect: Callable[[str], Any], url: str, k: int, hold: float = 0.0) -> None:
     first = connect(f"{url}/echo")  # load the library's code and caches before measuring
     before = rss_now_kb()
     with Timer() as timer:
         conns = [connect(f"{url}/echo") for _ in range(k)]
+    with Timer() as held:
+        time.sleep(hold)
     after = rss_now_kb()
     for c in [first, *conns]:
         c.close()
-    report(k, timer, per_conn_kb=(after - before) / k)
+    report(k, timer, per_conn_kb=(after - before) / k, **hold_figures(held, hold))
+
+
+def hold_figures(held: Timer, hold: float) -> dict[str, float]:
+    """CPU (percent of one core) while the connections were held idle, when they were."""
+    return {"hold_cpu_pct": 100 * held.cpu / held.seconds} if hold else {}
 
 
 # ---- asyncio clients ------------------------------------------------------------------------
@@ -335,7 +349,7 @@ class WebsocketsAsync(AsyncClient):
         ssl_arg = ssl_context() if url.startswith("wss") else None
         compression = "deflate" if DEFLATE else None
         return await connect(
-            url, compression=compression, max_size=None, ping_interval=None, ssl=ssl_arg
+            url, compression=compression, max_size=None, ping_interval=KEEPALIVE, ssl=ssl_arg
         )
 
 
@@ -358,10 +372,10 @@ class AiohttpAsync(AsyncClient):
         return await self.session.ws_connect(
             url,
             compress=15 if DEFLATE else 0,
-            autoping=False,
+            autoping=KEEPALIVE is not None,
             max_msg_size=0,
             ssl=ssl_arg,
-            heartbeat=None,
+            heartbeat=KEEPALIVE,
         )
 
     async def send(self, ws: Any, data: bytes | str) -> None:
@@ -419,7 +433,13 @@ class PicowsAsync(AsyncClient):
                     self.done.set_result(None)
 
         ssl_arg = ssl_context() if url.startswith("wss") else None
-        transport, listener = await picows.ws_connect(Listener, url, ssl_context=ssl_arg)
+        keepalive: dict[str, Any] = {}
+        if KEEPALIVE is not None:
+            # picows pings a connection that has been idle this long (its default strategy).
+            keepalive = {"enable_auto_ping": True, "auto_ping_idle_timeout": KEEPALIVE}
+        transport, listener = await picows.ws_connect(
+            Listener, url, ssl_context=ssl_arg, **keepalive
+        )
         # Frames may arrive before ws_connect returns: they are counted from the start and
         # queued only while the scenario reads them one by one.
         cast(Listener, listener).counting = "/push" in url
@@ -531,15 +551,17 @@ async def async_setup(client: AsyncClient, url: str, seconds: float) -> None:
     report(count, timer)
 
 
-async def async_idle(client: AsyncClient, url: str, k: int) -> None:
+async def async_idle(client: AsyncClient, url: str, k: int, hold: float = 0.0) -> None:
     first = await client.connect(f"{url}/echo")
     before = rss_now_kb()
     with Timer() as timer:
         conns = [await client.connect(f"{url}/echo") for _ in range(k)]
+    with Timer() as held:
+        await asyncio.sleep(hold)
     after = rss_now_kb()
     for c in [first, *conns]:
         await client.close(c)
-    report(k, timer, per_conn_kb=(after - before) / k)
+    report(k, timer, per_conn_kb=(after - before) / k, **hold_figures(held, hold))
 
 
 # ---- floors ---------------------------------------------------------------------------------
@@ -615,7 +637,7 @@ def main() -> None:
             "push": lambda u, n, s: sync_push(connect, u, int(n), int(s)),
             "setup": lambda u, t: sync_setup(connect, u, float(t)),
             "threads": lambda u, k, n, s: sync_threads(connect, u, int(k), int(n), int(s)),
-            "idle": lambda u, k: sync_idle(connect, u, int(k)),
+            "idle": lambda u, k, h="0": sync_idle(connect, u, int(k), float(h)),
         }
         sync_runs[scenario](*args)
     elif client in ASYNC_CLIENTS:
@@ -624,7 +646,7 @@ def main() -> None:
             "pingpong": lambda u, s, t: async_pingpong(impl, u, int(s), float(t)),
             "push": lambda u, n, s: async_push(impl, u, int(n), int(s)),
             "setup": lambda u, t: async_setup(impl, u, float(t)),
-            "idle": lambda u, k: async_idle(impl, u, int(k)),
+            "idle": lambda u, k, h="0": async_idle(impl, u, int(k), float(h)),
         }
         coro = async_runs[scenario](*args)
         if client in UVLOOP_CLIENTS:

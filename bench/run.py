@@ -48,6 +48,16 @@ OURS = {"sigil-ws", "sigil-ws-asyncio"}
 SYNC = ["sigil-ws", "websockets", "websocket-client", "websocket-rs"]
 ASYNC = ["sigil-ws-asyncio", "websockets-asyncio", "aiohttp", "picows", "websocket-rs-asyncio"]
 PY312_ONLY = {"websocket-rs", "websocket-rs-asyncio"}
+# The clients with a keepalive of their own (websockets' sync client runs a thread per
+# connection for it; picows pings connections that have been idle).
+KEEPALIVE = [
+    "sigil-ws",
+    "websockets",
+    "sigil-ws-asyncio",
+    "websockets-asyncio",
+    "aiohttp",
+    "picows",
+]
 # The clients that can negotiate permessage-deflate (websocket-client and websocket-rs' sync
 # client cannot); picows compresses only through its websockets-compatible client.
 DEFLATE = [
@@ -74,6 +84,8 @@ class Scenario:
     threads: int = 0
     # permessage-deflate negotiated on both ends, JSON-like text messages (BENCH_DEFLATE=1)
     deflate: bool = False
+    # each client's own keepalive pings at this interval, in seconds (BENCH_KEEPALIVE)
+    keepalive: float = 0.0
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -146,6 +158,18 @@ def scenarios(quick: bool) -> list[Scenario]:
             )
         )
     out.append(Scenario("idle-rss", "idle", every, ["200" if quick else "1000"]))
+    # The same idle connections with each client's keepalive pinging every second (50x the
+    # usual rate, so that its CPU shows in a short hold): RSS per connection and the CPU the
+    # client spends while the connections stay idle. Only clients that have a keepalive.
+    out.append(
+        Scenario(
+            "idle-keepalive",
+            "idle",
+            KEEPALIVE,
+            ["200" if quick else "1000", "2" if quick else "10"],
+            keepalive=1.0,
+        )
+    )
     return out
 
 
@@ -358,6 +382,8 @@ def main() -> int:
                 scheme = "wss" if scenario.secure else "ws"
                 url = f"{scheme}://127.0.0.1:{server.port}"
                 client_env = dict(env, BENCH_DEFLATE="1") if scenario.deflate else env
+                if scenario.keepalive:
+                    client_env = dict(client_env, BENCH_KEEPALIVE=str(scenario.keepalive))
                 runs = results.setdefault(scenario.name, {})
                 for r in range(rounds):
                     for name in plan[scenario.name]:
@@ -491,6 +517,7 @@ def summarize(
                 "server_us": server_us,
                 "rss_mb": max(m.get("rss_kb", 0) for m in ms) / 1024,
                 "per_conn_kb": statistics.median(m.get("per_conn_kb", 0.0) for m in ms),
+                "hold_cpu_pct": statistics.median(m.get("hold_cpu_pct", 0.0) for m in ms),
             }
         peers = [
             v["rate"] for k, v in medians.items() if k not in OURS and k not in scenario.floors
@@ -533,10 +560,12 @@ def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ]
     for row in table:
         rate = row["rate"]
-        if row["scenario"] == "idle-rss":
+        if row["scenario"].startswith("idle-"):
+            held = row.get("hold_cpu_pct")
+            cpu = f"{held:.2f} % core" if held else ""
             lines.append(
                 f"| {row['scenario']} | {row['client']} | {row['per_conn_kb']:.1f} KiB/conn | "
-                f"| | | {row['rss_mb']:.0f} | {fmt(row['vs_best_peer'], '.2f')} | |"
+                f"| {cpu} | | {row['rss_mb']:.0f} | {fmt(row['vs_best_peer'], '.2f')} | |"
             )
             continue
         name = f"**{row['client']}**" if row["client"] in OURS else row["client"]

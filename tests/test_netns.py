@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import sigil_ws
-from sigil_ws import ConnectionClosed, TLSConfig
+from sigil_ws import ConnectionClosed, ConnectionClosedError, TLSConfig
 
 from .conftest import Certs, InThread, rss
 
@@ -251,3 +251,26 @@ def test_blocked_recv_wakes_on_close_when_the_link_is_down(
     assert woke is not None, "recv() still blocked after close()"
     assert isinstance(woke.error, ConnectionClosed), woke
     assert ws.state is sigil_ws.State.CLOSED
+
+
+@pytest.mark.timeout(60)
+def test_keepalive_detects_a_link_that_went_down(
+    link: Link, scheme: str, tls_certs: Certs, connect: Any
+) -> None:
+    """The link goes down under an idle connection whose application waits in recv(): the
+    keepalive notices within ping_interval + ping_timeout and recv() raises 1011."""
+    opts = options(scheme, tls_certs) | {"ping_interval": 0.5, "ping_timeout": 0.5}
+    ws = connect(link.url(scheme, "/echo"), **opts)
+    ws.send("up")
+    assert ws.recv(timeout=5) == "up"
+    time.sleep(1.2)  # pings and pongs cross the link meanwhile
+    assert ws.latency > 0
+    receiving = InThread(ws.recv)
+    link.down()
+    start = time.monotonic()
+    woke = receiving.wait(5)
+    assert woke is not None, "recv() still blocked 5 s after the link went down"
+    assert isinstance(woke.error, ConnectionClosedError), woke
+    assert woke.error.code == 1011
+    # Detected within one interval plus the timeout, with slack for a loaded machine.
+    assert time.monotonic() - start < 0.5 + 0.5 + 1.0

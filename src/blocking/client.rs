@@ -788,7 +788,11 @@ impl Client {
         }
         Visit {
             // Paused: nothing to do until recv() takes the parked messages (it nudges then).
-            due: if ended || paused { None } else { self.next_due() },
+            due: if ended || paused {
+                None
+            } else {
+                self.next_due()
+            },
             busy,
             ended,
         }
