@@ -4,6 +4,7 @@ Usage:
     python bench/run.py --quick            # one round, one to two minutes
     python bench/run.py                    # the full suite
     python bench/run.py --only push-64 --rounds 5
+    python bench/run.py --render bench/results/latest.json   # charts and table, no new run
 
 The compression scenarios (deflate-*) run every client that can negotiate permessage-deflate
 against the native server's --deflate mode (context takeover, 15-bit windows, zlib level 6 for
@@ -15,7 +16,9 @@ WebSocket, plain tokio for raw TCP), each measurement in a fresh process (bench/
 clients interleaved round by round so that machine drift hits all of them alike. The table
 gives the median over rounds: messages/s, MB/s, client CPU µs per message (timed part only),
 server CPU µs per message, peak RSS, and each row's ratio to the best peer and to the floor.
-Results go to bench/results/latest.json and latest.md.
+Results go to bench/results/latest.json and latest.md, with SVG charts beside them
+(latest-headline.svg, latest-throughput.svg, latest-cpu.svg; see bench/charts.py). Progress
+(step, round, scenario, client, estimated time left) goes to stderr.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from charts import render_charts
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -329,7 +334,15 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="scenario names to run")
     parser.add_argument("--clients", nargs="*", help="clients to run")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: redraw the charts and the markdown table of an earlier run's JSON",
+    )
     args = parser.parse_args()
+    if args.render:
+        return render_saved(args.render)
     rounds = args.rounds or (1 if args.quick else 3)
     global MODE
     MODE = "quick" if args.quick else "full"
@@ -338,6 +351,18 @@ def main() -> int:
     ensure_peers()
     py312 = python312()
     selected = [s for s in scenarios(args.quick) if not args.only or s.name in args.only]
+    plan = {
+        s.name: [
+            *s.floors,
+            *(
+                c
+                for c in s.clients
+                if (not args.clients or c in args.clients) and (c not in PY312_ONLY or py312)
+            ),
+        ]
+        for s in selected
+    }
+    progress = Progress([(s.name, len(plan[s.name]) * rounds) for s in selected])
 
     started = time.monotonic()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -359,12 +384,10 @@ def main() -> int:
                 client_env = dict(env, BENCH_DEFLATE="1") if scenario.deflate else env
                 if scenario.keepalive:
                     client_env = dict(client_env, BENCH_KEEPALIVE=str(scenario.keepalive))
-                clients = [c for c in scenario.clients if not args.clients or c in args.clients]
-                clients = [c for c in clients if c not in PY312_ONLY or py312]
                 runs = results.setdefault(scenario.name, {})
                 for r in range(rounds):
-                    for name in [*scenario.floors, *clients]:
-                        print(f"[{scenario.name}] {name} round {r + 1}/{rounds}", flush=True)
+                    for name in plan[scenario.name]:
+                        progress.start(scenario.name, name, r + 1, rounds)
                         try:
                             if name in scenario.floors:
                                 m = run_floor(name, scenario, servers, ca_file, env)
@@ -377,8 +400,10 @@ def main() -> int:
                                 )
                                 m["server_cpu"] = server.cpu() - before
                         except (RuntimeError, subprocess.TimeoutExpired) as e:
-                            print(f"   failed: {e}", flush=True)
+                            print(f"   failed: {e}", file=sys.stderr, flush=True)
                             continue
+                        finally:
+                            progress.done(scenario.name)
                         runs.setdefault(name, []).append(m)
         finally:
             for s in servers.values():
@@ -394,14 +419,78 @@ def main() -> int:
         "seconds": round(elapsed, 1),
         "machine": machine_description(),
     }
-    (args.out / "latest.json").write_text(
-        json.dumps({"meta": meta, "results": results, "table": table}, indent=1)
-    )
+    json_path = args.out / "latest.json"
+    json_path.write_text(json.dumps({"meta": meta, "results": results, "table": table}, indent=1))
     md = render(table, meta)
     (args.out / "latest.md").write_text(md)
     print()
     print(md)
+    for path in render_charts(table, meta, json_path):
+        print(f"== chart: {path}")
     return 0
+
+
+def render_saved(json_path: Path) -> int:
+    """Redraw the charts and the markdown table of a saved run, beside its JSON."""
+    saved = json.loads(json_path.read_text())
+    table, meta = saved["table"], saved["meta"]
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(render(table, meta))
+    print(f"== table: {md_path}")
+    for path in render_charts(table, meta, json_path):
+        print(f"== chart: {path}")
+    return 0
+
+
+class Progress:
+    """Step i/N, round, scenario and client on stderr, with the time left estimated from the
+    steps done so far (per scenario once one of its steps has run: a set-up run and a
+    ping-pong run do not take the same time)."""
+
+    def __init__(self, steps: list[tuple[str, int]]) -> None:
+        self.remaining = dict(steps)
+        self.total = sum(n for _, n in steps)
+        self.count = 0
+        self.spent: dict[str, list[float]] = {}
+        self.started = time.monotonic()
+        self.step_started = self.started
+
+    def start(self, scenario: str, client: str, round_: int, rounds: int) -> None:
+        self.count += 1
+        self.step_started = time.monotonic()
+        left = self.estimate()
+        eta = "" if left is None else f", about {duration(left)} left"
+        print(
+            f"[{self.count}/{self.total}] round {round_}/{rounds} {scenario}: {client} "
+            f"({duration(self.step_started - self.started)} in{eta})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def done(self, scenario: str) -> None:
+        self.spent.setdefault(scenario, []).append(time.monotonic() - self.step_started)
+        self.remaining[scenario] -= 1
+
+    def estimate(self) -> float | None:
+        """Seconds left, counting the step about to run; None before any step has run."""
+        every = [t for ts in self.spent.values() for t in ts]
+        if not every:
+            return None
+        overall = statistics.mean(every)
+        return sum(
+            n * (statistics.mean(self.spent[s]) if s in self.spent else overall)
+            for s, n in self.remaining.items()
+        )
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def machine_description() -> str:
@@ -442,6 +531,7 @@ def summarize(
             if scenario.kind == "threads":
                 row["mb_s"] = v["rate"] * scenario.size / 1e6
             is_floor = name in scenario.floors
+            row["floor"] = is_floor
             row["vs_best_peer"] = v["rate"] / best_peer if best_peer and not is_floor else None
             row["vs_floor"] = v["rate"] / floor if floor and name not in scenario.floors else None
             if scenario.kind == "idle":

@@ -18,6 +18,7 @@ mypy --strict conformance
 mypy --strict bench
 echo "== stubtest"
 python -m mypy.stubtest sigil_ws._core --allowlist stubtest-allowlist.txt
+bash scripts/build-docs.sh
 echo "== Autobahn|Testsuite, fast profile"
 for client in sync asyncio uvloop; do
     python conformance/run.py --profile fast --client "$client"

@@ -143,11 +143,13 @@ class ConnectionClosed(WebSocketError):
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """The connection closed normally: code 1000 or 1001."""
+    """The connection closed normally: code 1000 or 1001, or a close frame without a code
+    (1005)."""
 
 
 class ConnectionClosedError(ConnectionClosed):
-    """The connection closed with any code but 1000/1001 (1005 included) or failed.
+    """The connection closed with any other code, or failed (1006 when it dropped without a
+    close frame).
 
     When the library failed the connection because the peer broke the protocol, ``__cause__``
     holds the :class:`ProtocolError`.
