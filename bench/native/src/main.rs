@@ -249,9 +249,15 @@ async fn deflate_connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         stream.write_all(&[0x88, 2, 0x03, 0xe8]).await?; // close 1000
         stream.flush().await?;
-        // Wait for the client's close (or the end of the connection).
-        let mut sink = [0u8; 256];
-        while stream.read(&mut sink).await? > 0 {}
+        // Wait for the client's close frame (8 bytes: masked, code 1000) or the end of the
+        // connection, then close TCP first, as a server should (RFC 6455 §7.1.1).
+        let (mut sink, mut got) = ([0u8; 256], 0);
+        while got < 8 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => got += n,
+            }
+        }
         return Ok(());
     }
     let (mut inflater, mut deflater) = (deflate::Inflater::new(), deflate::Deflater::new());
