@@ -27,6 +27,7 @@ PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cp -r tests "$scratch/tests"
+cp -r examples "$scratch/examples"  # tests/test_examples.py runs them
 cp pyproject.toml "$scratch/"  # for [tool.pytest.ini_options]: warnings as errors, timeouts
 pattern=$(tr ' ' '|' <<<"$TEST_PACKAGES")
 grep -iE "^($pattern)==" requirements-dev.txt > "$scratch/requirements-test.txt"
