@@ -110,7 +110,9 @@ pub fn register(client: &Arc<Client>) -> std::io::Result<Registration> {
         token
     };
     let fd = client.stream().as_raw_fd();
-    let due = client.next_due();
+    // Visit at once: bytes that came with the upgrade response (a ping, a close) are in the
+    // engine already, and the edge-triggered watch will not report them.
+    let due = Some(Instant::now());
     lock(&service.entries).insert(
         token,
         Entry {
