@@ -119,7 +119,8 @@ enum Outcome<T> {
     Closed,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Takes a lock, also a poisoned one (the I/O thread's registry uses it too).
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the data is still consistent for our purposes
     // (every critical section leaves the engine in a valid state between calls).
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -732,8 +733,12 @@ impl Client {
 
     /// When the engine's next deadline (keepalive) falls, on the monotonic clock.
     pub fn next_due(&self) -> Option<Instant> {
-        let due = lock(&self.engine).next_deadline()?;
-        Some(self.origin + Duration::try_from_secs_f64(due.max(0.0)).unwrap_or(Duration::MAX))
+        lock(&self.engine).next_deadline().map(|d| self.instant(d))
+    }
+
+    /// A time on the engine's clock (seconds since `origin`) as an `Instant`.
+    fn instant(&self, seconds: f64) -> Instant {
+        self.origin + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
     }
 
     /// How many `recv()` calls returned so far: the I/O thread's sign that the application
@@ -763,7 +768,7 @@ impl Client {
             }
             self.service_reading.store(false, Ordering::Release);
         }
-        let (failed, ended) = {
+        let (failed, ended, next) = {
             let mut engine = lock(&self.engine);
             let now = self.now();
             // While max_queue messages wait for the application, the socket is not read:
@@ -776,7 +781,7 @@ impl Client {
             let failed = termination.is_some_and(|t| {
                 t.code == 1006 || t.code == 1011 && t.reason == KEEPALIVE_TIMEOUT_REASON
             });
-            (failed, termination.is_some())
+            (failed, termination.is_some(), engine.next_deadline())
         };
         self.flush_now();
         if ended {
@@ -788,11 +793,7 @@ impl Client {
         }
         Visit {
             // Paused: nothing to do until recv() takes the parked messages (it nudges then).
-            due: if ended || paused {
-                None
-            } else {
-                self.next_due()
-            },
+            due: next.filter(|_| !ended && !paused).map(|d| self.instant(d)),
             busy,
             ended,
         }

@@ -17,13 +17,13 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use super::client::Client;
+use super::client::{lock, Client};
 
 /// How soon a connection whose reader was busy is looked at again; doubled for each visit in
 /// a row that finds it busy, up to [`BUSY_RETRY_MAX`].
@@ -54,10 +54,6 @@ struct Service {
     entries: Mutex<HashMap<usize, Entry>>,
     next_token: Mutex<usize>,
     pid: u32,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The service of this process, started on first use (and again in a forked child).
