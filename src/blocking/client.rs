@@ -157,12 +157,6 @@ pub struct Client {
 }
 
 impl Client {
-    /// Opens a connection: DNS, TCP (or a Unix socket), the proxy tunnel, TLS and the upgrade
-    /// with its redirects, all within `open_timeout`.
-    pub fn connect(url: &str, options: &Options, signals: Signals<'_>) -> Result<Client, Error> {
-        super::open::connect(url, options, None, signals)
-    }
-
     /// Runs the upgrade of `engine` over a connected socket (the proxy tunnel, if any, open),
     /// before `deadline`.
     pub fn handshake_over(
