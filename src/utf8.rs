@@ -80,6 +80,11 @@ impl Utf8Validator {
         }
     }
 
+    /// Bytes of an unfinished character at the end of what was fed so far.
+    pub fn pending_len(&self) -> usize {
+        self.pending_len
+    }
+
     /// Forgets any state, for the next message.
     pub fn reset(&mut self) {
         self.pending_len = 0;

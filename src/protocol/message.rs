@@ -7,7 +7,7 @@
 
 use crate::buffer::KEEP_CAPACITY;
 use crate::deflate::Deflate;
-use crate::error::ProtocolError;
+use crate::error::{DeflateError, ProtocolError};
 use crate::frame::{FrameHeader, OpCode};
 use crate::utf8::Utf8Validator;
 
@@ -42,6 +42,26 @@ pub(super) enum Payload {
     },
     /// In the reassembly buffer.
     Reassembled,
+    /// The first `len` bytes of the reassembly buffer: a piece of a message handed out as it
+    /// arrives (see [`Streaming`]).
+    Piece {
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// How a message is handed out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Streaming {
+    /// Whole, once complete.
+    #[default]
+    Off,
+    /// In pieces as its frames arrive, text split on character boundaries; the last piece
+    /// completes the message, and the next message is handed out whole again.
+    Pieces,
+    /// The rest of a message whose first pieces were handed out is dropped as it arrives
+    /// (the application stopped reading it), still checked, inflated and bounded.
+    Skip,
 }
 
 /// A message that `frame` completed: its kind and where its payload is. Text payloads are
@@ -50,6 +70,13 @@ pub(super) enum Payload {
 pub(super) struct Completed {
     pub text: bool,
     pub payload: Payload,
+}
+
+impl Completed {
+    /// A piece of a message streamed in pieces, more to come.
+    pub fn is_piece(&self) -> bool {
+        matches!(self.payload, Payload::Piece { .. })
+    }
 }
 
 /// Reassembly state between frames.
@@ -68,6 +95,13 @@ pub(super) struct Reassembly {
     checked: usize,
     /// The message under way is compressed (its first frame had RSV1, RFC 7692 §6).
     compressed: bool,
+    /// How the message under way (or the next) is handed out.
+    streaming: Streaming,
+    /// Bytes of the message under way that are no longer in `message` (handed out or
+    /// dropped as pieces): `max_size` counts them too.
+    streamed: u64,
+    /// The piece handed out last: that many bytes leave `message` on the next call.
+    piece: usize,
 }
 
 impl Reassembly {
@@ -88,6 +122,12 @@ impl Reassembly {
     pub fn recycle(&mut self) {
         if self.delivered {
             self.delivered = false;
+            if self.piece > 0 {
+                // A piece: the unfinished character after it stays for the next one.
+                self.message.drain(..self.piece);
+                self.piece = 0;
+                return;
+            }
             self.message.clear();
             if self.message.capacity() > KEEP_CAPACITY {
                 self.message = Vec::new();
@@ -102,6 +142,31 @@ impl Reassembly {
         self.message = Vec::new();
         self.checked = 0;
         self.utf8.reset();
+        self.streaming = Streaming::Off;
+        self.streamed = 0;
+        self.piece = 0;
+    }
+
+    /// Hands the message under way, or else the next one, out in pieces as it arrives.
+    pub fn stream(&mut self) {
+        self.streaming = Streaming::Pieces;
+    }
+
+    /// Ends streaming: a message of which pieces were handed out has the rest dropped as it
+    /// arrives; otherwise the message under way (or the next) is handed out whole.
+    pub fn stop_streaming(&mut self) {
+        if self.streaming == Streaming::Pieces {
+            self.streaming = if self.streamed > 0 || self.piece > 0 {
+                Streaming::Skip
+            } else {
+                Streaming::Off
+            };
+        }
+    }
+
+    /// How messages are handed out now.
+    pub fn streaming(&self) -> Streaming {
+        self.streaming
     }
 
     #[inline]
@@ -171,7 +236,9 @@ impl Reassembly {
                     });
                 }
             } else {
-                let size = (self.message.len() as u64).saturating_add(header.payload_len);
+                let size = (self.message.len() as u64)
+                    .saturating_add(self.streamed)
+                    .saturating_add(header.payload_len);
                 if size > limit as u64 {
                     return Err(ProtocolError::MessageTooBig { size, limit });
                 }
@@ -212,10 +279,14 @@ impl Reassembly {
             return self.compressed_frame(header, text, payload, deflate);
         }
         if header.opcode != OpCode::Continuation && header.fin {
-            // A whole message in one frame: handed out in place, proven once.
+            // A whole message in one frame: handed out in place, proven once (also when
+            // streaming: its one piece is the message).
             if text {
                 self.utf8.reset();
                 prove_utf8(payload)?;
+            }
+            if self.streaming != Streaming::Off {
+                self.streaming = Streaming::Off;
             }
             return Ok(Some(Completed {
                 text,
@@ -231,10 +302,44 @@ impl Reassembly {
             self.fragmented = Some(text);
         }
         self.message.extend_from_slice(payload);
+        if self.streaming != Streaming::Off {
+            return self.piece(header.fin, text);
+        }
         if !header.fin {
             return Ok(None);
         }
         self.complete(text).map(Some)
+    }
+
+    /// A frame of a message handed out in pieces (or being dropped) was added to `message`:
+    /// hand out what is complete of it.
+    #[cold]
+    fn piece(&mut self, fin: bool, text: bool) -> Result<Option<Completed>, ProtocolError> {
+        if fin {
+            let skip = self.streaming == Streaming::Skip;
+            self.streaming = Streaming::Off;
+            self.streamed = 0;
+            let done = self.complete(text)?;
+            return Ok(if skip { None } else { Some(done) });
+        }
+        // A text piece ends on a character boundary: the unfinished character's bytes (the
+        // validator holds them too) wait for the next frame.
+        let carry = if text { self.utf8.pending_len() } else { 0 };
+        let len = self.message.len().saturating_sub(carry);
+        if len == 0 {
+            return Ok(None);
+        }
+        self.streamed += len as u64;
+        if self.streaming == Streaming::Skip {
+            self.message.drain(..len);
+            return Ok(None);
+        }
+        self.piece = len;
+        self.delivered = true;
+        Ok(Some(Completed {
+            text,
+            payload: Payload::Piece { len },
+        }))
     }
 
     /// The last frame of a reassembled message has been added: the message is proven and
@@ -294,14 +399,31 @@ impl Reassembly {
             self.fragmented = Some(text);
         }
         let before = self.message.len();
-        deflate.feed(payload, &mut self.message, self.max_size)?;
+        // Pieces already handed out count towards the limit.
+        let limit = self.max_size.map(|limit| {
+            limit.saturating_sub(usize::try_from(self.streamed).unwrap_or(usize::MAX))
+        });
+        let streamed = self.streamed;
+        let whole = |e: DeflateError| match e {
+            DeflateError::TooBig { size, limit } => DeflateError::TooBig {
+                size: size.saturating_add(streamed),
+                limit: limit.saturating_add(usize::try_from(streamed).unwrap_or(usize::MAX)),
+            },
+            e => e,
+        };
+        deflate
+            .feed(payload, &mut self.message, limit)
+            .map_err(whole)?;
         if header.fin {
-            deflate.finish(&mut self.message, self.max_size)?;
+            deflate.finish(&mut self.message, limit).map_err(whole)?;
         }
         if text {
             if let Some(inflated) = self.message.get(before..) {
                 self.utf8.feed(inflated).map_err(|_| invalid_text())?;
             }
+        }
+        if self.streaming != Streaming::Off {
+            return self.piece(header.fin, text);
         }
         if !header.fin {
             return Ok(None);

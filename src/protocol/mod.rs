@@ -59,8 +59,12 @@ impl State {
 /// What the engine reports. Payloads borrow the engine's buffers until the next call.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A complete message.
+    /// A complete message; while streaming ([`Protocol::stream_message`]), the last piece of
+    /// the message streamed (the whole of it when it came in one frame).
     Message(Message<'a>),
+    /// A piece of the message streamed, more to come: text pieces end on a character
+    /// boundary (each is valid UTF-8); never empty.
+    Fragment(Message<'a>),
     /// The peer pinged; the pong is queued (only the latest ping's, RFC 6455 §5.5.3).
     Ping(&'a [u8]),
     /// The peer ponged.
@@ -97,6 +101,11 @@ struct Keepalive {
     reads_at_ping: u64,
 }
 
+/// Another message is being sent in fragments (the driver waits for its end).
+fn fragments_under_way() -> Error {
+    Error::Concurrency("another message is being sent in fragments")
+}
+
 /// The reason of the close frame sent when a keepalive pong does not come back.
 pub const KEEPALIVE_TIMEOUT_REASON: &str = "keepalive ping timeout";
 
@@ -120,6 +129,8 @@ pub struct Protocol {
     deflate: Option<Box<Deflate>>,
     /// Scratch for compressing a message before framing it.
     deflated: Vec<u8>,
+    /// A message is being sent in fragments: `Some(is_text)` until its last one.
+    sending: Option<bool>,
     subprotocol: Option<String>,
     response_headers: PackedHeaders,
     pings: VecDeque<PendingPing>,
@@ -187,6 +198,7 @@ impl Protocol {
             reassembly: Reassembly::new(options.max_size),
             deflate: None,
             deflated: Vec::new(),
+            sending: None,
             subprotocol: None,
             response_headers: PackedHeaders::default(),
             pings: VecDeque::new(),
@@ -415,6 +427,25 @@ impl Protocol {
         }
     }
 
+    /// Hands the message under way, or else the next one, out in pieces as its frames arrive:
+    /// [`Event::Fragment`] for each piece but the last, [`Event::Message`] for the last. The
+    /// message after it is handed out whole again. UTF-8, `max_size` and inflating apply as
+    /// to a whole message.
+    pub fn stream_message(&mut self) {
+        self.reassembly.stream();
+    }
+
+    /// Stops streaming: when pieces of the message under way were handed out, the rest of it
+    /// is dropped as it arrives (still checked); otherwise it is handed out whole.
+    pub fn stop_streaming(&mut self) {
+        self.reassembly.stop_streaming();
+    }
+
+    /// A message is being handed out in pieces (or armed to be).
+    pub fn is_streaming(&self) -> bool {
+        self.reassembly.streaming() == message::Streaming::Pieces
+    }
+
     /// Releases the memory of the event returned last: call it when done with the event's
     /// payload, so an idle connection does not keep the buffers of one large message.
     pub fn trim(&mut self) {
@@ -609,16 +640,24 @@ impl Protocol {
         let input = self.wire.input.bytes();
         let slice = |start: usize, end: usize| input.get(start..end).unwrap_or_default();
         match step {
-            Step::Message(Completed { text, payload }) => {
-                let data = match payload {
+            Step::Message(completed) => {
+                let data = match completed.payload {
                     Payload::InPlace { start, end } => slice(start, end),
                     Payload::Reassembled => self.reassembly.message(),
+                    Payload::Piece { len } => {
+                        self.reassembly.message().get(..len).unwrap_or_default()
+                    }
                 };
-                Event::Message(if text {
+                let message = if completed.text {
                     message::text(data)
                 } else {
                     Message::Binary(data)
-                })
+                };
+                if completed.is_piece() {
+                    Event::Fragment(message)
+                } else {
+                    Event::Message(message)
+                }
             }
             Step::Ping { start, end } => Event::Ping(slice(start, end)),
             Step::Pong { start, end } => Event::Pong(slice(start, end)),
@@ -649,6 +688,7 @@ impl Protocol {
 
     fn terminate(&mut self, code: u16, reason: String, cause: Option<Failure>) {
         self.state = State::Closed;
+        self.sending = None;
         if self.termination.is_none() {
             self.termination = Some(Termination {
                 code,
@@ -730,6 +770,9 @@ impl Protocol {
 
     fn send_data(&mut self, opcode: OpCode, data: &[u8], compress: bool) -> Result<(), Error> {
         self.check_open()?;
+        if self.sending.is_some() {
+            return Err(fragments_under_way());
+        }
         let Some(deflate) = self.deflate.as_deref_mut().filter(|_| compress) else {
             return self.wire.write_frame(opcode, &[data]);
         };
@@ -746,6 +789,33 @@ impl Protocol {
             self.deflated = out;
         }
         result
+    }
+
+    /// Queues one fragment of a message sent in pieces: the first call starts a text (or
+    /// binary) message, `fin` ends it. Until then no other message may be sent (RFC 6455
+    /// §5.4: "the fragments of one message MUST NOT be interleaved between the fragments of
+    /// another message"); control frames may go in between. The fragments go out
+    /// uncompressed (RFC 7692 lets any message be sent so).
+    pub fn send_fragment(&mut self, text: bool, data: &[u8], fin: bool) -> Result<(), Error> {
+        self.check_open()?;
+        let opcode = match self.sending {
+            None if text => OpCode::Text,
+            None => OpCode::Binary,
+            Some(t) if t == text => OpCode::Continuation,
+            Some(_) => {
+                return Err(Error::InvalidArgument(
+                    "a fragmented message cannot mix text and binary fragments".into(),
+                ))
+            }
+        };
+        self.wire.write_frame_fin(opcode, &[data], false, fin)?;
+        self.sending = if fin { None } else { Some(text) };
+        Ok(())
+    }
+
+    /// A message is being sent in fragments ([`Protocol::send_fragment`]).
+    pub fn sending_fragments(&self) -> bool {
+        self.sending.is_some()
     }
 
     /// The permessage-deflate parameters, when the server accepted our offer.
@@ -881,6 +951,8 @@ impl Protocol {
             None => &[],
         };
         self.wire.write_frame(OpCode::Close, parts)?;
+        // A message sent in fragments can never be finished after the close frame.
+        self.sending = None;
         self.close_sent = Some((code.unwrap_or(1005), reason.to_string()));
         if self.state == State::Open {
             self.state = if self.close_received.is_some() {

@@ -78,6 +78,9 @@ enum Ev {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(u16, String),
+    /// A piece of a streamed message, more to come.
+    TextPiece(String),
+    BinaryPiece(Vec<u8>),
 }
 
 fn events(p: &mut Protocol) -> Result<Vec<Ev>, Error> {
@@ -86,6 +89,8 @@ fn events(p: &mut Protocol) -> Result<Vec<Ev>, Error> {
         all.push(match e {
             Event::Message(Message::Text(t)) => Ev::Text(t.to_string()),
             Event::Message(Message::Binary(b)) => Ev::Binary(b.to_vec()),
+            Event::Fragment(Message::Text(t)) => Ev::TextPiece(t.to_string()),
+            Event::Fragment(Message::Binary(b)) => Ev::BinaryPiece(b.to_vec()),
             Event::Ping(b) => Ev::Ping(b.to_vec()),
             Event::Pong(b) => Ev::Pong(b.to_vec()),
             Event::Close { code, reason } => Ev::Close(code, reason.to_string()),
@@ -889,6 +894,31 @@ mod rfc7692_permessage_deflate {
     }
 
     #[test]
+    fn compressed_messages_stream_in_pieces_within_max_size() {
+        // RFC 7692 §7.2.3.1's fragmented "Hello", streamed.
+        let stream = [
+            0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+        ];
+        let mut p = negotiated("permessage-deflate", Config::default());
+        p.stream_message();
+        p.receive_data(&stream, 0.0).unwrap();
+        let got = events(&mut p).unwrap();
+        assert!(matches!(got[0], Ev::TextPiece(_)), "{got:?}");
+        let text: String = got
+            .iter()
+            .map(|e| match e {
+                Ev::TextPiece(t) | Ev::Text(t) => t.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(text, "Hello");
+        // The pieces handed out count towards max_size: 5 bytes > 4.
+        let mut p = negotiated("permessage-deflate", Config { max_size: Some(4) });
+        p.stream_message();
+        expect_failure(&mut p, &stream, 1009);
+    }
+
+    #[test]
     fn the_offer_is_in_the_request_and_the_answer_is_reported() {
         let mut p = engine_with(Config::default());
         let request = String::from_utf8(take(&mut p)).unwrap();
@@ -1212,5 +1242,210 @@ mod keepalive {
         p.handle_deadline(100.0).unwrap();
         assert!(!p.has_data_to_send());
         assert_eq!(p.state(), State::Closing);
+    }
+}
+
+mod streaming {
+    //! Messages handed out in pieces as their frames arrive, and messages sent in fragments.
+    use super::*;
+
+    fn text_pieces(got: &[Ev]) -> String {
+        got.iter()
+            .map(|e| match e {
+                Ev::TextPiece(t) | Ev::Text(t) => t.as_str(),
+                other => panic!("not text: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pieces_end_on_character_boundaries_at_every_split() {
+        // "é€😀" cut inside each character by the frame boundaries.
+        let text = "aé€😀z".as_bytes();
+        let mut stream = Vec::new();
+        for (i, cut) in [(0, 2), (2, 5), (5, 9), (9, text.len())].iter().enumerate() {
+            let opcode = if i == 0 { 1 } else { 0 };
+            stream.extend(frame(opcode, cut.1 == text.len(), &text[cut.0..cut.1]));
+        }
+        for split in 0..stream.len() {
+            let mut p = open();
+            p.stream_message();
+            let (_, got) = fed_in_two(p, &stream, split);
+            assert_eq!(text_pieces(&got), "aé€😀z", "split {split}");
+            assert!(matches!(got.last(), Some(Ev::Text(_))), "{got:?}");
+            assert!(got[..got.len() - 1]
+                .iter()
+                .all(|e| matches!(e, Ev::TextPiece(t) if !t.is_empty())));
+        }
+        let mut p = open();
+        p.stream_message();
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![
+                Ev::TextPiece("a".into()),
+                Ev::TextPiece("é".into()),
+                Ev::TextPiece("€".into()),
+                Ev::Text("😀z".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_message_is_streamed_then_messages_are_whole_again() {
+        let mut p = open();
+        p.stream_message();
+        let mut stream = frame(2, false, b"ab");
+        stream.extend(frame(0, true, b"cd"));
+        stream.extend(frame(2, false, b"ef"));
+        stream.extend(frame(0, true, b"gh"));
+        stream.extend(frame(1, true, b"whole"));
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![
+                Ev::BinaryPiece(b"ab".to_vec()),
+                Ev::Binary(b"cd".to_vec()),
+                Ev::Binary(b"efgh".to_vec()),
+                Ev::Text("whole".into()),
+            ]
+        );
+        assert!(!p.is_streaming());
+        // A message of one frame is its own last piece.
+        p.stream_message();
+        p.receive_data(&frame(1, true, b"one"), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Text("one".into())]);
+        assert!(!p.is_streaming());
+    }
+
+    #[test]
+    fn streaming_from_the_middle_of_a_message_hands_out_what_came_first() {
+        let mut p = open();
+        p.receive_data(&frame(1, false, b"early "), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![]);
+        p.stream_message();
+        p.receive_data(&frame(0, false, b"middle "), 0.0).unwrap();
+        p.receive_data(&frame(0, true, b"late"), 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![
+                Ev::TextPiece("early middle ".into()),
+                Ev::Text("late".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn stopping_drops_the_rest_of_a_started_message_only() {
+        let mut p = open();
+        p.stream_message();
+        p.receive_data(&frame(1, false, b"seen "), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::TextPiece("seen ".into())]);
+        p.stop_streaming();
+        let mut rest = frame(0, false, b"dropped ");
+        rest.extend(frame(0, true, b"too"));
+        rest.extend(frame(1, true, b"next"));
+        p.receive_data(&rest, 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Text("next".into())]);
+        // Nothing handed out yet: stopping leaves the message whole.
+        p.stream_message();
+        p.stop_streaming();
+        let mut whole = frame(2, false, b"ke");
+        whole.extend(frame(0, true, b"pt"));
+        p.receive_data(&whole, 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Binary(b"kept".to_vec())]);
+    }
+
+    #[test]
+    fn the_dropped_rest_is_still_checked() {
+        let mut p = open();
+        p.stream_message();
+        p.receive_data(&frame(1, false, b"ok"), 0.0).unwrap();
+        events(&mut p).unwrap();
+        p.stop_streaming();
+        expect_failure(&mut p, &frame(0, true, b"\xff"), 1007);
+    }
+
+    #[test]
+    fn max_size_counts_the_pieces_handed_out() {
+        let mut p = open_with(Config { max_size: Some(10) });
+        p.stream_message();
+        p.receive_data(&frame(2, false, b"123456"), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap().len(), 1);
+        expect_failure(&mut p, &frame(0, true, b"78901"), 1009);
+        let mut p = open_with(Config { max_size: Some(10) });
+        p.stream_message();
+        let mut fits = frame(2, false, b"123456");
+        fits.extend(frame(0, true, b"7890"));
+        p.receive_data(&fits, 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn invalid_text_in_a_later_piece_fails_with_1007() {
+        let mut p = open();
+        p.stream_message();
+        p.receive_data(&frame(1, false, "aé".as_bytes()), 0.0)
+            .unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::TextPiece("aé".into())]);
+        expect_failure(&mut p, &frame(0, true, b"\xc3\x28"), 1007);
+        let mut p = open();
+        p.stream_message();
+        // An unfinished character at the end of the message.
+        p.receive_data(&frame(1, false, b"a\xe2\x82"), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::TextPiece("a".into())]);
+        expect_failure(&mut p, &frame(0, true, b""), 1007);
+    }
+
+    #[test]
+    fn fragments_go_out_in_order_and_nothing_interleaves() {
+        let mut p = open();
+        p.send_fragment(true, "ab".as_bytes(), false).unwrap();
+        assert!(p.sending_fragments());
+        assert!(matches!(
+            p.send_text("other", true),
+            Err(Error::Concurrency(_))
+        ));
+        assert!(matches!(
+            p.send_binary(b"other", false),
+            Err(Error::Concurrency(_))
+        ));
+        assert!(matches!(
+            p.send_fragment(false, b"x", true),
+            Err(Error::InvalidArgument(_))
+        ));
+        p.send_ping(b"between", 0.0).unwrap();
+        p.send_fragment(true, "cd".as_bytes(), false).unwrap();
+        p.send_fragment(true, b"", true).unwrap();
+        assert!(!p.sending_fragments());
+        p.send_binary(b"after", false).unwrap();
+        let frames = client_frames(&take(&mut p));
+        let got: Vec<(OpCode, bool, &[u8])> = frames
+            .iter()
+            .map(|(o, f, d)| (*o, *f, d.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (OpCode::Text, false, &b"ab"[..]),
+                (OpCode::Ping, true, &b"between"[..]),
+                (OpCode::Continuation, false, &b"cd"[..]),
+                (OpCode::Continuation, true, &b""[..]),
+                (OpCode::Binary, true, &b"after"[..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_close_ends_a_message_sent_in_fragments() {
+        let mut p = open();
+        p.send_fragment(false, b"half", false).unwrap();
+        p.send_close(Some(1011), "error in fragmented message")
+            .unwrap();
+        assert!(!p.sending_fragments());
+        assert!(matches!(
+            p.send_fragment(false, b"rest", true),
+            Err(Error::Closed(_))
+        ));
     }
 }

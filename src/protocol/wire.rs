@@ -94,13 +94,24 @@ impl Wire {
         parts: &[&[u8]],
         rsv1: bool,
     ) -> Result<(), Error> {
+        self.write_frame_fin(opcode, parts, rsv1, true)
+    }
+
+    /// Queues one frame, the last of its message when `fin`.
+    pub fn write_frame_fin(
+        &mut self,
+        opcode: OpCode,
+        parts: &[&[u8]],
+        rsv1: bool,
+        fin: bool,
+    ) -> Result<(), Error> {
         // RFC 6455 §5.3: a client masks every frame with a fresh key.
         let key = mask_key()?;
         let rsv1 = if rsv1 { 0x40 } else { 0 };
         match &mut self.tls {
             Some(tls) => {
                 self.scratch.clear();
-                encode_frame(&mut self.scratch, opcode, true, parts, Some(key));
+                encode_frame(&mut self.scratch, opcode, fin, parts, Some(key));
                 if let Some(first) = self.scratch.first_mut() {
                     *first |= rsv1;
                 }
@@ -112,7 +123,7 @@ impl Wire {
             }
             None => {
                 let start = self.out.len();
-                encode_frame(&mut self.out, opcode, true, parts, Some(key));
+                encode_frame(&mut self.out, opcode, fin, parts, Some(key));
                 if let Some(first) = self.out.get_mut(start) {
                     *first |= rsv1;
                 }
