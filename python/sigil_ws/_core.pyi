@@ -1,10 +1,11 @@
 """Stubs of the Rust extension module ``sigil_ws._core`` (checked by mypy's stubtest)."""
 
+from collections.abc import Iterable
 from typing import Any, final
 
 from typing_extensions import Buffer
 
-from .events import Close, Message, Ping, Pong
+from .events import Close, Fragment, Message, Ping, Pong
 from .exceptions import ConnectionClosed
 from .headers import Headers
 from .state import State
@@ -12,6 +13,7 @@ from .state import State
 __all__ = [
     "DEFAULTS",
     "Connection",
+    "Fragments",
     "Protocol",
     "Redirects",
     "Tunnel",
@@ -51,15 +53,29 @@ class Connection:
             ConcurrencyError: another thread is already in ``recv()``.
         """
 
-    def send(
-        self, message: str | Buffer, *, compress: bool = True, timeout: float | None = None
-    ) -> None:
-        """Sends a message: ``str`` as text, any bytes-like object as binary.
+    def recv_streaming(self, timeout: float | None = None) -> Fragments:
+        """Receives the next message in pieces as its frames arrive: ``str`` pieces for text
+        (each ends on a character boundary), ``bytes`` for binary. Leaving the iteration
+        early drops the rest of that message; meanwhile ``recv()`` raises
+        ``ConcurrencyError``. ``timeout`` applies to each piece."""
 
-        ``compress=False`` sends it uncompressed when permessage-deflate was negotiated.
+    def send(
+        self,
+        message: str | Buffer | Iterable[str] | Iterable[Buffer],
+        *,
+        compress: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """Sends a message: ``str`` as text, any bytes-like object as binary, an iterable of
+        ``str`` (or of bytes-like objects) as one fragmented message, each fragment sent as
+        the iterable produces it.
+
+        ``compress=False`` sends it uncompressed when permessage-deflate was negotiated
+        (fragmented messages always go uncompressed).
 
         ``timeout`` bounds the wait for a peer that does not read (``TimeoutError``; the
-        connection is then failed, since a frame may be half-written).
+        connection is then failed, since a frame may be half-written); for an iterable, each
+        fragment's wait.
         """
 
     def ping(self, data: str | Buffer | None = None) -> None:
@@ -128,6 +144,15 @@ class Connection:
         """The socket's file descriptor."""
 
 @final
+class Fragments:
+    """The iterator ``Connection.recv_streaming()`` returns: the pieces of one message."""
+
+    def __iter__(self) -> Fragments: ...
+    def __next__(self) -> str | bytes: ...
+    def close(self) -> None:
+        """Stops the iteration; the rest of the message is dropped."""
+
+@final
 class Protocol:
     """The sans-IO WebSocket client engine: bytes in, events out; messages in, bytes out.
 
@@ -157,12 +182,12 @@ class Protocol:
     def receive_eof(self) -> None:
         """Signals that the socket reached end of stream."""
 
-    def events(self) -> list[Message | Ping | Pong | Close]:
+    def events(self) -> list[Message | Fragment | Ping | Pong | Close]:
         """Every event the received bytes complete."""
 
     def receive_messages(
         self, data: Buffer, limit: int | None = None, defer_failure: bool = False
-    ) -> list[str | bytes]:
+    ) -> list[str | bytes | Fragment]:
         """Feeds bytes; returns at most ``limit`` messages they complete (the drivers' fast
         path). What is not returned waits undecoded for the next call (``b""`` feeds nothing).
 
@@ -200,6 +225,21 @@ class Protocol:
 
     def send_binary(self, data: Buffer, compress: bool = True) -> None:
         """Queues a binary message (compressed when permessage-deflate was negotiated)."""
+
+    def send_fragment(self, data: str | Buffer, fin: bool) -> None:
+        """Queues one fragment of a message sent in pieces: the first starts a text (``str``)
+        or binary message, ``fin=True`` ends it; no other message until then."""
+
+    @property
+    def sending_fragments(self) -> bool:
+        """True while a message is being sent in fragments."""
+
+    def stream_message(self) -> None:
+        """Hands the message under way, or else the next one, out in pieces as its frames
+        arrive: a ``Fragment`` for each piece but the last, then a ``Message``."""
+
+    def stop_streaming(self) -> None:
+        """Stops streaming: the rest of a message partly handed out is dropped."""
 
     def send_ping(self, data: str | Buffer | None = None) -> None:
         """Queues a ping (at most 125 bytes); its pong updates ``latency``."""

@@ -24,13 +24,23 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _core, _options, _reconnect
 from ._options import DEFAULT_USER_AGENT, HeadersLike
-from .exceptions import ConcurrencyError, ConnectionClosedOK, InvalidStatus
+from .events import Fragment
+from .exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from .headers import Headers
 from .state import State
 from .tls import TLSConfig
@@ -50,6 +60,8 @@ _logger = logging.getLogger("sigil_ws")
 # never mutated: data_received() replaces an empty queue instead of extending it, and
 # messages are popped only from a non-empty queue.
 _NO_MESSAGES: collections.deque[Data] = collections.deque()
+# The same for the pieces of a message received in pieces (recv_streaming).
+_NO_PIECES: collections.deque[Data | Fragment] = collections.deque()
 
 
 class _Driver(asyncio.Protocol):
@@ -59,6 +71,7 @@ class _Driver(asyncio.Protocol):
     __slots__ = (
         "drain_waiters",
         "engine",
+        "fragmenting",
         "handshake",
         "is_lost",
         "is_terminated",
@@ -67,8 +80,10 @@ class _Driver(asyncio.Protocol):
         "max_queue",
         "message_waiter",
         "messages",
+        "pieces",
         "reading_paused",
         "recv_in_progress",
+        "streaming",
         "terminated",
         "timer",
         "transport",
@@ -96,6 +111,13 @@ class _Driver(asyncio.Protocol):
         self.is_terminated = False
         self.terminated: asyncio.Future[None] | None = None
         self.recv_in_progress = False
+        # A message is received in pieces (recv_streaming): while it is, what the engine
+        # hands out goes to `pieces` (Fragment objects, then the last piece, then any whole
+        # messages after it), and `messages` stays empty.
+        self.streaming = False
+        self.pieces = _NO_PIECES
+        # Set while a message is sent in fragments: other sends wait for it.
+        self.fragmenting: asyncio.Future[None] | None = None
         # The keepalive's next wake-up (engine.next_timer()), while the connection is open.
         self.timer: asyncio.TimerHandle | None = None
 
@@ -113,11 +135,17 @@ class _Driver(asyncio.Protocol):
 
     def pull(self, data: bytes = b"") -> None:
         """Feeds ``data`` and takes as many messages as the queue has room for."""
+        if self.streaming:
+            self.pull_pieces(data)
+            return
         room = None if self.max_queue is None else self.max_queue - len(self.messages)
         try:
             # While messages wait in the queue, a violation is left unread so that the
             # application can still answer them; recv() applies it once the queue is empty.
-            messages = self.engine.receive_messages(data, room, bool(self.messages))
+            # (Fragment items come only while streaming, and go to pull_pieces.)
+            messages: list[Data] = self.engine.receive_messages(  # type: ignore[assignment]
+                data, room, bool(self.messages)
+            )
         except BaseException as exc:  # a refused upgrade, a failed TLS handshake
             self.fail_handshake(exc)
             return
@@ -128,6 +156,56 @@ class _Driver(asyncio.Protocol):
                 self.messages = collections.deque(messages)
             self.wake_receiver()
         self.after_input()
+
+    def pull_pieces(self, data: bytes) -> None:
+        """``pull`` while a message is received in pieces."""
+        room = None if self.max_queue is None else self.max_queue - len(self.pieces)
+        try:
+            items = self.engine.receive_messages(data, room, bool(self.pieces))
+        except BaseException as exc:
+            self.fail_handshake(exc)
+            return
+        if items:
+            if self.pieces:
+                self.pieces.extend(items)
+            else:
+                self.pieces = collections.deque(items)
+            self.wake_receiver()
+        self.after_input()
+
+    def start_pieces(self) -> None:
+        """The next message is received in pieces (the message queue is empty)."""
+        self.streaming = True
+        self.engine.stream_message()
+
+    def end_pieces(self) -> None:
+        """Its last piece was taken: what came after it are whole messages."""
+        self.streaming = False
+        # Past the last piece, the engine handed out whole messages only.
+        self.messages = cast("collections.deque[Data]", self.pieces)
+        self.pieces = _NO_PIECES
+
+    def abandon_pieces(self) -> None:
+        """The application stopped reading the message: the rest of it is dropped."""
+        if not self.streaming:
+            return
+        pieces = self.pieces
+        while pieces:
+            if not isinstance(pieces.popleft(), Fragment):
+                # Its last piece had arrived: the engine hands out whole messages again.
+                self.end_pieces()
+                self.after_input()
+                return
+        self.engine.stop_streaming()
+        self.end_pieces()
+        self.after_input()
+
+    def pop_piece(self) -> Data | Fragment:
+        pieces = self.pieces
+        piece = pieces.popleft()
+        if not pieces and self.reading_paused:
+            self.pull()
+        return piece
 
     def eof_received(self) -> bool:
         self.engine.receive_eof()
@@ -193,8 +271,9 @@ class _Driver(asyncio.Protocol):
                 # Connection aborts. Closing our side now just flushes the close reply.
                 self.transport.close()
         elif self.transport is not None and not self.is_lost:
+            queued = len(self.pieces) if self.streaming else len(self.messages)
             full = self.engine.failure_deferred or (
-                self.max_queue is not None and len(self.messages) >= self.max_queue
+                self.max_queue is not None and queued >= self.max_queue
             )
             if full and not self.reading_paused:
                 # Stop reading so that a consumer that stops never makes memory grow: what
@@ -281,7 +360,9 @@ class _Driver(asyncio.Protocol):
         engine = self.engine
         if engine.failure_deferred:
             return
-        batch = engine.receive_messages(b"", self.max_queue, True)
+        batch: list[Data] = engine.receive_messages(  # type: ignore[assignment]
+            b"", self.max_queue, True
+        )
         messages.extend(batch)
         if len(batch) < (self.max_queue or 0) or engine.failure_deferred:
             # The engine ran dry (or stopped at a violation): replies out, read on.
@@ -300,6 +381,73 @@ class _Driver(asyncio.Protocol):
             self.transport.abort()
         self.engine.abort()
         self.mark_terminated()
+
+
+async def _async_items(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+class _Pieces:
+    """The async iterator :meth:`Connection.recv_streaming` returns."""
+
+    __slots__ = ("_connection", "_state", "_timeout")
+
+    def __init__(self, connection: Connection, timeout: float | None) -> None:
+        self._connection = connection
+        self._timeout = timeout
+        # "new", "armed" (no piece taken yet), "started", "done"
+        self._state = "new"
+
+    def __aiter__(self) -> _Pieces:
+        return self
+
+    async def __anext__(self) -> Data:
+        if self._state == "done":
+            raise StopAsyncIteration
+        connection = self._connection
+        driver = connection._driver
+        if self._state == "new":
+            if driver.streaming:
+                raise ConcurrencyError("another recv_streaming() iteration is under way")
+            if driver.messages:
+                # A whole message came first: it is its own one piece.
+                self._state = "done"
+                return driver.pop_message()
+            if driver.recv_in_progress:
+                raise ConcurrencyError(
+                    "cannot receive while another coroutine is already running recv()"
+                )
+            driver.start_pieces()
+            self._state = "armed"
+        try:
+            item = await connection._next_piece(self._timeout)
+        except ConnectionClosed:
+            self._state = "done"
+            driver.end_pieces()
+            raise
+        if isinstance(item, Fragment):
+            self._state = "started"
+            return item.data
+        started = self._state == "started"
+        self._state = "done"
+        driver.end_pieces()
+        if started and not item:
+            # A message sent with an empty last frame ends without an empty piece.
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """Stops the iteration; the rest of the message is dropped."""
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._state in ("armed", "started"):
+            self._connection._driver.abandon_pieces()
+        self._state = "done"
+
+    def __del__(self) -> None:
+        self._stop()
 
 
 class Connection:
@@ -352,6 +500,10 @@ class Connection:
             raise ConcurrencyError(
                 "cannot call recv() while another coroutine is already running recv()"
             )
+        if driver.streaming:
+            raise ConcurrencyError(
+                "cannot call recv() while a recv_streaming() iteration is under way"
+            )
         driver.recv_in_progress = True
         try:
             async with asyncio.timeout(timeout):
@@ -377,6 +529,58 @@ class Connection:
             driver.recv_in_progress = False
         return driver.pop_message()
 
+    def recv_streaming(self, timeout: float | None = None) -> AsyncIterator[Data]:
+        """Receive the next message in pieces as its frames arrive.
+
+        ``async for piece in ws.recv_streaming():`` yields ``str`` pieces for a text message
+        (each ends on a character boundary) or ``bytes`` pieces for a binary one. UTF-8 and
+        ``max_size`` apply to the whole message, as for :meth:`recv`. Stopping before the
+        last piece (leaving the loop, ``aclose()``) drops the rest of that message. While the
+        iteration is under way, :meth:`recv` raises ``ConcurrencyError``.
+
+        Args:
+            timeout: seconds to wait for each piece; ``None`` waits forever.
+
+        Raises (from the iteration):
+            TimeoutError: no piece within ``timeout``; the iteration may go on.
+            ConnectionClosedOK, ConnectionClosedError: as for :meth:`recv`.
+            ConcurrencyError: another coroutine is receiving.
+        """
+        if timeout is not None:
+            timeout = _options.timeout("timeout", timeout)
+        return _Pieces(self, timeout)
+
+    async def _next_piece(self, timeout: float | None) -> Data | Fragment:
+        """The next item of a message received in pieces: a ``Fragment``, then the last piece."""
+        driver = self._driver
+        if driver.pieces:
+            return driver.pop_piece()
+        if driver.recv_in_progress:
+            raise ConcurrencyError(
+                "cannot receive while another coroutine is already running recv()"
+            )
+        driver.recv_in_progress = True
+        try:
+            async with asyncio.timeout(timeout):
+                while not driver.pieces:
+                    driver.pull()
+                    if driver.pieces:
+                        break
+                    exc = self._engine.closed_exception()
+                    if exc is not None:
+                        self._transport.close()
+                        raise exc
+                    driver.message_waiter = driver.loop.create_future()
+                    try:
+                        await driver.message_waiter
+                    finally:
+                        driver.message_waiter = None
+        except TimeoutError:
+            raise TimeoutError("timed out waiting for a message") from None
+        finally:
+            driver.recv_in_progress = False
+        return driver.pop_piece()
+
     def __aiter__(self) -> Connection:
         return self
 
@@ -398,34 +602,58 @@ class Connection:
             raise exc
 
     async def send(
-        self, message: str | Buffer, *, compress: bool = True, timeout: float | None = None
+        self,
+        message: str
+        | Buffer
+        | Iterable[str]
+        | Iterable[Buffer]
+        | AsyncIterable[str]
+        | AsyncIterable[Buffer],
+        *,
+        compress: bool = True,
+        timeout: float | None = None,
     ) -> None:
-        """Send a message: ``str`` as text, bytes-like as binary.
+        """Send a message: ``str`` as text, bytes-like as binary; an iterable or async
+        iterable of ``str`` (or of bytes-like objects) as one fragmented message.
 
-        Waits while the transport holds more than ``write_limit`` bytes.
+        Waits while the transport holds more than ``write_limit`` bytes. Each fragment goes
+        out as soon as the iterable produces it, and an empty last frame ends the message;
+        meanwhile other sends wait (RFC 6455 §5.4: no other message between the fragments).
+        An empty iterable sends nothing. If the iterable raises, or a fragment is of the
+        wrong type, once part of the message is sent the connection is failed with 1011.
 
         Args:
             message: the message.
             compress: with permessage-deflate negotiated, ``False`` sends this message
-                uncompressed.
-            timeout: seconds to wait for a peer that does not read; ``None`` waits forever.
+                uncompressed (fragmented messages always go uncompressed).
+            timeout: seconds to wait for a peer that does not read (for an iterable, for
+                each fragment); ``None`` waits forever.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
             TimeoutError: ``timeout`` passed; the connection is then failed.
-            TypeError: the message is neither text nor a bytes-like object.
+            TypeError: the message is neither text, a bytes-like object nor an iterable of
+                them (a mapping is refused), or mixes text and binary fragments.
         """
         timeout = _options.timeout("timeout", timeout)
         self._check_open()
-        if isinstance(message, str):
-            self._engine.send_text(message, compress)
-        else:
-            try:
-                self._engine.send_binary(message, compress)
-            except TypeError:
-                raise TypeError(
-                    f"message must be str or a bytes-like object, not {type(message).__name__}"
-                ) from None
+        try:
+            if isinstance(message, str):
+                self._engine.send_text(message, compress)
+            else:
+                # Not bytes-like: TypeError, then it may be an iterable of fragments.
+                self._engine.send_binary(message, compress)  # type: ignore[arg-type]
+        except TypeError:
+            await self._send_fragments(message, timeout)
+            return
+        except ConcurrencyError:
+            # Another coroutine sends a message in fragments: this one goes after it.
+            await self._fragments_sent()
+            await self.send(message, compress=compress, timeout=timeout)
+            return
+        await self._drain(timeout)
+
+    async def _drain(self, timeout: float | None) -> None:
         self._driver.flush()
         if timeout is None:
             await self._driver.drain()
@@ -437,6 +665,52 @@ class Connection:
             # Part of the message may be in the transport: the stream cannot go on.
             self._driver.abort()
             raise TimeoutError("timed out waiting for the peer to read") from None
+
+    async def _fragments_sent(self) -> None:
+        """Waits until no message is being sent in fragments."""
+        while (waiter := self._driver.fragmenting) is not None:
+            await asyncio.shield(waiter)
+
+    async def _send_fragments(self, message: object, timeout: float | None) -> None:
+        """``send()`` of an iterable or async iterable: one message in fragments, each sent
+        (and drained) as it is produced."""
+        kind = type(message).__name__
+        if isinstance(message, Mapping) or not isinstance(message, Iterable | AsyncIterable):
+            raise TypeError(
+                "message must be str, a bytes-like object or an (async) iterable of them, "
+                f"not {kind}"
+            )
+        if isinstance(message, AsyncIterable):
+            items: AsyncIterator[Any] = aiter(message)
+        else:
+            items = _async_items(message)
+        await self._fragments_sent()
+        driver = self._driver
+        driver.fragmenting = driver.loop.create_future()
+        # Each fragment goes out as soon as the iterable produces it (a stream of tokens is
+        # not held back by one); an empty last frame ends the message.
+        text: bool | None = None
+        try:
+            async for fragment in items:
+                if text is None:
+                    text = isinstance(fragment, str)
+                self._check_open()
+                self._engine.send_fragment(fragment, False)
+                await self._drain(timeout)
+            if text is not None:
+                self._check_open()
+                self._engine.send_fragment("" if text else b"", True)
+                await self._drain(timeout)
+        except BaseException:
+            # Half a message may be on the wire: nothing else can follow it.
+            if self._engine.sending_fragments and self._engine.state is State.OPEN:
+                self._engine.send_close(1011, "error in fragmented message")
+                driver.flush()
+            raise
+        finally:
+            waiter, driver.fragmenting = driver.fragmenting, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     async def ping(self, data: str | Buffer | None = None) -> None:
         """Send a ping (at most 125 bytes); the matching pong updates :attr:`latency`."""

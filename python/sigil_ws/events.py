@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-__all__ = ["Close", "Message", "MessageType", "Ping", "Pong"]
+__all__ = ["Close", "Fragment", "Message", "MessageType", "Ping", "Pong"]
 
 
 class MessageType(Enum):
@@ -17,6 +17,14 @@ class MessageType(Enum):
 
 class Message(NamedTuple):
     """A complete received message: ``str`` data for text, ``bytes`` for binary."""
+
+    type: MessageType
+    data: str | bytes
+
+
+class Fragment(NamedTuple):
+    """A piece of a message streamed with :meth:`Protocol.stream_message`, more to come: text
+    pieces end on a character boundary. The message's last piece is a :class:`Message`."""
 
     type: MessageType
     data: str | bytes

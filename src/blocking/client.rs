@@ -63,19 +63,26 @@ pub struct Visit {
     pub ended: bool,
 }
 
-/// A message the I/O thread read ahead, waiting for `recv()`.
+/// A message the I/O thread read ahead, waiting for `recv()`; or, while a message is
+/// streamed, a piece of it with more to come.
 #[derive(Debug)]
 enum Parked {
     Text(String),
     Binary(Vec<u8>),
+    TextPiece(String),
+    BinaryPiece(Vec<u8>),
 }
 
 impl Parked {
     fn message(&self) -> Message<'_> {
         match self {
-            Parked::Text(t) => Message::Text(t),
-            Parked::Binary(b) => Message::Binary(b),
+            Parked::Text(t) | Parked::TextPiece(t) => Message::Text(t),
+            Parked::Binary(b) | Parked::BinaryPiece(b) => Message::Binary(b),
         }
+    }
+
+    fn is_piece(&self) -> bool {
+        matches!(self, Parked::TextPiece(_) | Parked::BinaryPiece(_))
     }
 }
 
@@ -86,6 +93,8 @@ pub struct Reader {
     parked: VecDeque<Parked>,
     /// The I/O thread stopped reading ahead: `max_queue` messages were parked.
     paused: bool,
+    /// A message is being received in pieces (`recv_piece`), not all of them taken yet.
+    streaming: bool,
     /// Bytes per read once bulk traffic started; 0 while reads go to the stack buffer.
     read_size: usize,
     /// The read buffer under TLS (plain TCP reads straight into the engine's input buffer).
@@ -116,6 +125,8 @@ enum Goal {
 enum Outcome<T> {
     Upgraded,
     Message(T),
+    /// A piece of a streamed message, more to come.
+    Piece(T),
     Closed,
 }
 
@@ -377,11 +388,58 @@ impl Client {
         timeout: Option<Duration>,
         queue: impl FnOnce(&mut Protocol, f64) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        self.send_inner(blocking, signals, timeout, true, queue)
+    }
+
+    /// Queues and writes a control frame (ping, close): it may go between the fragments of
+    /// a message (RFC 6455 §5.4), so it never waits for one to end.
+    pub fn send_control<B: Blocking>(
+        &self,
+        blocking: &B,
+        signals: Signals<'_>,
+        timeout: Option<Duration>,
+        queue: impl FnOnce(&mut Protocol, f64) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.send_inner(blocking, signals, timeout, false, queue)
+    }
+
+    /// Queues and writes one fragment of a message sent in pieces (`first` for its first,
+    /// which waits for another thread's message in pieces to end, like `send`).
+    pub fn send_fragment<B: Blocking>(
+        &self,
+        blocking: &B,
+        signals: Signals<'_>,
+        timeout: Option<Duration>,
+        first: bool,
+        queue: impl FnOnce(&mut Protocol, f64) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.send_inner(blocking, signals, timeout, first, queue)
+    }
+
+    fn send_inner<B: Blocking>(
+        &self,
+        blocking: &B,
+        signals: Signals<'_>,
+        timeout: Option<Duration>,
+        new_message: bool,
+        queue: impl FnOnce(&mut Protocol, f64) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         {
             let mut engine = self.lock_engine(blocking);
+            while new_message && engine.sending_fragments() {
+                // Another thread sends a message in fragments: ours goes after it (RFC 6455
+                // §5.4: no interleaving), as `send()` waits for a write in progress.
+                drop(engine);
+                blocking.run(|| self.wait_fragments_sent(deadline, signals))?;
+                engine = self.lock_engine(blocking);
+            }
             let now = self.now();
+            let was_fragmenting = engine.sending_fragments();
             queue(&mut engine, now)?;
+            if was_fragmenting && !engine.sending_fragments() {
+                self.terminated.notify_all();
+            }
         }
         let during = "waiting for the peer to read";
         let result = blocking.run(|| {
@@ -448,16 +506,15 @@ impl Client {
     ) -> Result<T, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut reader = self.lock_reader(blocking)?;
+        if reader.streaming {
+            return Err(Error::Concurrency(
+                "cannot call recv() while a recv_streaming() iteration is under way",
+            ));
+        }
         self.recvs.fetch_add(1, Ordering::Relaxed);
         if let Some(parked) = reader.parked.pop_front() {
             let message = convert(parked.message());
-            if reader.paused && reader.parked.is_empty() {
-                // The I/O thread may read ahead again.
-                reader.paused = false;
-                if let Some(registration) = self.registration.get() {
-                    registration.nudge();
-                }
-            }
+            self.took_parked(&mut reader);
             return Ok(message);
         }
         let during = "waiting for a message";
@@ -480,8 +537,106 @@ impl Client {
                     cause: None,
                 })))
             }
-            Outcome::Upgraded => Err(Error::InvalidArgument("not connected".into())),
+            Outcome::Upgraded | Outcome::Piece(_) => {
+                Err(Error::InvalidArgument("not connected".into()))
+            }
         }
+    }
+
+    /// A parked message was taken: when the I/O thread had paused, it may read ahead again.
+    fn took_parked(&self, reader: &mut Reader) {
+        if reader.paused && reader.parked.is_empty() {
+            reader.paused = false;
+            if let Some(registration) = self.registration.get() {
+                registration.nudge();
+            }
+        }
+    }
+
+    /// Receives the next piece of a message handed out in pieces as its frames arrive
+    /// (`recv_streaming`): `(piece, true)` for its last piece. The first call starts the next
+    /// message; a message read ahead whole is its own one piece. Text pieces end on
+    /// character boundaries.
+    pub fn recv_piece<T, B: Blocking>(
+        &self,
+        timeout: Option<Duration>,
+        signals: Signals<'_>,
+        blocking: &B,
+        mut convert: impl FnMut(Message<'_>) -> T,
+    ) -> Result<(T, bool), Error> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut reader = self.lock_reader(blocking)?;
+        self.recvs.fetch_add(1, Ordering::Relaxed);
+        if !reader.streaming {
+            if let Some(parked) = reader.parked.pop_front() {
+                let message = convert(parked.message());
+                self.took_parked(&mut reader);
+                return Ok((message, true));
+            }
+            self.lock_engine(blocking).stream_message();
+            reader.streaming = true;
+        }
+        if let Some(parked) = reader.parked.pop_front() {
+            let last = !parked.is_piece();
+            let message = convert(parked.message());
+            reader.streaming = !last;
+            self.took_parked(&mut reader);
+            return Ok((message, last));
+        }
+        let during = "waiting for a message";
+        let outcome = self.receive(
+            &mut reader,
+            Goal::Message,
+            deadline,
+            during,
+            signals,
+            blocking,
+            convert,
+        );
+        match outcome {
+            Ok(Outcome::Piece(m)) => Ok((m, false)),
+            Ok(Outcome::Message(m)) => {
+                reader.streaming = false;
+                Ok((m, true))
+            }
+            Ok(Outcome::Closed) => {
+                reader.streaming = false;
+                let termination = self.lock_engine(blocking).finished().cloned();
+                blocking.run(|| self.finish());
+                Err(Error::Closed(termination.unwrap_or_else(|| Termination {
+                    code: 1006,
+                    reason: String::new(),
+                    cause: None,
+                })))
+            }
+            Ok(Outcome::Upgraded) => Err(Error::InvalidArgument("not connected".into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a `recv_piece` iteration before its last piece (the application stopped reading
+    /// the message): the rest of that message is dropped, read ahead or still to come.
+    pub fn end_pieces<B: Blocking>(&self, blocking: &B) {
+        let mut reader = match self.reader.try_lock() {
+            Ok(reader) => reader,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                blocking.run(|| drop(lock(&self.reader)));
+                return self.end_pieces(blocking);
+            }
+        };
+        if !std::mem::take(&mut reader.streaming) {
+            return;
+        }
+        while let Some(parked) = reader.parked.pop_front() {
+            if !parked.is_piece() {
+                // Its last piece was read ahead: the engine hands out whole messages again.
+                self.took_parked(&mut reader);
+                return;
+            }
+        }
+        self.lock_engine(blocking).stop_streaming();
+        self.took_parked(&mut reader);
     }
 
     /// The one receive loop (the upgrade, messages, the closing handshake). Each turn decodes
@@ -541,11 +696,16 @@ impl Client {
     ) -> Option<Outcome<T>> {
         loop {
             match engine.next_event() {
-                Ok(Some(Event::Message(_))) if drop => engine.trim(),
+                Ok(Some(Event::Message(_) | Event::Fragment(_))) if drop => engine.trim(),
                 Ok(Some(Event::Message(message))) => {
                     let converted = convert(message);
                     engine.trim();
                     return Some(Outcome::Message(converted));
+                }
+                Ok(Some(Event::Fragment(message))) => {
+                    let converted = convert(message);
+                    engine.trim();
+                    return Some(Outcome::Piece(converted));
                 }
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => return engine.finished().map(|_| Outcome::Closed),
@@ -712,6 +872,7 @@ impl Client {
         };
         reader.parked.clear();
         reader.paused = false;
+        reader.streaming = false;
         Some(reader)
     }
 
@@ -849,10 +1010,44 @@ impl Client {
                     });
                     engine.trim();
                 }
+                Ok(Some(Event::Fragment(message))) => {
+                    reader.parked.push_back(match message {
+                        Message::Text(t) => Parked::TextPiece(t.to_owned()),
+                        Message::Binary(b) => Parked::BinaryPiece(b.to_vec()),
+                    });
+                    engine.trim();
+                }
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => return false,
             }
         }
+    }
+
+    /// Waits until no message is being sent in fragments (or `deadline`).
+    fn wait_fragments_sent(
+        &self,
+        deadline: Option<Instant>,
+        signals: Signals<'_>,
+    ) -> Result<(), Error> {
+        let during = "waiting for a message sent in fragments to end";
+        let mut engine = lock(&self.engine);
+        while engine.sending_fragments() {
+            let left = net::remaining(deadline, during)?;
+            let wait = left.map_or(Duration::from_millis(100), |l| {
+                l.min(Duration::from_millis(100))
+            });
+            engine = self
+                .terminated
+                .wait_timeout(engine, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+            if engine.sending_fragments() {
+                drop(engine);
+                signals.check()?;
+                engine = lock(&self.engine);
+            }
+        }
+        Ok(())
     }
 
     fn wait_terminated(

@@ -148,8 +148,21 @@ impl Reassembly {
     }
 
     /// Hands the message under way, or else the next one, out in pieces as it arrives.
-    pub fn stream(&mut self) {
+    /// True when frames of the message under way already arrived: [`Reassembly::piece_now`]
+    /// hands them out.
+    pub fn stream(&mut self) -> bool {
         self.streaming = Streaming::Pieces;
+        self.fragmented.is_some() && !self.delivered && !self.message.is_empty()
+    }
+
+    /// The piece that the frames of the message under way make (streaming armed after they
+    /// arrived), if they hold a whole character.
+    pub fn piece_now(&mut self) -> Option<Completed> {
+        let text = self.fragmented?;
+        if self.streaming != Streaming::Pieces || self.delivered {
+            return None;
+        }
+        self.piece(false, text).ok().flatten()
     }
 
     /// Ends streaming: a message of which pieces were handed out has the rest dropped as it

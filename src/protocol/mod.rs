@@ -131,6 +131,9 @@ pub struct Protocol {
     deflated: Vec<u8>,
     /// A message is being sent in fragments: `Some(is_text)` until its last one.
     sending: Option<bool>,
+    /// Streaming was armed after frames of the message under way arrived: they are the
+    /// next event.
+    piece_ready: bool,
     subprotocol: Option<String>,
     response_headers: PackedHeaders,
     pings: VecDeque<PendingPing>,
@@ -199,6 +202,7 @@ impl Protocol {
             deflate: None,
             deflated: Vec::new(),
             sending: None,
+            piece_ready: false,
             subprotocol: None,
             response_headers: PackedHeaders::default(),
             pings: VecDeque::new(),
@@ -405,6 +409,12 @@ impl Protocol {
         if !self.decoding {
             return Ok(None);
         }
+        if self.piece_ready {
+            self.piece_ready = false;
+            if let Some(piece) = self.reassembly.piece_now() {
+                return Ok(Some(self.event_for(Step::Message(piece))));
+            }
+        }
         match self.decode_frame() {
             Ok(Some(step)) => Ok(Some(self.event_for(step))),
             Ok(None) => {
@@ -432,12 +442,13 @@ impl Protocol {
     /// message after it is handed out whole again. UTF-8, `max_size` and inflating apply as
     /// to a whole message.
     pub fn stream_message(&mut self) {
-        self.reassembly.stream();
+        self.piece_ready = self.reassembly.stream();
     }
 
     /// Stops streaming: when pieces of the message under way were handed out, the rest of it
     /// is dropped as it arrives (still checked); otherwise it is handed out whole.
     pub fn stop_streaming(&mut self) {
+        self.piece_ready = false;
         self.reassembly.stop_streaming();
     }
 

@@ -1329,10 +1329,24 @@ mod streaming {
         assert_eq!(
             events(&mut p).unwrap(),
             vec![
-                Ev::TextPiece("early middle ".into()),
+                Ev::TextPiece("early ".into()),
+                Ev::TextPiece("middle ".into()),
                 Ev::Text("late".into())
             ]
         );
+    }
+
+    #[test]
+    fn frames_that_arrived_before_streaming_are_the_first_piece_at_once() {
+        let mut p = open();
+        p.receive_data(&frame(1, false, b"a\xc3\xa9\xe2"), 0.0)
+            .unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![]);
+        p.stream_message();
+        // No other frame arrives: what came is handed out now, up to the unfinished "€".
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::TextPiece("aé".into())]);
+        p.receive_data(&frame(0, true, b"\x82\xac"), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Text("€".into())]);
     }
 
     #[test]

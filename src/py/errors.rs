@@ -14,7 +14,7 @@ use crate::handshake::HandshakeError;
 
 use super::{headers_object, str_pairs};
 
-pub(super) use exc::ConnectionClosedOK;
+pub(super) use exc::{ConnectionClosed, ConnectionClosedOK};
 
 /// The exception classes of `sigil_ws.exceptions`, imported on first use.
 pub(super) mod exc {
@@ -24,6 +24,7 @@ pub(super) mod exc {
     pyo3::import_exception!(sigil_ws.exceptions, ProxyError);
     pyo3::import_exception!(sigil_ws.exceptions, ProtocolError);
     pyo3::import_exception!(sigil_ws.exceptions, PayloadTooBig);
+    pyo3::import_exception!(sigil_ws.exceptions, ConnectionClosed);
     pyo3::import_exception!(sigil_ws.exceptions, ConnectionClosedOK);
     pyo3::import_exception!(sigil_ws.exceptions, ConnectionClosedError);
     pyo3::import_exception!(sigil_ws.exceptions, TLSError);

@@ -18,6 +18,7 @@ pub(crate) use objects::{headers_object, str_pairs};
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<connection::PyConnection>()?;
+    m.add_class::<connection::Fragments>()?;
     m.add_class::<protocol::PyProtocol>()?;
     m.add_function(wrap_pyfunction!(connection::connect, m)?)?;
     m.add_function(wrap_pyfunction!(options::check_option, m)?)?;

@@ -13,6 +13,7 @@ static MESSAGE_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PING: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PONG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CLOSE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static FRAGMENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `sigil_ws.Headers` built from header pairs.
 pub fn headers_object<'py, 'h>(
@@ -78,9 +79,24 @@ pub fn message_object<'py>(py: Python<'py>, message: Message<'_>) -> Bound<'py, 
     }
 }
 
-/// The Python event object for an engine event (`Message`, `Ping`, `Pong`, `Close`).
+/// `sigil_ws.events.Fragment`: a piece of a streamed message, more to come.
+pub fn fragment_object<'py>(py: Python<'py>, message: Message<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let kind = MESSAGE_TYPE
+        .import(py, "sigil_ws.events", "MessageType")?
+        .getattr(match message {
+            Message::Text(_) => "TEXT",
+            Message::Binary(_) => "BINARY",
+        })?;
+    FRAGMENT
+        .import(py, "sigil_ws.events", "Fragment")?
+        .call1((kind, message_object(py, message)))
+}
+
+/// The Python event object for an engine event (`Message`, `Fragment`, `Ping`, `Pong`,
+/// `Close`).
 pub fn event_object<'py>(py: Python<'py>, event: &Event<'_>) -> PyResult<Bound<'py, PyAny>> {
     match event {
+        Event::Fragment(message) => fragment_object(py, *message),
         Event::Message(Message::Text(text)) => {
             let kind = MESSAGE_TYPE
                 .import(py, "sigil_ws.events", "MessageType")?

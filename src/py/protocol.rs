@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::error::Error;
 use crate::options;
@@ -13,7 +14,8 @@ use crate::protocol::{close_code, Event, Protocol, State};
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
 use super::objects::{
-    event_object, extensions_object, headers_object, message_object, state_object,
+    event_object, extensions_object, fragment_object, headers_object, message_object,
+    state_object,
 };
 use super::options::{connect_options, ConnectArgs};
 
@@ -148,6 +150,7 @@ impl PyProtocol {
                 .set_defer_failure(defer_failure || !list.is_empty());
             match self.engine.next_event() {
                 Ok(Some(Event::Message(message))) => list.append(message_object(py, message))?,
+                Ok(Some(Event::Fragment(message))) => list.append(fragment_object(py, message)?)?,
                 Ok(Some(_)) => {}
                 Ok(None) | Err(Error::Protocol(_)) => break,
                 Err(e) => {
@@ -159,6 +162,53 @@ impl PyProtocol {
         self.engine.set_defer_failure(false);
         self.engine.trim();
         Ok(list)
+    }
+
+    /// Hands the message under way, or else the next one, out in pieces as its frames arrive:
+    /// `events()` reports a `Fragment` for each piece but the last and a `Message` for the
+    /// last (`receive_messages()` a `Fragment` and then `str`/`bytes`). Text pieces end on
+    /// character boundaries; UTF-8 and `max_size` apply to the whole message. The message
+    /// after it is reported whole again.
+    fn stream_message(&mut self) {
+        self.engine.stream_message();
+    }
+
+    /// Stops streaming: when pieces of the message under way were reported, the rest of it is
+    /// dropped as it arrives (still checked); otherwise it is reported whole.
+    fn stop_streaming(&mut self) {
+        self.engine.stop_streaming();
+    }
+
+    /// True while a message is being sent in fragments (`send_fragment` without `fin` yet).
+    #[getter]
+    fn sending_fragments(&self) -> bool {
+        self.engine.sending_fragments()
+    }
+
+    /// Queues one fragment of a message sent in pieces (RFC 6455 §5.4): the first call starts
+    /// a text message (`str`) or a binary one (bytes-like), `fin=True` ends it. Until then no
+    /// other message can be sent; pings and close can. Fragments go out uncompressed.
+    ///
+    /// Raises:
+    ///     ConcurrencyError: another message is being sent in fragments (from `send_text`).
+    ///     TypeError: the fragment is neither str nor bytes-like, or not of the message's
+    ///         type.
+    #[pyo3(signature = (data, fin))]
+    fn send_fragment(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>, fin: bool) -> PyResult<()> {
+        let result = if let Ok(s) = data.cast::<PyString>() {
+            self.engine.send_fragment(true, s.to_str()?.as_bytes(), fin)
+        } else {
+            with_bytes(data, |d| self.engine.send_fragment(false, d, fin)).map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "a fragment must be str or a bytes-like object, not {}",
+                    data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })?
+        };
+        result.map_err(|e| match e {
+            Error::InvalidArgument(reason) => PyTypeError::new_err(reason),
+            e => to_pyerr(py, e),
+        })
     }
 
     /// True when a frame that breaks the protocol waits unread (see `receive_messages`).
