@@ -474,6 +474,7 @@ impl Client {
     /// The reader lock. When another thread holds it: if the connection is closing, `close()`
     /// has it and will end the connection, so wait for it; otherwise two threads receive at
     /// once, which is refused.
+    #[inline]
     fn lock_reader<B: Blocking>(&self, blocking: &B) -> Result<MutexGuard<'_, Reader>, Error> {
         loop {
             match self.reader.try_lock() {

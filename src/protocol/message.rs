@@ -72,17 +72,14 @@ pub(super) struct Completed {
     pub payload: Payload,
 }
 
-impl Completed {
-    /// A piece of a message streamed in pieces, more to come.
-    pub fn is_piece(&self) -> bool {
-        matches!(self.payload, Payload::Piece { .. })
-    }
-}
-
 /// Reassembly state between frames.
 #[derive(Debug, Default)]
 pub(super) struct Reassembly {
+    /// What is left of `max_size` for the message under way: less than `limit` by the pieces
+    /// of it already handed out (so the checks on the message path need no addition).
     max_size: Option<usize>,
+    /// `max_size` as configured.
+    limit: Option<usize>,
     /// A fragmented message is under way: `Some(is_text)`.
     fragmented: Option<bool>,
     /// Its payload so far.
@@ -98,7 +95,7 @@ pub(super) struct Reassembly {
     /// How the message under way (or the next) is handed out.
     streaming: Streaming,
     /// Bytes of the message under way that are no longer in `message` (handed out or
-    /// dropped as pieces): `max_size` counts them too.
+    /// dropped as pieces): `max_size` was lowered by as much.
     streamed: u64,
     /// The piece handed out last: that many bytes leave `message` on the next call.
     piece: usize,
@@ -108,6 +105,7 @@ impl Reassembly {
     pub fn new(max_size: Option<usize>) -> Self {
         Reassembly {
             max_size,
+            limit: max_size,
             ..Default::default()
         }
     }
@@ -144,6 +142,7 @@ impl Reassembly {
         self.utf8.reset();
         self.streaming = Streaming::Off;
         self.streamed = 0;
+        self.max_size = self.limit;
         self.piece = 0;
     }
 
@@ -243,21 +242,26 @@ impl Reassembly {
                 // buffering it.
                 let bound = (limit as u64).saturating_add(limit as u64 / 8192 + 1024);
                 if header.payload_len > bound {
-                    return Err(ProtocolError::MessageTooBig {
-                        size: header.payload_len,
-                        limit,
-                    });
+                    return Err(self.too_big(header.payload_len, limit));
                 }
             } else {
-                let size = (self.message.len() as u64)
-                    .saturating_add(self.streamed)
-                    .saturating_add(header.payload_len);
+                let size = (self.message.len() as u64).saturating_add(header.payload_len);
                 if size > limit as u64 {
-                    return Err(ProtocolError::MessageTooBig { size, limit });
+                    return Err(self.too_big(size, limit));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The message is too big: `size` and `limit` count from the first byte not handed out
+    /// as a piece; the error counts the whole message.
+    #[cold]
+    fn too_big(&self, size: u64, limit: usize) -> ProtocolError {
+        ProtocolError::MessageTooBig {
+            size: size.saturating_add(self.streamed),
+            limit: self.limit.unwrap_or(limit),
+        }
     }
 
     /// Part of a data frame's payload has arrived (`arrived`, from its start): check the new
@@ -332,6 +336,7 @@ impl Reassembly {
             let skip = self.streaming == Streaming::Skip;
             self.streaming = Streaming::Off;
             self.streamed = 0;
+            self.max_size = self.limit;
             let done = self.complete(text)?;
             return Ok(if skip { None } else { Some(done) });
         }
@@ -343,6 +348,7 @@ impl Reassembly {
             return Ok(None);
         }
         self.streamed += len as u64;
+        self.max_size = self.max_size.map(|left| left.saturating_sub(len));
         if self.streaming == Streaming::Skip {
             self.message.drain(..len);
             return Ok(None);
@@ -397,7 +403,9 @@ fn check_rsv(header: &FrameHeader, deflate: bool) -> Result<(), ProtocolError> {
 
 impl Reassembly {
     /// A frame of a compressed message: its payload inflates into the reassembly buffer
-    /// (RFC 7692 §7.2.2), `max_size` bounding the inflated size as it grows.
+    /// (RFC 7692 §7.2.2), `max_size` bounding the inflated size as it grows. Kept out of
+    /// the uncompressed message path (the inflating dwarfs a call).
+    #[inline(never)]
     fn compressed_frame(
         &mut self,
         header: &FrameHeader,
@@ -412,15 +420,13 @@ impl Reassembly {
             self.fragmented = Some(text);
         }
         let before = self.message.len();
-        // Pieces already handed out count towards the limit.
-        let limit = self.max_size.map(|limit| {
-            limit.saturating_sub(usize::try_from(self.streamed).unwrap_or(usize::MAX))
-        });
-        let streamed = self.streamed;
+        // Pieces already handed out count towards the limit (`max_size` is what is left).
+        let limit = self.max_size;
+        let (streamed, configured) = (self.streamed, self.limit);
         let whole = |e: DeflateError| match e {
             DeflateError::TooBig { size, limit } => DeflateError::TooBig {
                 size: size.saturating_add(streamed),
-                limit: limit.saturating_add(usize::try_from(streamed).unwrap_or(usize::MAX)),
+                limit: configured.unwrap_or(limit),
             },
             e => e,
         };

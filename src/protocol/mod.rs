@@ -409,15 +409,17 @@ impl Protocol {
         if !self.decoding {
             return Ok(None);
         }
-        if self.piece_ready {
-            self.piece_ready = false;
-            if let Some(piece) = self.reassembly.piece_now() {
-                return Ok(Some(self.event_for(Step::Message(piece))));
-            }
-        }
         match self.decode_frame() {
             Ok(Some(step)) => Ok(Some(self.event_for(step))),
             Ok(None) => {
+                if self.piece_ready {
+                    // Streaming was armed after frames of the message under way arrived, and
+                    // no frame follows them yet: they are the first piece. (A frame that
+                    // follows would have handed them out with it.)
+                    if let Some(piece) = self.ready_piece() {
+                        return Ok(Some(self.event_for(Step::Message(piece))));
+                    }
+                }
                 if self.eof {
                     // RFC 6455 §7.1.5: no close frame received → "_The WebSocket Connection
                     // Close Code_ is considered to be 1006."
@@ -445,6 +447,13 @@ impl Protocol {
         self.piece_ready = self.reassembly.stream();
     }
 
+    #[cold]
+    #[inline(never)]
+    fn ready_piece(&mut self) -> Option<Completed> {
+        self.piece_ready = false;
+        self.reassembly.piece_now()
+    }
+
     /// Stops streaming: when pieces of the message under way were handed out, the rest of it
     /// is dropped as it arrives (still checked); otherwise it is handed out whole.
     pub fn stop_streaming(&mut self) {
@@ -459,6 +468,7 @@ impl Protocol {
 
     /// Releases the memory of the event returned last: call it when done with the event's
     /// payload, so an idle connection does not keep the buffers of one large message.
+    #[inline]
     pub fn trim(&mut self) {
         self.reassembly.recycle();
         if self.wire.input.is_drained() {
@@ -651,23 +661,20 @@ impl Protocol {
         let input = self.wire.input.bytes();
         let slice = |start: usize, end: usize| input.get(start..end).unwrap_or_default();
         match step {
-            Step::Message(completed) => {
-                let data = match completed.payload {
-                    Payload::InPlace { start, end } => slice(start, end),
-                    Payload::Reassembled => self.reassembly.message(),
-                    Payload::Piece { len } => {
-                        self.reassembly.message().get(..len).unwrap_or_default()
+            Step::Message(Completed { text, payload }) => {
+                let message = |data| {
+                    if text {
+                        message::text(data)
+                    } else {
+                        Message::Binary(data)
                     }
                 };
-                let message = if completed.text {
-                    message::text(data)
-                } else {
-                    Message::Binary(data)
-                };
-                if completed.is_piece() {
-                    Event::Fragment(message)
-                } else {
-                    Event::Message(message)
+                match payload {
+                    Payload::InPlace { start, end } => Event::Message(message(slice(start, end))),
+                    Payload::Reassembled => Event::Message(message(self.reassembly.message())),
+                    Payload::Piece { len } => Event::Fragment(message(
+                        self.reassembly.message().get(..len).unwrap_or_default(),
+                    )),
                 }
             }
             Step::Ping { start, end } => Event::Ping(slice(start, end)),

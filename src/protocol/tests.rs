@@ -1329,8 +1329,7 @@ mod streaming {
         assert_eq!(
             events(&mut p).unwrap(),
             vec![
-                Ev::TextPiece("early ".into()),
-                Ev::TextPiece("middle ".into()),
+                Ev::TextPiece("early middle ".into()),
                 Ev::Text("late".into())
             ]
         );

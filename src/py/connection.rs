@@ -105,9 +105,10 @@ impl Fragments {
             return Ok(None);
         }
         let result = with_signals(py, |signals, blocking| {
-            self.client.recv_piece(self.timeout, signals, blocking, |m| {
-                message_object(py, m).unbind()
-            })
+            self.client
+                .recv_piece(self.timeout, signals, blocking, |m| {
+                    message_object(py, m).unbind()
+                })
         });
         let mut state = lock(&self.state);
         match result {
@@ -123,7 +124,9 @@ impl Fragments {
             Err(e) => {
                 // The iteration may go on after a timeout or an interruption; a closed
                 // connection has ended it.
-                if *state == Stream::NotStarted && self.client.inspect(&Detached(py), |e| e.is_streaming()) {
+                if *state == Stream::NotStarted
+                    && self.client.inspect(&Detached(py), |e| e.is_streaming())
+                {
                     *state = Stream::Started;
                 }
                 if e.is_instance_of::<ConnectionClosed>(py) {
@@ -239,15 +242,21 @@ impl PyConnection {
         }
         let refused = RefCell::new(false);
         let result = with_signals(py, |signals, blocking| {
-            client.send_fragment(blocking, signals, timeout, first, |engine, _| {
-                match with_bytes(fragment, |data| engine.send_fragment(false, data, fin)) {
+            client.send_fragment(
+                blocking,
+                signals,
+                timeout,
+                first,
+                |engine, _| match with_bytes(fragment, |data| {
+                    engine.send_fragment(false, data, fin)
+                }) {
                     Ok(result) => result,
                     Err(_) => {
                         *refused.borrow_mut() = true;
                         Err(Error::InvalidArgument(String::new()))
                     }
-                }
-            })
+                },
+            )
         });
         if *refused.borrow() {
             return Ok(false);
@@ -536,8 +545,7 @@ impl PyConnection {
 
 /// `collections.abc.Mapping`, looked up once.
 fn mapping_type(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
-    static MAPPING: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> =
-        pyo3::sync::PyOnceLock::new();
+    static MAPPING: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
     MAPPING
         .import(py, "collections.abc", "Mapping")
         .map(|t| t.clone())

@@ -14,8 +14,7 @@ use crate::protocol::{close_code, Event, Protocol, State};
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
 use super::objects::{
-    event_object, extensions_object, fragment_object, headers_object, message_object,
-    state_object,
+    event_object, extensions_object, fragment_object, headers_object, message_object, state_object,
 };
 use super::options::{connect_options, ConnectArgs};
 
@@ -194,14 +193,22 @@ impl PyProtocol {
     ///     TypeError: the fragment is neither str nor bytes-like, or not of the message's
     ///         type.
     #[pyo3(signature = (data, fin))]
-    fn send_fragment(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>, fin: bool) -> PyResult<()> {
+    fn send_fragment(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        fin: bool,
+    ) -> PyResult<()> {
         let result = if let Ok(s) = data.cast::<PyString>() {
             self.engine.send_fragment(true, s.to_str()?.as_bytes(), fin)
         } else {
             with_bytes(data, |d| self.engine.send_fragment(false, d, fin)).map_err(|_| {
                 PyTypeError::new_err(format!(
                     "a fragment must be str or a bytes-like object, not {}",
-                    data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    data.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
                 ))
             })?
         };
