@@ -40,14 +40,8 @@ pub(super) enum Payload {
         /// One past the last byte.
         end: usize,
     },
-    /// In the reassembly buffer.
+    /// In the reassembly buffer (while streaming, a piece: see [`Reassembly::handed_out`]).
     Reassembled,
-    /// The first `len` bytes of the reassembly buffer: a piece of a message handed out as it
-    /// arrives (see [`Streaming`]).
-    Piece {
-        /// Its length.
-        len: usize,
-    },
 }
 
 /// How a message is handed out.
@@ -110,9 +104,14 @@ impl Reassembly {
         }
     }
 
-    /// The reassembled payload of the last completed message.
-    pub fn message(&self) -> &[u8] {
-        &self.message
+    /// What the last `Payload::Reassembled` hands out: the reassembled message, or a piece
+    /// of a streamed message (true) when more is to come.
+    pub fn handed_out(&self) -> (&[u8], bool) {
+        if self.piece > 0 {
+            (self.message.get(..self.piece).unwrap_or_default(), true)
+        } else {
+            (&self.message, false)
+        }
     }
 
     /// Releases the buffer of a message handed out by the previous call.
@@ -357,7 +356,7 @@ impl Reassembly {
         self.delivered = true;
         Ok(Some(Completed {
             text,
-            payload: Payload::Piece { len },
+            payload: Payload::Reassembled,
         }))
     }
 

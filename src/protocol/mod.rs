@@ -671,10 +671,10 @@ impl Protocol {
                 };
                 match payload {
                     Payload::InPlace { start, end } => Event::Message(message(slice(start, end))),
-                    Payload::Reassembled => Event::Message(message(self.reassembly.message())),
-                    Payload::Piece { len } => Event::Fragment(message(
-                        self.reassembly.message().get(..len).unwrap_or_default(),
-                    )),
+                    Payload::Reassembled => match self.reassembly.handed_out() {
+                        (data, false) => Event::Message(message(data)),
+                        (piece, true) => Event::Fragment(message(piece)),
+                    },
                 }
             }
             Step::Ping { start, end } => Event::Ping(slice(start, end)),

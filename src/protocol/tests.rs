@@ -731,7 +731,7 @@ mod transport_loss {
         p.receive_data(&fragmented, 0.0).unwrap();
         assert!(matches!(p.next_event(), Ok(Some(Event::Message(_)))));
         p.trim();
-        assert_eq!(p.reassembly.message().len(), 0);
+        assert_eq!(p.reassembly.handed_out().0.len(), 0);
     }
 }
 
@@ -1070,7 +1070,7 @@ mod rfc7692_permessage_deflate {
             matches!(err, ProtocolError::MessageTooBig { .. }),
             "{err:?}"
         );
-        assert!(p.reassembly.message().len() <= limit + 1);
+        assert!(p.reassembly.handed_out().0.len() <= limit + 1);
         // Under the limit, the same data inflates.
         let mut p = negotiated("permessage-deflate", Config { max_size: None });
         p.receive_data(&compressed(2, true, &payload), 0.0).unwrap();
