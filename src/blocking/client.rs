@@ -116,6 +116,8 @@ enum Goal {
     Upgrade,
     /// The next message.
     Message,
+    /// The next piece of a streamed message.
+    Piece,
     /// The end of the connection (messages are dropped).
     Close,
 }
@@ -474,7 +476,7 @@ impl Client {
     /// The reader lock. When another thread holds it: if the connection is closing, `close()`
     /// has it and will end the connection, so wait for it; otherwise two threads receive at
     /// once, which is refused.
-    #[inline]
+    #[inline(always)]
     fn lock_reader<B: Blocking>(&self, blocking: &B) -> Result<MutexGuard<'_, Reader>, Error> {
         loop {
             match self.reader.try_lock() {
@@ -498,6 +500,7 @@ impl Client {
 
     /// Receives the next message, converted by `convert` while the engine lock is held (the
     /// payload is borrowed from the engine). Steps that may block run inside `blocking`.
+    #[inline(always)]
     pub fn recv<T, B: Blocking>(
         &self,
         timeout: Option<Duration>,
@@ -587,7 +590,7 @@ impl Client {
         let during = "waiting for a message";
         let outcome = self.receive(
             &mut reader,
-            Goal::Message,
+            Goal::Piece,
             deadline,
             during,
             signals,
@@ -644,6 +647,7 @@ impl Client {
     /// what is buffered, writes any reply without waiting, checks the deadline, then waits for
     /// bytes. Complete messages are delivered before how the connection ended is reported.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn receive<T, B: Blocking>(
         &self,
         reader: &mut Reader,
@@ -664,6 +668,7 @@ impl Client {
                         _ => Some(Outcome::Upgraded),
                     },
                     Goal::Message => Self::poll(&mut engine, &mut convert, false),
+                    Goal::Piece => Self::poll_piece(&mut engine, &mut convert),
                     Goal::Close => Self::poll(&mut engine, &mut convert, true),
                 };
                 (outcome, engine.has_data_to_send())
@@ -690,6 +695,7 @@ impl Client {
 
     /// Decodes buffered bytes up to the next message (or past every message, when `drop`)
     /// or the end of the connection.
+    #[inline(always)]
     fn poll<T>(
         engine: &mut Protocol,
         convert: &mut impl FnMut(Message<'_>) -> T,
@@ -703,14 +709,32 @@ impl Client {
                     engine.trim();
                     return Some(Outcome::Message(converted));
                 }
-                Ok(Some(Event::Fragment(message))) => {
-                    let converted = convert(message);
-                    engine.trim();
-                    return Some(Outcome::Piece(converted));
-                }
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => return engine.finished().map(|_| Outcome::Closed),
             }
+        }
+    }
+
+    /// `poll` for the pieces of a streamed message (kept apart: `poll` is the message path).
+    #[inline(never)]
+    fn poll_piece<T>(
+        engine: &mut Protocol,
+        convert: &mut impl FnMut(Message<'_>) -> T,
+    ) -> Option<Outcome<T>> {
+        loop {
+            let (message, last) = match engine.next_event() {
+                Ok(Some(Event::Message(message))) => (message, true),
+                Ok(Some(Event::Fragment(message))) => (message, false),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return engine.finished().map(|_| Outcome::Closed),
+            };
+            let converted = convert(message);
+            engine.trim();
+            return Some(if last {
+                Outcome::Message(converted)
+            } else {
+                Outcome::Piece(converted)
+            });
         }
     }
 

@@ -301,14 +301,27 @@ impl Reassembly {
                 self.utf8.reset();
                 prove_utf8(payload)?;
             }
-            if self.streaming != Streaming::Off {
-                self.streaming = Streaming::Off;
-            }
+            // (Streaming ends with the message; `Skip` cannot be on: a new message cannot
+            // start inside a fragmented one.)
+            self.streaming = Streaming::Off;
             return Ok(Some(Completed {
                 text,
                 payload: Payload::InPlace { start, end },
             }));
         }
+        self.fragment_frame(header, text, checked, payload)
+    }
+
+    /// A frame of a fragmented message (out of line: the message path is one frame a
+    /// message).
+    #[inline(never)]
+    fn fragment_frame(
+        &mut self,
+        header: &FrameHeader,
+        text: bool,
+        checked: usize,
+        payload: &[u8],
+    ) -> Result<Option<Completed>, ProtocolError> {
         if text {
             if let Some(rest) = payload.get(checked..) {
                 self.utf8.feed(rest).map_err(|_| invalid_text())?;

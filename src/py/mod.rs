@@ -8,6 +8,7 @@ mod objects;
 mod options;
 mod protocol;
 mod route;
+mod streaming;
 
 use pyo3::prelude::*;
 
@@ -18,7 +19,7 @@ pub(crate) use objects::{headers_object, str_pairs};
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<connection::PyConnection>()?;
-    m.add_class::<connection::Fragments>()?;
+    m.add_class::<streaming::Fragments>()?;
     m.add_class::<protocol::PyProtocol>()?;
     m.add_function(wrap_pyfunction!(connection::connect, m)?)?;
     m.add_function(wrap_pyfunction!(options::check_option, m)?)?;
