@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
+use super::large::{Large, LargeSink, NoLarge};
 use super::net::{self, expired, Peer, ReadTimeout, Signals, Stream};
 use super::service::{self, Registration};
 use crate::buffer::KEEP_CAPACITY;
@@ -31,10 +32,10 @@ thread_local! {
 }
 
 /// ...then to a heap buffer that starts at this size...
-const READ_MIN: usize = 64 * 1024;
+pub(super) const READ_MIN: usize = 64 * 1024;
 /// ...and grows (x4 each time a read fills it) to this size under bulk traffic, where large
 /// reads measured fastest (bench push-16k: 1 MiB reads 327k msg/s, 256 KiB 177k, 64 KiB 178k).
-const READ_MAX: usize = 1024 * 1024;
+pub(super) const READ_MAX: usize = 1024 * 1024;
 
 /// How the caller runs a blocking step: the Python bindings detach from the interpreter
 /// meanwhile; plain Rust just runs it.
@@ -87,10 +88,10 @@ pub struct Reader {
     /// The I/O thread stopped reading ahead: `max_queue` messages were parked.
     paused: bool,
     /// Bytes per read once bulk traffic started; 0 while reads go to the stack buffer.
-    read_size: usize,
+    pub(super) read_size: usize,
     /// The read buffer under TLS (plain TCP reads straight into the engine's input buffer).
-    buf: Vec<u8>,
-    timeout: ReadTimeout,
+    pub(super) buf: Vec<u8>,
+    pub(super) timeout: ReadTimeout,
 }
 
 /// Bytes taken from the engine and not yet all written, behind the writer lock.
@@ -131,7 +132,7 @@ pub struct Client {
     /// The I/O thread's care of this connection (first field: it must go before the socket
     /// is closed, so that the thread never watches a descriptor number reused by another).
     registration: OnceLock<Registration>,
-    stream: Stream,
+    pub(super) stream: Stream,
     /// Looked up on first use (most connections never ask).
     local_addr: OnceLock<Peer>,
     remote_addr: Peer,
@@ -144,7 +145,7 @@ pub struct Client {
     origin: Instant,
     reader: Mutex<Reader>,
     writer: Mutex<Outbox>,
-    engine: Mutex<Protocol>,
+    pub(super) engine: Mutex<Protocol>,
     /// Signalled when the engine terminates, for a `close()` that waits on another reader.
     terminated: Condvar,
     /// Messages the I/O thread may read ahead; `None` for no bound.
@@ -210,6 +211,7 @@ impl Client {
             signals,
             &Direct,
             |_| (),
+            &mut NoLarge,
         )?;
         // The request is sent: free its buffer rather than keep it for the connection's
         // lifetime (most connections send small messages, if any).
@@ -438,13 +440,15 @@ impl Client {
     }
 
     /// Receives the next message, converted by `convert` while the engine lock is held (the
-    /// payload is borrowed from the engine). Steps that may block run inside `blocking`.
+    /// payload is borrowed from the engine), or received into a target of `large` when it is
+    /// one large frame (see `blocking/large.rs`). Steps that may block run inside `blocking`.
     pub fn recv<T, B: Blocking>(
         &self,
         timeout: Option<Duration>,
         signals: Signals<'_>,
         blocking: &B,
         mut convert: impl FnMut(Message<'_>) -> T,
+        large: &mut impl LargeSink<T>,
     ) -> Result<T, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut reader = self.lock_reader(blocking)?;
@@ -469,6 +473,7 @@ impl Client {
             signals,
             blocking,
             convert,
+            large,
         )? {
             Outcome::Message(m) => Ok(m),
             Outcome::Closed => {
@@ -497,10 +502,11 @@ impl Client {
         signals: Signals<'_>,
         blocking: &B,
         mut convert: impl FnMut(Message<'_>) -> T,
+        large: &mut impl LargeSink<T>,
     ) -> Result<Outcome<T>, Error> {
         let mut turn = 0u32;
         loop {
-            let (outcome, reply) = {
+            let (outcome, reply, large_frame) = {
                 let mut engine = self.lock_engine(blocking);
                 let outcome = match goal {
                     Goal::Upgrade => match engine.poll_handshake()? {
@@ -510,7 +516,11 @@ impl Client {
                     Goal::Message => Self::poll(&mut engine, &mut convert, false),
                     Goal::Close => Self::poll(&mut engine, &mut convert, true),
                 };
-                (outcome, engine.has_data_to_send())
+                let large_frame = match (&outcome, goal) {
+                    (None, Goal::Message) => engine.large_frame(),
+                    _ => None,
+                };
+                (outcome, engine.has_data_to_send(), large_frame)
             };
             if let Some(outcome) = outcome {
                 if reply {
@@ -523,6 +533,18 @@ impl Client {
                 return Err(Error::Timeout { during });
             }
             turn += 1;
+            if let Some(frame) = large_frame {
+                if reply {
+                    blocking.run(|| self.flush_now());
+                }
+                match self
+                    .receive_large(reader, &frame, large, deadline, during, signals, blocking)?
+                {
+                    Large::Message(message) => return Ok(Outcome::Message(message)),
+                    Large::Cut => continue,
+                    Large::Declined => {}
+                }
+            }
             blocking.run(|| {
                 if reply {
                     self.flush_now();
@@ -680,6 +702,7 @@ impl Client {
                     signals,
                     blocking,
                     |_| (),
+                    &mut NoLarge,
                 )
                 .map(drop),
             // Another thread is in recv(): it will see the peer's close frame.

@@ -1,0 +1,81 @@
+//! Large binary messages received straight into the `bytes` object `recv()` returns (see
+//! `blocking/large.rs`): the object is made uninitialised, filled with the interpreter
+//! detached, and published only once every byte is written.
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::blocking::large::{LargeSink, LargeTarget};
+
+/// Makes the `bytes` objects large payloads are received into.
+pub struct BytesSink<'py>(pub Python<'py>);
+
+/// A `bytes` object of the payload's length, not yet published.
+pub struct BytesTarget {
+    /// The one reference to the object until `finish` hands it out.
+    object: Py<PyBytes>,
+    /// Its first byte (`PyBytes_AsString`), `len` bytes long.
+    data: NonNull<MaybeUninit<u8>>,
+    len: usize,
+}
+
+// SAFETY: `BytesTarget` is `Py<PyBytes>` (which is `Send`) plus a pointer into that same
+// object's storage. The pointer is only dereferenced through `&mut self` (`memory`), so at
+// most one thread uses it at a time, and the storage it points to lives as long as `object`
+// does: a `bytes` object's bytes are inline in the object and never move or resize. Writing
+// them needs no interpreter lock: no other code can reach the object, whose only reference is
+// `object`, until `finish` publishes it.
+#[allow(unsafe_code)]
+unsafe impl Send for BytesTarget {}
+
+impl LargeSink<Py<PyAny>> for BytesSink<'_> {
+    type Target = BytesTarget;
+
+    fn target(&mut self, len: usize) -> Option<BytesTarget> {
+        let size = isize::try_from(len).ok()?;
+        // SAFETY: attached (`self.0`). `PyBytes_FromStringAndSize(NULL, size)` returns a new
+        // reference to a bytes object of `size` bytes whose contents are left uninitialised
+        // for the caller to write before the object is used, or NULL with an exception set
+        // (MemoryError), which is cleared here: the payload then takes the engine's buffer.
+        #[allow(unsafe_code)]
+        let object = unsafe {
+            let raw = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+            match Bound::from_owned_ptr_or_err(self.0, raw) {
+                Ok(object) => object.cast_into_unchecked::<PyBytes>(),
+                Err(_) => return None,
+            }
+        };
+        // SAFETY: `object` is a bytes object (made just above); `PyBytes_AsString` on a
+        // bytes object returns a pointer to its `size` bytes and cannot fail.
+        #[allow(unsafe_code)]
+        let data = unsafe { pyo3::ffi::PyBytes_AsString(object.as_ptr()) };
+        let data = NonNull::new(data.cast::<MaybeUninit<u8>>())?;
+        Some(BytesTarget {
+            object: object.unbind(),
+            data,
+            len,
+        })
+    }
+}
+
+impl LargeTarget<Py<PyAny>> for BytesTarget {
+    fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: `data` points to the `len` bytes of `object`, which `self` keeps alive and
+        // which nothing else can reach (see the `Send` proof); `&mut self` makes this borrow
+        // the only one. `MaybeUninit<u8>` asks nothing of the bytes' contents.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len)
+        }
+    }
+
+    fn finish(self) -> Py<PyAny> {
+        // Every byte is written (the `LargeTarget` contract): the object is a valid `bytes`
+        // from here, and handing it out publishes it. The receive loop's mutexes order those
+        // writes before this, on whichever thread wrote them.
+        self.object.into_any()
+    }
+}
