@@ -82,6 +82,14 @@ impl InputBuffer {
         }
     }
 
+    /// Gives back capacity reserved ahead (by [`InputBuffer::reserve`]) beyond `KEEP_CAPACITY`
+    /// and never written: for a frame whose payload goes elsewhere.
+    pub fn release_reserve(&mut self) {
+        if self.buf.capacity() - self.buf.len() > KEEP_CAPACITY {
+            self.buf.shrink_to(self.buf.len());
+        }
+    }
+
     /// Moves the undecoded bytes to the front; a drained buffer over `KEEP_CAPACITY` is
     /// released.
     pub fn compact(&mut self) {

@@ -125,6 +125,7 @@ impl Client {
         blocking: &B,
     ) -> Result<Large<T>, Error> {
         let frame = *frame;
+        lock(&self.engine).begin_large(&frame);
         // Made attached (a Python object), outside the engine lock.
         let Some(mut target) = sink.target(frame.len) else {
             return Ok(Large::Declined);

@@ -16,7 +16,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::Protocol;
+use super::{Protocol, RESERVE_AHEAD};
 use crate::buffer::copy_to_uninit;
 use crate::error::Error;
 use crate::frame::{decode_header, OpCode};
@@ -42,7 +42,7 @@ pub struct LargeFrame {
 
 impl Protocol {
     /// The frame under way, when its payload may be received into the driver's memory: an
-    /// uncompressed binary message in one frame of at least [`LARGE_PAYLOAD`] bytes whose
+    /// uncompressed binary message in one frame of [`LARGE_PAYLOAD`] bytes to 16 MiB whose
     /// header has arrived and met every rule (size limit included), and whose payload has not
     /// all arrived yet. Ask after [`Protocol::next_event`] returned `None`.
     pub fn large_frame(&self) -> Option<LargeFrame> {
@@ -60,12 +60,22 @@ impl Protocol {
             .ok()?;
         let len = usize::try_from(header.payload_len).ok()?;
         let buffered = pending.len() - header_len;
-        (len >= LARGE_PAYLOAD && buffered < len).then_some(LargeFrame {
+        // The driver's memory is allocated before the payload arrives: a length no data backs
+        // yet gets at most what the engine would reserve for it itself (RESERVE_AHEAD), so a
+        // frame longer than that (possible without max_size) takes the engine's buffer.
+        let sized = (LARGE_PAYLOAD..=RESERVE_AHEAD).contains(&len);
+        (sized && buffered < len).then_some(LargeFrame {
             len,
             buffered,
             tls: self.wire.is_tls(),
             header_len,
         })
+    }
+
+    /// The driver takes `frame`'s payload: the memory the engine reserved ahead for it is
+    /// given back first (before the driver allocates its own, which may then reuse it).
+    pub fn begin_large(&mut self, _frame: &LargeFrame) {
+        self.wire.input.release_reserve();
     }
 
     /// Copies the payload bytes already buffered into the start of `dest` (at least
@@ -145,6 +155,8 @@ impl Protocol {
             .check_header(&header, self.deflate.is_some())
             .ok()?;
         let len = usize::try_from(header.payload_len).ok()?;
-        (len >= LARGE_PAYLOAD).then_some((len, header_len))
+        (LARGE_PAYLOAD..=RESERVE_AHEAD)
+            .contains(&len)
+            .then_some((len, header_len))
     }
 }
