@@ -237,3 +237,25 @@ def test_peak_memory_while_echoing_16_mib_messages(ws_echo_process: str) -> None
     )
     idle, peak = map(int, out.stdout.split())
     assert peak - idle <= 1.5 * size, f"{(peak - idle) / MIB:.1f} MiB above idle"
+
+
+def test_sans_io_receive_messages_fills_the_message_directly() -> None:
+    """Protocol.receive_messages (the asyncio driver's path) copies a large binary payload
+    from the fed chunks into the message: the engine buffers only the frame's first bytes,
+    not the half megabyte fed so far, and messages around it keep their order."""
+    from .test_protocol import opened
+
+    p = opened(max_size=None)
+    payload = os.urandom(MIB)
+    stream = server_frame(2, b"before") + server_frame(2, payload) + server_frame(1, b"after")
+    assert p.receive_messages(stream[:20_000]) == [b"before"]
+    halfway = 20_000 + MIB // 2
+    assert p.receive_messages(stream[20_000:halfway]) == []
+    assert p.buffered < 20_000
+    assert p.receive_messages(stream[halfway:-3]) == [payload]
+    assert p.receive_messages(stream[-3:]) == ["after"]
+    # Fed another way in the middle of a payload: nothing is lost.
+    second = server_frame(2, payload)
+    assert p.receive_messages(second[:300_000]) == []
+    p.receive_data(second[300_000:])
+    assert p.events()[0].data == payload

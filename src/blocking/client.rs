@@ -506,7 +506,7 @@ impl Client {
     ) -> Result<Outcome<T>, Error> {
         let mut turn = 0u32;
         loop {
-            let (outcome, reply, large_frame) = {
+            let (outcome, reply) = {
                 let mut engine = self.lock_engine(blocking);
                 let outcome = match goal {
                     Goal::Upgrade => match engine.poll_handshake()? {
@@ -516,11 +516,7 @@ impl Client {
                     Goal::Message => Self::poll(&mut engine, &mut convert, false),
                     Goal::Close => Self::poll(&mut engine, &mut convert, true),
                 };
-                let large_frame = match (&outcome, goal) {
-                    (None, Goal::Message) => engine.large_frame(),
-                    _ => None,
-                };
-                (outcome, engine.has_data_to_send(), large_frame)
+                (outcome, engine.has_data_to_send())
             };
             if let Some(outcome) = outcome {
                 if reply {
@@ -533,6 +529,12 @@ impl Client {
                 return Err(Error::Timeout { during });
             }
             turn += 1;
+            // Once per read, not per message: a large frame's payload may go straight into
+            // the message (blocking/large.rs).
+            let large_frame = match goal {
+                Goal::Message => self.lock_engine(blocking).large_frame(),
+                _ => None,
+            };
             if let Some(frame) = large_frame {
                 if reply {
                     blocking.run(|| self.flush_now());

@@ -9,6 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::blocking::large::{LargeSink, LargeTarget};
+use crate::error::Error;
+use crate::protocol::{LargeFrame, Protocol};
 
 /// Makes the `bytes` objects large payloads are received into.
 pub struct BytesSink<'py>(pub Python<'py>);
@@ -30,6 +32,11 @@ pub struct BytesTarget {
 // `object`, until `finish` publishes it.
 #[allow(unsafe_code)]
 unsafe impl Send for BytesTarget {}
+
+// SAFETY: a shared `&BytesTarget` gives access to nothing: every use of the pointer goes
+// through `&mut self`, so sharing references between threads cannot race on the bytes.
+#[allow(unsafe_code)]
+unsafe impl Sync for BytesTarget {}
 
 impl LargeSink<Py<PyAny>> for BytesSink<'_> {
     type Target = BytesTarget;
@@ -77,5 +84,66 @@ impl LargeTarget<Py<PyAny>> for BytesTarget {
         // from here, and handing it out publishes it. The receive loop's mutexes order those
         // writes before this, on whichever thread wrote them.
         self.object.into_any()
+    }
+}
+
+/// A large binary payload that `Protocol.receive_messages` receives into its `bytes` object
+/// (the sans-IO binding's large-payload path): the bytes a driver feeds fill the payload
+/// first, the engine copying the rest to its buffer. One copy from the driver's `bytes` to the
+/// message, instead of two through the engine's buffer.
+pub struct PendingLarge {
+    frame: LargeFrame,
+    target: BytesTarget,
+    filled: usize,
+}
+
+impl PendingLarge {
+    /// Starts one when the frame under way is a large one (the engine decides), after
+    /// `next_event` found no message in what the engine holds.
+    pub fn begin(py: Python<'_>, engine: &mut Protocol) -> Option<PendingLarge> {
+        let frame = engine.large_frame()?;
+        engine.begin_large(&frame);
+        let mut target = BytesSink(py).target(frame.len)?;
+        engine.copy_large_prefix(&frame, target.memory());
+        Some(PendingLarge {
+            frame,
+            filled: frame.buffered,
+            target,
+        })
+    }
+
+    /// Feeds bytes from the socket received at `now`; true once the payload is whole.
+    pub fn feed(&mut self, engine: &mut Protocol, data: &[u8], now: f64) -> Result<bool, Error> {
+        let rest = self
+            .target
+            .memory()
+            .get_mut(self.filled..)
+            .unwrap_or_default();
+        self.filled += engine.receive_data_large(data, rest, now)?;
+        Ok(self.filled == self.frame.len)
+    }
+
+    /// The message, once [`PendingLarge::feed`] returned true; `None` (the bytes handed back)
+    /// if the engine no longer has the frame under way.
+    pub fn finish(self, engine: &mut Protocol) -> Option<Py<PyAny>> {
+        if self.filled == self.frame.len && engine.complete_large(&self.frame).is_ok() {
+            return Some(self.target.finish());
+        }
+        self.abandon(engine);
+        None
+    }
+
+    /// Hands what was received back to the engine, as if it had been fed normally (before
+    /// any other way of feeding or decoding is used).
+    pub fn abandon(mut self, engine: &mut Protocol) {
+        let filled = self.filled;
+        let memory = self.target.memory();
+        let received = memory.get(self.frame.buffered..filled).unwrap_or_default();
+        // SAFETY: `memory[..filled]` was written (the prefix by `copy_large_prefix`, the rest
+        // by the engine in `feed`), so this part is initialised; `MaybeUninit<u8>` has `u8`'s
+        // layout.
+        #[allow(unsafe_code)]
+        let received = unsafe { &*(received as *const [MaybeUninit<u8>] as *const [u8]) };
+        engine.abandon_large(received);
     }
 }
