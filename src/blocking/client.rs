@@ -37,6 +37,12 @@ pub(super) const READ_MIN: usize = 64 * 1024;
 /// reads measured fastest (bench push-16k: 1 MiB reads 327k msg/s, 256 KiB 177k, 64 KiB 178k).
 pub(super) const READ_MAX: usize = 1024 * 1024;
 
+/// A read that starts a frame (nothing undecoded is buffered) takes at most this much: should
+/// the frame be large, the rest of its payload then goes straight into the message
+/// (`blocking/large.rs`) instead of through the engine's buffer. Above a 64 KiB message and
+/// its header, so that such a message still arrives in one read.
+const FIRST_READ: usize = 128 * 1024;
+
 /// How the caller runs a blocking step: the Python bindings detach from the interpreter
 /// meanwhile; plain Rust just runs it.
 pub trait Blocking {
@@ -617,7 +623,12 @@ impl Client {
             None
         };
         let full = if let Some(mut input) = taken {
-            let target = &mut input.free_space(size)[..size];
+            let want = if input.is_drained() {
+                size.min(FIRST_READ)
+            } else {
+                size
+            };
+            let target = &mut input.free_space(want)[..want];
             let n = match self.stream.read(timeout, target, deadline, during, signals) {
                 Ok(n) => n,
                 Err(e) => {
@@ -631,7 +642,7 @@ impl Client {
             if n == 0 {
                 engine.receive_eof();
             }
-            n == size
+            n == want
         } else {
             let mut read = |target: &mut [u8]| -> Result<bool, Error> {
                 let n = self
@@ -649,7 +660,12 @@ impl Client {
             };
             if size > 0 {
                 buf.resize(size, 0);
-                read(buf)?
+                let want = if lock(&self.engine).buffered_len() == 0 {
+                    size.min(FIRST_READ)
+                } else {
+                    size
+                };
+                read(buf.get_mut(..want).unwrap_or_default())?
             } else {
                 // The thread's small buffer, zeroed once per thread rather than once per read
                 // (zeroing a stack buffer cost half of a 64-byte ping-pong's instructions). A
