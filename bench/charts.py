@@ -22,7 +22,15 @@ from typing import Any
 
 OURS = ("sigil-ws", "sigil-ws-asyncio")
 # Runs written before the table marked its floors ("floor": true) name them here.
-FLOORS = ("native-pingpong", "native-tls-pingpong", "native-inflate", "raw", "pyobj")
+FLOORS = (
+    "native-pingpong",
+    "native-tls-pingpong",
+    "native-ws-pingpong",
+    "native-wss-pingpong",
+    "native-inflate",
+    "raw",
+    "pyobj",
+)
 
 # The scenarios of the headline chart, in reading order, with a caption each.
 HEADLINE = [

@@ -15,7 +15,9 @@ Every client runs against the same native servers (bench/native, tokio-tungsteni
 WebSocket, plain tokio for raw TCP), each measurement in a fresh process (bench/clients.py),
 clients interleaved round by round so that machine drift hits all of them alike. The table
 gives the median over rounds: messages/s, MB/s, client CPU µs per message (timed part only),
-server CPU µs per message, peak RSS, and each row's ratio to the best peer and to the floor.
+server CPU µs per message, peak RSS, and each row's ratio to the best peer, to the floor and,
+in the ping-pong scenarios, to a native WebSocket client (tungstenite, blocking) doing the same
+ping-pong against the same server ("vs native"): the limit a Python binding can honestly aim at.
 Results go to bench/results/latest.json and latest.md, with SVG charts beside them
 (latest-headline.svg, latest-throughput.svg, latest-cpu.svg; see bench/charts.py). Progress
 (step, round, scenario, client, estimated time left) goes to stderr.
@@ -79,7 +81,8 @@ class Scenario:
     args: list[str]  # after the URL, with {size} etc. already filled
     size: int = 0  # message size in bytes (for MB/s)
     secure: bool = False
-    # "native-pingpong", "native-tls-pingpong", "native-inflate", "raw", "pyobj"
+    # "native-pingpong", "native-tls-pingpong", "native-inflate", "raw", "pyobj", and the native
+    # WebSocket clients "native-ws-pingpong", "native-wss-pingpong" (NATIVE_CLIENTS)
     floors: list[str] = field(default_factory=list)
     threads: int = 0
     # permessage-deflate negotiated on both ends, JSON-like text messages (BENCH_DEFLATE=1)
@@ -101,7 +104,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                 every,
                 [str(size), t],
                 size,
-                floors=["native-pingpong"],
+                floors=["native-pingpong", "native-ws-pingpong"],
             )
         )
     for size, label in [(64, "64"), (16384, "16k")]:
@@ -138,7 +141,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                 [str(size), t],
                 size,
                 secure=True,
-                floors=["native-tls-pingpong"],
+                floors=["native-tls-pingpong", "native-wss-pingpong"],
             )
         )
     out.append(
@@ -296,11 +299,23 @@ def run_client(
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+# Native WebSocket clients (tungstenite, blocking): the scenario's own ping-pong against the same
+# WebSocket server, the honest limit for a Python binding. Each row also gets its ratio to them
+# ("vs native"); "vs floor" stays the ratio to the raw floors.
+NATIVE_CLIENTS = ["native-ws-pingpong", "native-wss-pingpong"]
+
+
 def run_floor(
     floor: str, scenario: Scenario, servers: dict[str, Server], ca_file: str, env: dict[str, str]
 ) -> dict[str, Any]:
     """One floor measurement against the raw server (plain or TLS); adds that server's CPU."""
-    if floor == "native-inflate":
+    if floor in NATIVE_CLIENTS:
+        server = servers["wss" if scenario.secure else "ws"]
+        size, seconds = scenario.args
+        command = ["ws-pingpong", str(server.port), size, seconds]
+        if scenario.secure:
+            command.append(ca_file)
+    elif floor == "native-inflate":
         server = servers["wsz"]
         command = ["inflate-push", str(server.port), *scenario.args]
     elif floor.startswith("native-"):
@@ -523,8 +538,12 @@ def summarize(
             v["rate"] for k, v in medians.items() if k not in OURS and k not in scenario.floors
         ]
         best_peer = max(peers) if peers else None
-        floor_rates = [medians[f]["rate"] for f in scenario.floors if f in medians]
+        floor_rates = [
+            medians[f]["rate"] for f in scenario.floors if f in medians and f not in NATIVE_CLIENTS
+        ]
         floor = min(floor_rates) if floor_rates else None
+        natives = [medians[f]["rate"] for f in NATIVE_CLIENTS if f in medians]
+        native = natives[0] if natives else None
         for name, v in medians.items():
             row = {"scenario": scenario.name, "client": name, **v}
             row["mb_s"] = v["rate"] * scenario.size / 1e6 if scenario.size else None
@@ -534,6 +553,7 @@ def summarize(
             row["floor"] = is_floor
             row["vs_best_peer"] = v["rate"] / best_peer if best_peer and not is_floor else None
             row["vs_floor"] = v["rate"] / floor if floor and name not in scenario.floors else None
+            row["vs_native"] = v["rate"] / native if native and name not in NATIVE_CLIENTS else None
             if scenario.kind == "idle":
                 lowest = min(
                     (x["per_conn_kb"] for k, x in medians.items() if k not in OURS), default=None
@@ -555,8 +575,8 @@ def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['machine']}, {meta['seconds']} s). Medians; ratios within this run.",
         "",
         "| scenario | client | msg/s | MB/s | client CPU µs/msg | server CPU µs/msg | "
-        "peak RSS MB | vs best peer | vs floor |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "peak RSS MB | vs best peer | vs floor | vs native |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in table:
         rate = row["rate"]
@@ -565,14 +585,15 @@ def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             cpu = f"{held:.2f} % core" if held else ""
             lines.append(
                 f"| {row['scenario']} | {row['client']} | {row['per_conn_kb']:.1f} KiB/conn | "
-                f"| {cpu} | | {row['rss_mb']:.0f} | {fmt(row['vs_best_peer'], '.2f')} | |"
+                f"| {cpu} | | {row['rss_mb']:.0f} | {fmt(row['vs_best_peer'], '.2f')} | | |"
             )
             continue
         name = f"**{row['client']}**" if row["client"] in OURS else row["client"]
         lines.append(
             f"| {row['scenario']} | {name} | {rate:,.0f} | {fmt(row['mb_s'], ',.1f')} | "
             f"{row['cpu_us']:.2f} | {row['server_us']:.2f} | {row['rss_mb']:.0f} | "
-            f"{fmt(row['vs_best_peer'], '.2f')} | {fmt(row['vs_floor'], '.2f')} |"
+            f"{fmt(row['vs_best_peer'], '.2f')} | {fmt(row['vs_floor'], '.2f')} | "
+            f"{fmt(row.get('vs_native'), '.2f')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -82,6 +82,14 @@ impl InputBuffer {
         }
     }
 
+    /// Gives back capacity reserved ahead (by [`InputBuffer::reserve`]) beyond `KEEP_CAPACITY`
+    /// and never written: for a frame whose payload goes elsewhere.
+    pub fn release_reserve(&mut self) {
+        if self.buf.capacity() - self.buf.len() > KEEP_CAPACITY {
+            self.buf.shrink_to(self.buf.len());
+        }
+    }
+
     /// Moves the undecoded bytes to the front; a drained buffer over `KEEP_CAPACITY` is
     /// released.
     pub fn compact(&mut self) {
@@ -109,6 +117,21 @@ impl InputBuffer {
     }
 }
 
+/// Copies `src` into the start of `dest` (memory that need not be initialised yet), as much
+/// as fits; returns the bytes copied. (`<[MaybeUninit<u8>]>::write_copy_of_slice` needs a
+/// newer Rust than the crate's minimum.)
+pub fn copy_to_uninit(dest: &mut [std::mem::MaybeUninit<u8>], src: &[u8]) -> usize {
+    let n = src.len().min(dest.len());
+    // SAFETY: both regions are valid for `n` bytes (`n` is at most either length), they
+    // cannot overlap (`dest` is a unique borrow, `src` a shared one), and `MaybeUninit<u8>`
+    // has `u8`'s layout; writing initialised bytes into `MaybeUninit` memory is always sound.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dest.as_mut_ptr().cast::<u8>(), n);
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +156,17 @@ mod tests {
         assert_eq!(input.bytes(), b"");
         input.release_if_drained();
         assert_eq!(input.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn copies_into_uninitialised_memory() {
+        let mut dest = [std::mem::MaybeUninit::<u8>::uninit(); 4];
+        assert_eq!(copy_to_uninit(&mut dest, b"abcdef"), 4);
+        assert_eq!(copy_to_uninit(&mut dest[1..], b"Z"), 1);
+        // SAFETY: every byte was written above.
+        #[allow(unsafe_code)]
+        let bytes = dest.map(|b| unsafe { b.assume_init() });
+        assert_eq!(&bytes, b"aZcd");
     }
 
     #[test]

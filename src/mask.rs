@@ -23,12 +23,45 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// Appends `src` masked with `key` to `dst`: one pass, no intermediate copy.
+/// Appends `src` masked with `key` to `dst`: one pass, no intermediate copy. The masked
+/// words are written straight into `dst`'s spare capacity (a copy followed by an in-place XOR
+/// would read and write a large payload twice).
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
     let start = dst.len();
-    dst.extend_from_slice(src);
-    if let Some(tail) = dst.get_mut(start..) {
-        apply_mask(tail, key, 0);
+    let len = src.len();
+    dst.reserve(len);
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let Some(spare) = dst.spare_capacity_mut().get_mut(..len) else {
+        return; // unreachable: `reserve(len)` made room for `len` more bytes
+    };
+    let mut out = spare.chunks_exact_mut(8);
+    let mut data = src.chunks_exact(8);
+    for (o, d) in (&mut out).zip(&mut data) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(d);
+        let masked = (u64::from_ne_bytes(bytes) ^ word).to_ne_bytes();
+        for (o, m) in o.iter_mut().zip(masked) {
+            *o = std::mem::MaybeUninit::new(m);
+        }
+    }
+    // Whole words keep the key stream aligned: the tail starts at key byte 0.
+    for (i, (o, d)) in out
+        .into_remainder()
+        .iter_mut()
+        .zip(data.remainder())
+        .enumerate()
+    {
+        *o = std::mem::MaybeUninit::new(d ^ key[i % 4]);
+    }
+    // SAFETY: `spare` (the first `len` bytes of spare capacity) was written in full above:
+    // the whole 8-byte chunks by the first loop, the remainder (`len % 8` bytes, matched by
+    // `data.remainder()`) by the second; so `start + len` bytes are initialised, within the
+    // capacity that `reserve(len)` guaranteed.
+    #[allow(unsafe_code)]
+    unsafe {
+        dst.set_len(start + len);
     }
 }
 
@@ -65,6 +98,20 @@ mod tests {
                     assert_eq!(fast, slow, "start {start} len {len} offset {offset}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn extend_masked_appends_after_what_is_there() {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
+            let mut out = b"head".to_vec();
+            extend_masked(&mut out, &data, key);
+            let mut expected = data.clone();
+            apply_mask_bytewise(&mut expected, key, 0);
+            assert_eq!(&out[..4], b"head");
+            assert_eq!(&out[4..], &expected[..], "len {len}");
         }
     }
 

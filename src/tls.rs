@@ -14,7 +14,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use crate::buffer::InputBuffer;
+use crate::buffer::{copy_to_uninit, InputBuffer};
 use crate::error::Error;
 
 pub use crate::options::TlsOptions;
@@ -248,20 +248,39 @@ impl TlsLayer {
     }
 
     /// Feeds ciphertext; appends the plaintext it yields to `plaintext`.
-    pub fn read(&mut self, mut data: &[u8], plaintext: &mut InputBuffer) -> Result<TlsRead, Error> {
+    pub fn read(&mut self, data: &[u8], plaintext: &mut InputBuffer) -> Result<TlsRead, Error> {
+        self.read_direct(data, &mut [], plaintext)
+            .map(|(read, _)| read)
+    }
+
+    /// Like [`TlsLayer::read`], but the plaintext fills `direct` first (the rest of a large
+    /// payload a driver receives into memory of its own) and only what follows goes into
+    /// `plaintext`. Returns how many bytes of `direct` were written.
+    pub fn read_direct(
+        &mut self,
+        mut data: &[u8],
+        direct: &mut [std::mem::MaybeUninit<u8>],
+        plaintext: &mut InputBuffer,
+    ) -> Result<(TlsRead, usize), Error> {
         let mut result = TlsRead::default();
+        let mut filled = 0;
         while !data.is_empty() {
             self.conn.read_tls(&mut data)?;
             let state = self.conn.process_new_packets()?;
             if state.plaintext_bytes_to_read() > 0 {
-                // Borrow rustls' decrypted chunks and append them: one copy, no zero-filling.
+                // Borrow rustls' decrypted chunks and copy them out: one copy, no zero-filling.
                 let mut reader = self.conn.reader();
                 loop {
                     match reader.fill_buf() {
                         Ok([]) => break,
                         Ok(chunk) => {
                             let n = chunk.len();
-                            plaintext.extend(chunk);
+                            let rest = direct.get_mut(filled..).unwrap_or_default();
+                            let k = copy_to_uninit(rest, chunk);
+                            filled += k;
+                            if let Some(to_buffer) = chunk.get(k..).filter(|b| !b.is_empty()) {
+                                plaintext.extend(to_buffer);
+                            }
                             reader.consume(n);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -273,7 +292,7 @@ impl TlsLayer {
                 result.closed = true;
             }
         }
-        Ok(result)
+        Ok((result, filled))
     }
 
     /// Encrypts `plaintext` (buffered by rustls until the handshake is done).

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
+use super::large::{Large, LargeSink, NoLarge};
 use super::net::{self, expired, Peer, ReadTimeout, Signals, Stream};
 use super::service::{self, Registration};
 use crate::buffer::KEEP_CAPACITY;
@@ -31,10 +32,16 @@ thread_local! {
 }
 
 /// ...then to a heap buffer that starts at this size...
-const READ_MIN: usize = 64 * 1024;
+pub(super) const READ_MIN: usize = 64 * 1024;
 /// ...and grows (x4 each time a read fills it) to this size under bulk traffic, where large
 /// reads measured fastest (bench push-16k: 1 MiB reads 327k msg/s, 256 KiB 177k, 64 KiB 178k).
-const READ_MAX: usize = 1024 * 1024;
+pub(super) const READ_MAX: usize = 1024 * 1024;
+
+/// A read that starts a frame (nothing undecoded is buffered) takes at most this much: should
+/// the frame be large, the rest of its payload then goes straight into the message
+/// (`blocking/large.rs`) instead of through the engine's buffer. Above a 64 KiB message and
+/// its header, so that such a message still arrives in one read.
+const FIRST_READ: usize = 128 * 1024;
 
 /// How the caller runs a blocking step: the Python bindings detach from the interpreter
 /// meanwhile; plain Rust just runs it.
@@ -96,10 +103,10 @@ pub struct Reader {
     /// A message is being received in pieces (`recv_piece`), not all of them taken yet.
     streaming: bool,
     /// Bytes per read once bulk traffic started; 0 while reads go to the stack buffer.
-    read_size: usize,
+    pub(super) read_size: usize,
     /// The read buffer under TLS (plain TCP reads straight into the engine's input buffer).
-    buf: Vec<u8>,
-    timeout: ReadTimeout,
+    pub(super) buf: Vec<u8>,
+    pub(super) timeout: ReadTimeout,
 }
 
 /// Bytes taken from the engine and not yet all written, behind the writer lock.
@@ -144,7 +151,7 @@ pub struct Client {
     /// The I/O thread's care of this connection (first field: it must go before the socket
     /// is closed, so that the thread never watches a descriptor number reused by another).
     registration: OnceLock<Registration>,
-    stream: Stream,
+    pub(super) stream: Stream,
     /// Looked up on first use (most connections never ask).
     local_addr: OnceLock<Peer>,
     remote_addr: Peer,
@@ -157,7 +164,7 @@ pub struct Client {
     origin: Instant,
     reader: Mutex<Reader>,
     writer: Mutex<Outbox>,
-    engine: Mutex<Protocol>,
+    pub(super) engine: Mutex<Protocol>,
     /// Signalled when the engine terminates, for a `close()` that waits on another reader.
     terminated: Condvar,
     /// Messages the I/O thread may read ahead; `None` for no bound.
@@ -223,6 +230,7 @@ impl Client {
             signals,
             &Direct,
             |_| (),
+            &mut NoLarge,
         )?;
         // The request is sent: free its buffer rather than keep it for the connection's
         // lifetime (most connections send small messages, if any).
@@ -499,7 +507,8 @@ impl Client {
     }
 
     /// Receives the next message, converted by `convert` while the engine lock is held (the
-    /// payload is borrowed from the engine). Steps that may block run inside `blocking`.
+    /// payload is borrowed from the engine), or received into a target of `large` when it is
+    /// one large frame (see `blocking/large.rs`). Steps that may block run inside `blocking`.
     #[inline(always)]
     pub fn recv<T, B: Blocking>(
         &self,
@@ -507,6 +516,7 @@ impl Client {
         signals: Signals<'_>,
         blocking: &B,
         mut convert: impl FnMut(Message<'_>) -> T,
+        large: &mut impl LargeSink<T>,
     ) -> Result<T, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut reader = self.lock_reader(blocking)?;
@@ -530,6 +540,7 @@ impl Client {
             signals,
             blocking,
             convert,
+            large,
         )? {
             Outcome::Message(m) => Ok(m),
             Outcome::Closed => {
@@ -596,6 +607,7 @@ impl Client {
             signals,
             blocking,
             convert,
+            &mut NoLarge,
         );
         match outcome {
             Ok(Outcome::Piece(m)) => Ok((m, false)),
@@ -657,6 +669,7 @@ impl Client {
         signals: Signals<'_>,
         blocking: &B,
         mut convert: impl FnMut(Message<'_>) -> T,
+        large: &mut impl LargeSink<T>,
     ) -> Result<Outcome<T>, Error> {
         let mut turn = 0u32;
         loop {
@@ -684,6 +697,24 @@ impl Client {
                 return Err(Error::Timeout { during });
             }
             turn += 1;
+            // Once per read, not per message: a large frame's payload may go straight into
+            // the message (blocking/large.rs).
+            let large_frame = match goal {
+                Goal::Message => self.lock_engine(blocking).large_frame(),
+                _ => None,
+            };
+            if let Some(frame) = large_frame {
+                if reply {
+                    blocking.run(|| self.flush_now());
+                }
+                match self
+                    .receive_large(reader, &frame, large, deadline, during, signals, blocking)?
+                {
+                    Large::Message(message) => return Ok(Outcome::Message(message)),
+                    Large::Cut => continue,
+                    Large::Declined => {}
+                }
+            }
             blocking.run(|| {
                 if reply {
                     self.flush_now();
@@ -778,7 +809,12 @@ impl Client {
             None
         };
         let full = if let Some(mut input) = taken {
-            let target = &mut input.free_space(size)[..size];
+            let want = if input.is_drained() {
+                size.min(FIRST_READ)
+            } else {
+                size
+            };
+            let target = &mut input.free_space(want)[..want];
             let n = match self.stream.read(timeout, target, deadline, during, signals) {
                 Ok(n) => n,
                 Err(e) => {
@@ -792,7 +828,7 @@ impl Client {
             if n == 0 {
                 engine.receive_eof();
             }
-            n == size
+            n == want
         } else {
             let mut read = |target: &mut [u8]| -> Result<bool, Error> {
                 let n = self
@@ -810,7 +846,12 @@ impl Client {
             };
             if size > 0 {
                 buf.resize(size, 0);
-                read(buf)?
+                let want = if lock(&self.engine).buffered_len() == 0 {
+                    size.min(FIRST_READ)
+                } else {
+                    size
+                };
+                read(buf.get_mut(..want).unwrap_or_default())?
             } else {
                 // The thread's small buffer, zeroed once per thread rather than once per read
                 // (zeroing a stack buffer cost half of a 64-byte ping-pong's instructions). A
@@ -865,6 +906,7 @@ impl Client {
                     signals,
                     blocking,
                     |_| (),
+                    &mut NoLarge,
                 )
                 .map(drop),
             // Another thread is in recv(): it will see the peer's close frame.

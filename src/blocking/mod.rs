@@ -1,6 +1,7 @@
 //! The blocking driver: sockets under deadlines (`net`) and the client that drives the engine
 //! over them (`client`).
 pub mod client;
+pub mod large;
 pub mod net;
 pub mod open;
 pub mod relay;

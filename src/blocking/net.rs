@@ -6,7 +6,7 @@
 //! with `MSG_DONTWAIT` and wait for room with `poll`, so every write has a deadline and a
 //! writer blocked on a peer that stopped reading wakes when the socket is shut down.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream,
 };
@@ -546,6 +546,24 @@ impl Stream {
         during: &'static str,
         signals: Signals<'_>,
     ) -> Result<usize, Error> {
+        // SAFETY: as in `read_now`: the same layout, and recv(2) only stores initialised bytes,
+        // so `buf` stays fully initialised.
+        #[allow(unsafe_code)]
+        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+        self.read_uninit(timeout, uninit, deadline, during, signals)
+    }
+
+    /// [`Stream::read`] into memory that need not be initialised (a large payload's final
+    /// object, see `blocking/large.rs`): the first `n` bytes are initialised when it returns
+    /// `Ok(n)`.
+    pub fn read_uninit(
+        &self,
+        timeout: &mut ReadTimeout,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+        deadline: Option<Instant>,
+        during: &'static str,
+        signals: Signals<'_>,
+    ) -> Result<usize, Error> {
         loop {
             let left = deadline.map(|d| {
                 d.saturating_duration_since(Instant::now())
@@ -556,7 +574,7 @@ impl Stream {
                 self.tcp.set_read_timeout(want)?;
                 timeout.current = want;
             }
-            match (&self.tcp).read(buf) {
+            match self.tcp.recv(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if is_disconnect(&e) => return Ok(0),
                 Err(e)

@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 
+pub use self::large::{LargeFrame, LARGE_PAYLOAD};
 pub use self::message::Message;
 use self::message::{Completed, Payload, Reassembly};
 use self::wire::Wire;
@@ -28,6 +29,7 @@ use crate::options::Options;
 use crate::tls::{client_config, TlsLayer};
 use crate::url::{parse_url, WebSocketUrl};
 
+mod large;
 mod message;
 mod wire;
 

@@ -1,7 +1,7 @@
 //! Bytes in and out of the engine, through the TLS layer when there is one: the only place that
 //! knows whether a connection is encrypted.
 
-use crate::buffer::{InputBuffer, KEEP_CAPACITY};
+use crate::buffer::{copy_to_uninit, InputBuffer, KEEP_CAPACITY};
 use crate::error::Error;
 use crate::frame::{encode_frame, OpCode};
 use crate::random::mask_key;
@@ -47,6 +47,30 @@ impl Wire {
             None => {
                 self.input.extend(data);
                 Ok(false)
+            }
+        }
+    }
+
+    /// Feeds ciphertext whose plaintext goes into `direct` first (see `large.rs`), the rest
+    /// into the input buffer. Returns the bytes written into `direct`, and whether TLS
+    /// reported the end of the stream. Without TLS, `data` is plaintext and is copied the same
+    /// way.
+    pub fn receive_direct(
+        &mut self,
+        data: &[u8],
+        direct: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Result<(usize, bool), Error> {
+        match &mut self.tls {
+            Some(tls) => {
+                let result = tls.read_direct(data, direct, &mut self.input);
+                tls.drain(&mut self.out)?;
+                let (read, n) = result?;
+                Ok((n, read.closed))
+            }
+            None => {
+                let k = copy_to_uninit(direct, data);
+                self.input.extend(data.get(k..).unwrap_or_default());
+                Ok((k, false))
             }
         }
     }
@@ -139,6 +163,11 @@ impl Wire {
             tls.drain(&mut self.out)?;
         }
         Ok(())
+    }
+
+    /// True when the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// True while the TLS handshake has not finished.

@@ -15,10 +15,11 @@ use crate::blocking::client::{Blocking, Client};
 use crate::blocking::open;
 use crate::error::Error;
 use crate::options;
-use crate::protocol::{close_code, State};
+use crate::protocol::{close_code, Message, State};
 
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{to_pyerr, with_signals, ConnectionClosedOK, Detached};
+use super::large::BytesSink;
 use super::objects::{extensions_object, headers_object, message_object, state_object};
 use super::options::{connect_options, ConnectArgs};
 use super::streaming::Fragments;
@@ -77,9 +78,9 @@ impl PyConnection {
             seconds => options::timeout("timeout", seconds).map_err(|e| to_pyerr(py, e))?,
         };
         with_signals(py, |signals, blocking| {
-            self.client.recv(timeout, signals, blocking, |m| {
-                message_object(py, m).unbind()
-            })
+            let convert = |m: Message<'_>| message_object(py, m).unbind();
+            self.client
+                .recv(timeout, signals, blocking, convert, &mut BytesSink(py))
         })
     }
 

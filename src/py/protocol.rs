@@ -13,6 +13,7 @@ use crate::protocol::{close_code, Event, Protocol, State};
 
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
+use super::large::PendingLarge;
 use super::objects::{
     event_object, extensions_object, fragment_object, headers_object, message_object, state_object,
 };
@@ -29,11 +30,21 @@ pub struct PyProtocol {
     origin: Instant,
     /// An error found after some events were already collected, raised by the next call.
     deferred: Option<Error>,
+    /// A large payload `receive_messages` receives into its `bytes` object.
+    large: Option<PendingLarge>,
 }
 
 impl PyProtocol {
     fn now(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
+    }
+
+    /// Gives a large payload under way back to the engine, before input is fed or decoded
+    /// another way.
+    fn abandon_large(&mut self) {
+        if let Some(large) = self.large.take() {
+            large.abandon(&mut self.engine);
+        }
     }
 }
 
@@ -80,17 +91,20 @@ impl PyProtocol {
             engine,
             origin: Instant::now(),
             deferred: None,
+            large: None,
         })
     }
 
     /// Feeds bytes read from the socket.
     fn receive_data(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.abandon_large();
         let now = self.now();
         with_bytes(data, |d| self.engine.receive_data(d, now))?.map_err(|e| to_pyerr(py, e))
     }
 
     /// Signals that the socket reached end of stream.
     fn receive_eof(&mut self) {
+        self.abandon_large();
         self.engine.receive_eof();
     }
 
@@ -103,6 +117,7 @@ impl PyProtocol {
         if let Some(e) = self.deferred.take() {
             return Err(to_pyerr(py, e));
         }
+        self.abandon_large();
         let list = PyList::empty(py);
         loop {
             match self.engine.next_event() {
@@ -142,16 +157,31 @@ impl PyProtocol {
         defer_failure: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let now = self.now();
-        with_bytes(data, |d| self.engine.receive_data(d, now))?.map_err(|e| to_pyerr(py, e))?;
         let list = PyList::empty(py);
-        while limit.is_none_or(|l| list.len() < l) {
+        let (engine, large) = (&mut self.engine, &mut self.large);
+        let whole = with_bytes(data, |d| match large {
+            // A large payload under way takes the bytes first (see py/large.rs).
+            Some(large) => large.feed(engine, d, now),
+            None => engine.receive_data(d, now).map(|()| false),
+        })?
+        .map_err(|e| to_pyerr(py, e))?;
+        if whole {
+            if let Some(message) = self.large.take().and_then(|l| l.finish(&mut self.engine)) {
+                list.append(message)?;
+            }
+        }
+        while self.large.is_none() && limit.is_none_or(|l| list.len() < l) {
             self.engine
                 .set_defer_failure(defer_failure || !list.is_empty());
             match self.engine.next_event() {
                 Ok(Some(Event::Message(message))) => list.append(message_object(py, message))?,
                 Ok(Some(Event::Fragment(message))) => list.append(fragment_object(py, message)?)?,
                 Ok(Some(_)) => {}
-                Ok(None) | Err(Error::Protocol(_)) => break,
+                Ok(None) => {
+                    self.large = PendingLarge::begin(py, &mut self.engine);
+                    break;
+                }
+                Err(Error::Protocol(_)) => break,
                 Err(e) => {
                     self.engine.set_defer_failure(false);
                     return Err(to_pyerr(py, e));

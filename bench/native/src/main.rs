@@ -10,6 +10,10 @@
 //! sigil-bench raw-server [CERT KEY]  raw TCP (or raw TLS): "echo S\n" then message echo;
 //!                                    "push N S\n" then the push stream
 //! sigil-bench pingpong PORT SIZE SECONDS [CA]   ping-pong floor client (TLS with a CA file)
+//! sigil-bench ws-pingpong PORT SIZE SECONDS [CA]
+//!                                    native WebSocket client (tungstenite, blocking; rustls over
+//!                                    TLS): the same ping-pong as the Python clients, against the
+//!                                    same WebSocket server
 //! ```
 //! Servers print their port on the first line of stdout, then serve until killed.
 //!
@@ -46,6 +50,7 @@ fn main() {
         Some("inflate-push") => inflate_push(&args[2..]),
         Some("raw-server") => serve(raw_main(args.get(2).cloned(), args.get(3).cloned())),
         Some("pingpong") => pingpong(&args[2..]),
+        Some("ws-pingpong") => ws_pingpong(&args[2..]),
         _ => Err(USAGE.into()),
     };
     if let Err(e) = result {
@@ -55,7 +60,8 @@ fn main() {
 }
 
 const USAGE: &str = "usage: sigil-bench ws-server [--deflate] [CERT KEY] | raw-server [CERT KEY] \
-                     | pingpong PORT SIZE SECONDS [CA] | inflate-push PORT N SIZE";
+                     | pingpong PORT SIZE SECONDS [CA] | ws-pingpong PORT SIZE SECONDS [CA] \
+                     | inflate-push PORT N SIZE";
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -380,13 +386,8 @@ async fn raw_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<
     Ok(())
 }
 
-/// A blocking connection to the raw server: plain TCP, or TLS (rustls, ring) trusting `ca`.
-fn raw_connect(port: &str, ca: Option<&String>) -> Result<Box<dyn ReadWrite>> {
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))?;
-    stream.set_nodelay(true)?;
-    let Some(ca) = ca else {
-        return Ok(Box::new(stream));
-    };
+/// A rustls client connection (ring) to 127.0.0.1 trusting the certificates of `ca`.
+fn tls_client(ca: &str) -> Result<tokio_rustls::rustls::ClientConnection> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, ServerName};
     use tokio_rustls::rustls;
@@ -401,7 +402,17 @@ fn raw_connect(port: &str, ca: Option<&String>) -> Result<Box<dyn ReadWrite>> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let name = ServerName::try_from("127.0.0.1")?.to_owned();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    Ok(rustls::ClientConnection::new(Arc::new(config), name)?)
+}
+
+/// A blocking connection to the raw server: plain TCP, or TLS (rustls, ring) trusting `ca`.
+fn raw_connect(port: &str, ca: Option<&String>) -> Result<Box<dyn ReadWrite>> {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))?;
+    stream.set_nodelay(true)?;
+    let Some(ca) = ca else {
+        return Ok(Box::new(stream));
+    };
+    let mut conn = tls_client(ca)?;
     conn.set_buffer_limit(None);
     let mut stream = stream;
     while conn.is_handshaking() {
@@ -502,6 +513,59 @@ fn pingpong(args: &[String]) -> Result<()> {
         rounds += 1;
     }
     report(rounds, start, cpu_start);
+    Ok(())
+}
+
+/// The native WebSocket client: the Python clients' ping-pong (binary messages of SIZE bytes
+/// to the WebSocket server's /echo, each sent once the echo of the last is whole) done by a
+/// Rust client, tungstenite's blocking `WebSocket` over the socket or over rustls'
+/// `StreamOwned`. What a binding cannot beat without beating tungstenite itself.
+fn ws_pingpong(args: &[String]) -> Result<()> {
+    let (port, size, seconds, ca) = match args {
+        [p, s, t] => (p, s, t, None),
+        [p, s, t, ca] => (p, s, t, Some(ca)),
+        _ => return Err(USAGE.into()),
+    };
+    let size: usize = size.parse()?;
+    let duration = Duration::from_secs_f64(seconds.parse()?);
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn ReadWrite> = match ca {
+        None => Box::new(tcp),
+        Some(ca) => Box::new(tokio_rustls::rustls::StreamOwned::new(tls_client(ca)?, tcp)),
+    };
+    let scheme = if ca.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://127.0.0.1:{port}/echo");
+    let (mut ws, _) = tungstenite::client(url.as_str(), stream).map_err(|e| e.to_string())?;
+    let payload = tungstenite::Bytes::from(vec![b'p'; size]);
+    let round = |ws: &mut tungstenite::WebSocket<Box<dyn ReadWrite>>| -> Result<()> {
+        ws.send(tungstenite::Message::Binary(payload.clone()))?;
+        loop {
+            match ws.read()? {
+                tungstenite::Message::Binary(b) if b.len() == size => return Ok(()),
+                tungstenite::Message::Binary(b) => {
+                    return Err(format!("echo of {} bytes, not {size}", b.len()).into())
+                }
+                tungstenite::Message::Close(_) => return Err("the server closed".into()),
+                _ => {}
+            }
+        }
+    };
+    for _ in 0..20 {
+        round(&mut ws)?; // warm up, as the Python clients do
+    }
+    let start = Instant::now();
+    let cpu_start = cpu_seconds();
+    let mut rounds = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..10 {
+            round(&mut ws)?;
+        }
+        rounds += 10;
+    }
+    report(rounds, start, cpu_start);
+    let _ = ws.close(None);
+    let _ = ws.flush();
     Ok(())
 }
 

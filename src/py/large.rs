@@ -1,0 +1,149 @@
+//! Large binary messages received straight into the `bytes` object `recv()` returns (see
+//! `blocking/large.rs`): the object is made uninitialised, filled with the interpreter
+//! detached, and published only once every byte is written.
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::blocking::large::{LargeSink, LargeTarget};
+use crate::error::Error;
+use crate::protocol::{LargeFrame, Protocol};
+
+/// Makes the `bytes` objects large payloads are received into.
+pub struct BytesSink<'py>(pub Python<'py>);
+
+/// A `bytes` object of the payload's length, not yet published.
+pub struct BytesTarget {
+    /// The one reference to the object until `finish` hands it out.
+    object: Py<PyBytes>,
+    /// Its first byte (`PyBytes_AsString`), `len` bytes long.
+    data: NonNull<MaybeUninit<u8>>,
+    len: usize,
+}
+
+// SAFETY: `BytesTarget` is `Py<PyBytes>` (which is `Send`) plus a pointer into that same
+// object's storage. The pointer is only dereferenced through `&mut self` (`memory`), so at
+// most one thread uses it at a time, and the storage it points to lives as long as `object`
+// does: a `bytes` object's bytes are inline in the object and never move or resize. Writing
+// them needs no interpreter lock: no other code can reach the object, whose only reference is
+// `object`, until `finish` publishes it.
+#[allow(unsafe_code)]
+unsafe impl Send for BytesTarget {}
+
+// SAFETY: a shared `&BytesTarget` gives access to nothing: every use of the pointer goes
+// through `&mut self`, so sharing references between threads cannot race on the bytes.
+#[allow(unsafe_code)]
+unsafe impl Sync for BytesTarget {}
+
+impl LargeSink<Py<PyAny>> for BytesSink<'_> {
+    type Target = BytesTarget;
+
+    fn target(&mut self, len: usize) -> Option<BytesTarget> {
+        let size = isize::try_from(len).ok()?;
+        // SAFETY: attached (`self.0`). `PyBytes_FromStringAndSize(NULL, size)` returns a new
+        // reference to a bytes object of `size` bytes whose contents are left uninitialised
+        // for the caller to write before the object is used, or NULL with an exception set
+        // (MemoryError), which is cleared here: the payload then takes the engine's buffer.
+        #[allow(unsafe_code)]
+        let object = unsafe {
+            let raw = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+            match Bound::from_owned_ptr_or_err(self.0, raw) {
+                Ok(object) => object.cast_into_unchecked::<PyBytes>(),
+                Err(_) => return None,
+            }
+        };
+        // SAFETY: `object` is a bytes object (made just above); `PyBytes_AsString` on a
+        // bytes object returns a pointer to its `size` bytes and cannot fail.
+        #[allow(unsafe_code)]
+        let data = unsafe { pyo3::ffi::PyBytes_AsString(object.as_ptr()) };
+        let data = NonNull::new(data.cast::<MaybeUninit<u8>>())?;
+        Some(BytesTarget {
+            object: object.unbind(),
+            data,
+            len,
+        })
+    }
+}
+
+impl LargeTarget<Py<PyAny>> for BytesTarget {
+    fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: `data` points to the `len` bytes of `object`, which `self` keeps alive and
+        // which nothing else can reach (see the `Send` proof); `&mut self` makes this borrow
+        // the only one. `MaybeUninit<u8>` asks nothing of the bytes' contents.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len)
+        }
+    }
+
+    fn finish(self) -> Py<PyAny> {
+        // Every byte is written (the `LargeTarget` contract): the object is a valid `bytes`
+        // from here, and handing it out publishes it. The receive loop's mutexes order those
+        // writes before this, on whichever thread wrote them.
+        self.object.into_any()
+    }
+}
+
+/// A large binary payload that `Protocol.receive_messages` receives into its `bytes` object
+/// (the sans-IO binding's large-payload path): the bytes a driver feeds fill the payload
+/// first, the engine copying the rest to its buffer. One copy from the driver's `bytes` to the
+/// message, instead of two through the engine's buffer.
+pub struct PendingLarge {
+    frame: LargeFrame,
+    target: BytesTarget,
+    filled: usize,
+}
+
+impl PendingLarge {
+    /// Starts one when the frame under way is a large one (the engine decides), after
+    /// `next_event` found no message in what the engine holds.
+    pub fn begin(py: Python<'_>, engine: &mut Protocol) -> Option<PendingLarge> {
+        let frame = engine.large_frame()?;
+        engine.begin_large(&frame);
+        let mut target = BytesSink(py).target(frame.len)?;
+        engine.copy_large_prefix(&frame, target.memory());
+        Some(PendingLarge {
+            frame,
+            filled: frame.buffered,
+            target,
+        })
+    }
+
+    /// Feeds bytes from the socket received at `now`; true once the payload is whole.
+    pub fn feed(&mut self, engine: &mut Protocol, data: &[u8], now: f64) -> Result<bool, Error> {
+        let rest = self
+            .target
+            .memory()
+            .get_mut(self.filled..)
+            .unwrap_or_default();
+        self.filled += engine.receive_data_large(data, rest, now)?;
+        Ok(self.filled == self.frame.len)
+    }
+
+    /// The message, once [`PendingLarge::feed`] returned true; `None` (the bytes handed back)
+    /// if the engine no longer has the frame under way.
+    pub fn finish(self, engine: &mut Protocol) -> Option<Py<PyAny>> {
+        if self.filled == self.frame.len && engine.complete_large(&self.frame).is_ok() {
+            return Some(self.target.finish());
+        }
+        self.abandon(engine);
+        None
+    }
+
+    /// Hands what was received back to the engine, as if it had been fed normally (before
+    /// any other way of feeding or decoding is used).
+    pub fn abandon(mut self, engine: &mut Protocol) {
+        let filled = self.filled;
+        let memory = self.target.memory();
+        let received = memory.get(self.frame.buffered..filled).unwrap_or_default();
+        // SAFETY: `memory[..filled]` was written (the prefix by `copy_large_prefix`, the rest
+        // by the engine in `feed`), so this part is initialised; `MaybeUninit<u8>` has `u8`'s
+        // layout.
+        #[allow(unsafe_code)]
+        let received = unsafe { &*(received as *const [MaybeUninit<u8>] as *const [u8]) };
+        engine.abandon_large(received);
+    }
+}
