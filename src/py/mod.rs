@@ -4,6 +4,7 @@ mod buffers;
 mod building_blocks;
 mod connection;
 mod errors;
+mod logging;
 mod objects;
 mod options;
 mod protocol;
