@@ -283,7 +283,12 @@ def test_debug_redirect_hops(
         ws.close()
     finally:
         r.close()
-    assert f"redirected (HTTP 302) to {base}/echo" in lines(caplog)
+    messages = lines(caplog)
+    assert f"redirected (HTTP 302) to {base}/echo" in messages
+    # The hop comes before the handshake that succeeded.
+    handshake = next(i for i, m in enumerate(messages) if m.startswith("handshake with"))
+    assert messages.index(f"redirected (HTTP 302) to {base}/echo") < handshake
+    assert messages[handshake].startswith(f"handshake with {base}/echo: GET /echo")
 
 
 def test_debug_refused_handshake(
@@ -364,6 +369,8 @@ def test_no_proxy_credentials_http_connect(
     authority = proxy.removeprefix("http://")
     target = ws_server.removeprefix("ws://")
     assert f"tunnel open through http://{authority} to {target}" in lines(caplog)
+    assert any(m.startswith(f"connection opened to {ws_server}/echo") for m in lines(caplog))
+    assert any(m.startswith("> TEXT frame") for m in lines(caplog))
     assert_no_secret(caplog, "proxy-pass-S3CRET")
 
 
@@ -381,6 +388,8 @@ def test_no_proxy_credentials_socks5(
     finally:
         proxies.stop()
     assert any(m.startswith(f"tunnel open through socks5h://{proxy}") for m in lines(caplog))
+    assert any(m.startswith(f"connection opened to {ws_server}/echo") for m in lines(caplog))
+    assert any("ProxyError" in m for m in lines(caplog))  # the refused attempt, at DEBUG
     assert_no_secret(caplog, SOCKS_PASSWORD, "wrong-S3CRET")
 
 

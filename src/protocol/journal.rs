@@ -185,3 +185,158 @@ impl Protocol {
         self.close_received.as_ref().map(|(c, r)| (*c, r.as_str()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::encode_frame;
+    use crate::handshake::accept_key;
+    use crate::options::Options;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn open(journal: Option<bool>, ping_interval: Option<f64>) -> Protocol {
+        let options = Options {
+            ping_interval: ping_interval.map(std::time::Duration::from_secs_f64),
+            ..Options::default()
+        };
+        let mut p = Protocol::client("ws://example.com/", &options, Some(KEY.into())).unwrap();
+        if let Some(frames) = journal {
+            p.set_journal(frames);
+        }
+        let mut out = Vec::new();
+        p.take_data_to_send(&mut out);
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(KEY)
+        );
+        p.receive_data(response.as_bytes(), 0.0).unwrap();
+        assert_eq!(p.next_event().unwrap(), None);
+        p
+    }
+
+    fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(&mut out, opcode, true, &[payload], None);
+        out
+    }
+
+    fn drain(p: &mut Protocol) {
+        while let Ok(Some(_)) = p.next_event() {}
+    }
+
+    #[test]
+    fn nothing_is_recorded_without_a_journal() {
+        let mut p = open(None, None);
+        p.send_text("hi", false).unwrap();
+        p.receive_data(&server_frame(OpCode::Text, b"yo"), 0.0)
+            .unwrap();
+        drain(&mut p);
+        assert!(!p.has_journal());
+        assert_eq!(p.take_notes(), vec![]);
+    }
+
+    #[test]
+    fn frames_in_and_out_only_when_traced() {
+        let frame = |incoming, opcode, len| Note::Frame {
+            incoming,
+            opcode,
+            fin: true,
+            rsv: 0,
+            len,
+        };
+        let mut p = open(Some(true), None);
+        p.send_text("hello", false).unwrap();
+        p.receive_data(&server_frame(OpCode::Binary, b"abc"), 0.0)
+            .unwrap();
+        drain(&mut p);
+        assert_eq!(
+            p.take_notes(),
+            vec![
+                frame(false, OpCode::Text, 5),
+                frame(true, OpCode::Binary, 3)
+            ]
+        );
+        assert_eq!(p.take_notes(), vec![]);
+
+        let mut p = open(Some(false), None);
+        p.send_text("hello", false).unwrap();
+        assert_eq!(p.take_notes(), vec![]);
+    }
+
+    #[test]
+    fn keepalive_ping_and_pong_latency() {
+        let mut p = open(Some(false), Some(1.0));
+        p.handle_deadline(1.0).unwrap();
+        let mut out = Vec::new();
+        p.take_data_to_send(&mut out);
+        // The ping's payload: 4 bytes after a 2-byte header and a 4-byte mask.
+        let (mask, masked) = (&out[2..6], &out[6..10]);
+        let payload: Vec<u8> = masked.iter().zip(mask).map(|(b, m)| b ^ m).collect();
+        p.receive_data(&server_frame(OpCode::Pong, &payload), 1.25)
+            .unwrap();
+        drain(&mut p);
+        assert_eq!(
+            p.take_notes(),
+            vec![
+                Note::KeepalivePing,
+                Note::Pong {
+                    latency: 0.25,
+                    keepalive: true
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_journal_drops_the_oldest_and_counts_them() {
+        let mut p = open(Some(true), None);
+        for _ in 0..JOURNAL_CAPACITY + 3 {
+            p.send_binary(b"x", false).unwrap();
+        }
+        let notes = p.take_notes();
+        assert_eq!(notes.len(), JOURNAL_CAPACITY + 1);
+        assert_eq!(notes.first(), Some(&Note::Dropped(3)));
+        assert_eq!(p.take_notes(), vec![]);
+    }
+
+    #[test]
+    fn who_closed() {
+        let close = |code: u16, reason: &[u8]| {
+            let mut payload = code.to_be_bytes().to_vec();
+            payload.extend_from_slice(reason);
+            server_frame(OpCode::Close, &payload)
+        };
+        // We closed first.
+        let mut p = open(None, None);
+        assert_eq!(p.closer(), None);
+        p.send_close(Some(1000), "bye").unwrap();
+        assert_eq!(p.closer(), None);
+        p.receive_data(&close(1000, b"ok"), 0.0).unwrap();
+        drain(&mut p);
+        assert_eq!(p.closer(), Some(Closer::Us));
+        assert_eq!(p.close_sent(), Some((1000, "bye")));
+        assert_eq!(p.close_received(), Some((1000, "ok")));
+        // The peer closed first.
+        let mut p = open(None, None);
+        p.receive_data(&close(4001, b"gone"), 0.0).unwrap();
+        drain(&mut p);
+        assert_eq!(p.closer(), Some(Closer::Peer));
+        assert_eq!(p.close_sent(), Some((4001, "")));
+        // We failed it: a reserved opcode.
+        let mut p = open(None, None);
+        p.receive_data(&[0x83, 0x00], 0.0).unwrap();
+        drain(&mut p);
+        assert_eq!(p.closer(), Some(Closer::Failure));
+        // The transport dropped.
+        let mut p = open(None, None);
+        p.abort();
+        assert_eq!(p.closer(), Some(Closer::Lost));
+        // The keepalive's pong never came.
+        let mut p = open(None, Some(1.0));
+        p.handle_deadline(1.0).unwrap();
+        p.handle_deadline(100.0).unwrap();
+        assert_eq!(p.closer(), Some(Closer::Failure));
+    }
+}
