@@ -62,8 +62,10 @@ impl Journal {
         self.notes.push_back(note);
     }
 
-    /// Records a frame header (when frames are traced).
-    #[inline]
+    /// Records a frame header (when frames are traced). Out of line and cold: the message
+    /// path keeps only the test for a journal.
+    #[cold]
+    #[inline(never)]
     pub fn frame(&mut self, incoming: bool, opcode: OpCode, fin: bool, rsv: u8, len: u64) {
         if self.frames {
             self.push(Note::Frame {
@@ -74,6 +76,14 @@ impl Journal {
                 len,
             });
         }
+    }
+
+    /// Records a frame queued for the socket, its payload the concatenation of `parts`.
+    #[cold]
+    #[inline(never)]
+    pub fn frame_out(&mut self, opcode: OpCode, parts: &[&[u8]], rsv1: bool) {
+        let len = parts.iter().map(|p| p.len() as u64).sum();
+        self.frame(false, opcode, true, if rsv1 { 4 } else { 0 }, len);
     }
 
     /// Records the keepalive's ping.

@@ -101,8 +101,7 @@ impl Wire {
         // RFC 6455 §5.3: a client masks every frame with a fresh key.
         let key = mask_key()?;
         if let Some(journal) = self.journal.as_deref_mut() {
-            let len = parts.iter().map(|p| p.len() as u64).sum();
-            journal.frame(false, opcode, true, if rsv1 { 4 } else { 0 }, len);
+            journal.frame_out(opcode, parts, rsv1);
         }
         let rsv1 = if rsv1 { 0x40 } else { 0 };
         match &mut self.tls {

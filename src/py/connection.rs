@@ -94,16 +94,20 @@ impl PyConnection {
             None => None,
             seconds => options::timeout("timeout", seconds).map_err(|e| to_pyerr(py, e))?,
         };
-        let result = with_signals(py, |signals, blocking| {
+        match with_signals(py, |signals, blocking| {
             self.client.recv(timeout, signals, blocking, |m| {
                 message_object(py, m).unbind()
             })
-        });
-        match result {
-            Ok(_) => self.log.drain(py, &self.client),
-            Err(_) => self.log.closed(py, &self.client),
+        }) {
+            Ok(message) => {
+                self.log.drain(py, &self.client);
+                Ok(message)
+            }
+            Err(e) => {
+                self.log.closed(py, &self.client);
+                Err(e)
+            }
         }
-        result
     }
 
     fn inspect<R>(&self, py: Python<'_>, f: impl FnOnce(&crate::protocol::Protocol) -> R) -> R {
