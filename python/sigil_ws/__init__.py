@@ -9,6 +9,7 @@ Example:
 
 from . import handshake
 from ._core import Connection, Protocol, __version__
+from ._logging import TRACE
 from .client import connect, reconnect
 from .events import Close, Message, MessageType, Ping, Pong
 from .exceptions import (
@@ -30,7 +31,8 @@ from .state import State
 from .tls import TLSConfig
 from .url import WebSocketURL, parse_url
 
-__all__ = [
+# Plain sorted order (tests/test_api.py), not ruff's constants-first.
+__all__ = [  # noqa: RUF022
     "Close",
     "ConcurrencyError",
     "Connection",
@@ -52,6 +54,7 @@ __all__ = [
     "State",
     "TLSConfig",
     "TLSError",
+    "TRACE",
     "WebSocketError",
     "WebSocketURL",
     "__version__",

@@ -304,11 +304,49 @@ class Protocol:
     def path(self) -> str:
         """The resource name: path and query."""
 
+    def set_journal(self, frames: bool) -> None:
+        """Starts recording notes for a log: keepalive pings and the latency of pongs, and,
+        when ``frames``, the header of every frame received and sent (never a payload). Take
+        them with ``take_notes()``. Without it nothing is recorded."""
+
+    @property
+    def has_journal(self) -> bool:
+        """True once ``set_journal()`` was called."""
+
+    def take_notes(self) -> list[tuple[Any, ...]]:
+        """The notes recorded since the last call, oldest first, as tuples:
+        ``("frame", incoming, opcode, fin, rsv, length)``, ``("keepalive_ping",)``,
+        ``("pong", latency, keepalive)``, and ``("dropped", count)`` first when more than 1024
+        notes waited."""
+
+    @property
+    def closer(self) -> str | None:
+        """Who ended the connection once it is closed, else ``None``: ``"us"`` (we started
+        the closing handshake), ``"peer"``, ``"failure"`` (we failed it: a protocol or TLS
+        error, a keepalive timeout) or ``"lost"`` (no closing handshake: 1006)."""
+
+    @property
+    def close_sent(self) -> tuple[int, str] | None:
+        """The close frame we sent, ``(code, reason)``, or ``None``."""
+
+    @property
+    def close_received(self) -> tuple[int, str] | None:
+        """The close frame the peer sent, ``(code, reason)``, or ``None``."""
+
 def check_option(name: str, value: Any) -> Any:
     """Checks one option by name (timeouts, sizes) and returns it normalised."""
 
-def connect(url: str, options: dict[str, Any], sock: int | None = None) -> Connection:
-    """Opens a connection (the Rust half of ``sigil_ws.connect``)."""
+def connect(
+    url: str,
+    options: dict[str, Any],
+    sock: int | None = None,
+    *,
+    logger: Any = None,
+    journal: int = 0,
+) -> Connection:
+    """Opens a connection (the Rust half of ``sigil_ws.connect``). ``logger`` is the
+    connection's logger; ``journal`` what the engine records for it (0 nothing, 1 keepalive
+    notes, 2 frame headers too)."""
 
 def parse_proxy(url: str) -> tuple[str, str, int]:
     """Parses a proxy URL into ``(scheme, host, port)`` (the credentials stay in Rust)."""

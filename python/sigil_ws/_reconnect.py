@@ -10,6 +10,7 @@ import math
 import random
 import time
 
+from ._logging import Logger, redact_url
 from .exceptions import (
     HandshakeError,
     InvalidStatus,
@@ -121,13 +122,26 @@ class Uptime:
         return time.monotonic() - self.opened >= self.threshold
 
 
-def log_retry(url: str, exc: BaseException, delay: float, attempt: int) -> None:
-    """Logs a failed attempt and the delay before the next one, at DEBUG."""
-    logger.debug(
+def log_retry(
+    url: str, exc: BaseException, delay: float, attempt: int, log: Logger = logger
+) -> None:
+    """Logs a failed attempt and the delay before the next one, at DEBUG (on ``log``, the
+    connection's logger; credentials in the URL redacted)."""
+    log.debug(
         "connection attempt %d to %s failed (%s: %s); retrying in %.2f s",
         attempt,
-        url,
+        redact_url(url),
         type(exc).__name__,
-        exc,
+        redact_url(str(exc)),
+        delay,
+    )
+
+
+def log_lost(url: str, uptime: float, delay: float, log: Logger = logger) -> None:
+    """Logs a connection lost soon after it opened, and the delay before the next attempt."""
+    log.debug(
+        "connection to %s closed after %.2f s; reconnecting in %.2f s",
+        redact_url(url),
+        uptime,
         delay,
     )

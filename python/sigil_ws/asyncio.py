@@ -37,7 +37,7 @@ from collections.abc import (
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _core, _options, _reconnect
+from . import _core, _logging, _options, _reconnect
 from ._options import DEFAULT_USER_AGENT, HeadersLike
 from .events import Fragment
 from .exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidStatus
@@ -69,17 +69,21 @@ class _Driver(asyncio.Protocol):
 
     # Slots: an idle connection should cost as little memory as possible.
     __slots__ = (
+        "closed_logged",
         "drain_waiters",
         "engine",
         "fragmenting",
         "handshake",
         "is_lost",
         "is_terminated",
+        "journal",
+        "logger",
         "loop",
         "lost",
         "max_queue",
         "message_waiter",
         "messages",
+        "opened",
         "pieces",
         "reading_paused",
         "recv_in_progress",
@@ -91,7 +95,13 @@ class _Driver(asyncio.Protocol):
         "writing_paused",
     )
 
-    def __init__(self, engine: _core.Protocol, max_queue: int | None, write_limit: int) -> None:
+    def __init__(
+        self,
+        engine: _core.Protocol,
+        max_queue: int | None,
+        write_limit: int,
+        logger: _logging.Logger | None = None,
+    ) -> None:
         self.engine = engine
         self.max_queue = max_queue
         self.write_limit = write_limit
@@ -120,6 +130,12 @@ class _Driver(asyncio.Protocol):
         self.fragmenting: asyncio.Future[None] | None = None
         # The keepalive's next wake-up (engine.next_timer()), while the connection is open.
         self.timer: asyncio.TimerHandle | None = None
+        # Logging: the engine records notes (DEBUG or TRACE was on at connect time); the
+        # connection was handed to the application; its end was logged.
+        self.logger = logger if logger is not None else _logger
+        self.journal = engine.has_journal
+        self.opened = False
+        self.closed_logged = False
 
     # ---- asyncio.Protocol -----------------------------------------------------------------
 
@@ -249,6 +265,8 @@ class _Driver(asyncio.Protocol):
         """Writes whatever the engine queued, unless the transport holds more than
         ``write_limit`` already: then the bytes wait in the engine, where pongs coalesce to
         the latest one (a peer that pings and never reads cannot make memory grow)."""
+        if self.journal:
+            self.log_notes()
         if self.writing_paused:
             return
         data = self.engine.data_to_send()
@@ -323,7 +341,34 @@ class _Driver(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def log_notes(self) -> None:
+        """Logs what the engine recorded (frames at TRACE, keepalive at DEBUG)."""
+        notes = self.engine.take_notes()
+        if notes:
+            _logging.log_notes(self.logger, self.engine.url, notes)
+
+    def log_closed(self) -> None:
+        """Logs the end of the connection, once."""
+        engine = self.engine
+        closer = engine.closer
+        if self.closed_logged or closer is None:
+            return
+        self.closed_logged = True
+        if self.journal:
+            self.log_notes()
+        _logging.log_closed(
+            self.logger,
+            engine.url,
+            closer,
+            engine.close_code or 1006,
+            engine.close_reason or "",
+            engine.close_sent,
+            engine.close_received,
+        )
+
     def mark_terminated(self) -> None:
+        if self.opened and not self.closed_logged:
+            self.log_closed()
         self.cancel_timer()
         self.is_terminated = True
         if self.terminated is not None and not self.terminated.done():
@@ -888,6 +933,7 @@ async def _route(
     proxy: str | None,
     unix_socket: str | None,
     sock: socket.socket | None,
+    logger: _logging.Logger = _logger,
 ) -> tuple[asyncio.Transport, _Driver]:
     """Connects to the engine's server along the route: a given socket, a Unix socket, a proxy
     tunnel or TCP (with Happy Eyeballs)."""
@@ -923,7 +969,7 @@ async def _route(
     except BaseException:
         transport.abort()
         raise
-    _logger.debug("tunnel open through %s to %s:%d", tunnel.proxy, engine.host, engine.port)
+    _logging.log_tunnel(logger, tunnel.proxy, engine.host, engine.port)
     driver = factory()
     transport.set_protocol(driver)
     driver.connection_made(transport)
@@ -939,6 +985,7 @@ async def _open(
     max_queue: int | None,
     write_limit: int,
     sock: socket.socket | None = None,
+    logger: _logging.Logger = _logger,
 ) -> Connection:
     """Connects with options that ``_options.connect_options`` normalised, following
     redirects with the engine's rules (``_core.Redirects``)."""
@@ -951,17 +998,21 @@ async def _open(
     max_redirects = 0 if sock is not None else options.pop("max_redirects")
     options.pop("max_redirects", None)
     redirects = _core.Redirects(url, max_redirects, options.pop("headers"))
+    journal = _logging.journal_mode(logger)
     transport: asyncio.Transport | None = None
     try:
         async with asyncio.timeout(open_timeout):
             while True:
                 engine = _core.Protocol(redirects.url, headers=redirects.headers, **options)
+                if journal:
+                    engine.set_journal(journal == 2)
                 transport, driver = await _route(
                     engine,
-                    functools.partial(_Driver, engine, max_queue, write_limit),
+                    functools.partial(_Driver, engine, max_queue, write_limit, logger),
                     proxy,
                     unix_socket,
                     sock,
+                    logger,
                 )
                 sock = None
                 raw = transport.get_extra_info("socket")
@@ -975,15 +1026,24 @@ async def _open(
                     transport = None
                     if not redirects.follow(exc.status_code, exc.headers.get("Location")):
                         raise
-                    _logger.debug("redirected (HTTP %d) to %s", exc.status_code, redirects.url)
+                    _logging.log_redirect(logger, exc.status_code, redirects.url)
                     continue
                 driver.handshake = None
-                return Connection(driver, close_timeout)
+                connection = Connection(driver, close_timeout)
+                driver.opened = True
+                _logging.log_opened(logger, connection, redirects.headers)
+                if driver.is_terminated:  # the server closed at once
+                    driver.log_closed()
+                return connection
     except TimeoutError:
         if transport is not None:
             transport.abort()
-        raise TimeoutError("timed out during the opening handshake") from None
-    except BaseException:
+        timeout = TimeoutError("timed out during the opening handshake")
+        _logging.log_failed(logger, url, timeout)
+        raise timeout from None
+    except BaseException as failure:
+        if isinstance(failure, Exception):
+            _logging.log_failed(logger, url, failure)
         # Includes cancellation: never leave a socket open behind a failed connect().
         if transport is not None:
             transport.abort()
@@ -1000,6 +1060,11 @@ class connect:
             ``None`` for no bound.
         write_limit: bytes buffered in the transport above which ``send()`` waits for it to
             drain.
+        logger: the ``logging.Logger`` (or ``LoggerAdapter``, or a logger's name) this
+            connection logs on; ``None`` is ``logging.getLogger("sigil_ws")``. INFO: opened
+            and closed (who closed, the codes); DEBUG: the handshake, proxy and redirect hops,
+            keepalive pings and their latency; ``sigil_ws.TRACE``: every frame's header.
+            Whether DEBUG and TRACE are on is read once, when the connection opens.
     """
 
     def __init__(
@@ -1023,8 +1088,10 @@ class connect:
         max_redirects: int = 10,
         unix_socket: str | os.PathLike[str] | None = None,
         sock: socket.socket | None = None,
+        logger: _logging.LoggerLike = None,
     ) -> None:
         # Checked here, so that bad options raise at the call as in the sync client.
+        self._logger = _logging.resolve(logger)
         self._options = _options.connect_options(
             open_timeout=open_timeout,
             close_timeout=close_timeout,
@@ -1054,7 +1121,9 @@ class connect:
 
     def _open(self) -> Awaitable[Connection]:
         sock, self._sock = self._sock, None  # a socket serves one connection
-        return _open(self._url, self._options, self._max_queue, self._write_limit, sock)
+        return _open(
+            self._url, self._options, self._max_queue, self._write_limit, sock, self._logger
+        )
 
     def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()
@@ -1091,7 +1160,7 @@ async def _reconnecting(opener: connect, backoff: _reconnect.Backoff) -> AsyncIt
             if not _reconnect.retryable(exc):
                 raise
             delay = backoff.next_delay()
-            _reconnect.log_retry(opener._url, exc, delay, attempt)
+            _reconnect.log_retry(opener._url, exc, delay, attempt, opener._logger)
             await asyncio.sleep(delay)
             continue
         uptime = _reconnect.Uptime(backoff)
@@ -1104,11 +1173,8 @@ async def _reconnecting(opener: connect, backoff: _reconnect.Backoff) -> AsyncIt
             attempt = 0
         else:
             delay = backoff.next_delay()
-            _reconnect.logger.debug(
-                "connection to %s closed after %.2f s; reconnecting in %.2f s",
-                opener._url,
-                time.monotonic() - uptime.opened,
-                delay,
+            _reconnect.log_lost(
+                opener._url, time.monotonic() - uptime.opened, delay, opener._logger
             )
             await asyncio.sleep(delay)
 

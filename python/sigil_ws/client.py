@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import _core, _options, _reconnect
+from . import _core, _logging, _options, _reconnect
 from ._options import DEFAULT_USER_AGENT, HeadersLike
 from .tls import TLSConfig
 
@@ -35,6 +35,7 @@ def connect(
     max_redirects: int = 10,
     unix_socket: str | os.PathLike[str] | None = None,
     sock: socket.socket | None = None,
+    logger: _logging.LoggerLike = None,
 ) -> _core.Connection:
     """Open a WebSocket connection.
 
@@ -72,6 +73,11 @@ def connect(
             still gives Host and path).
         sock: an already connected stream socket to run the connection on (TLS is done on
             it for ``wss://``); the connection owns it from then on.
+        logger: the ``logging.Logger`` (or ``LoggerAdapter``, or a logger's name) this
+            connection logs on; ``None`` is ``logging.getLogger("sigil_ws")``. INFO: opened
+            and closed; DEBUG: the handshake, proxy and redirect hops, keepalive pings and
+            their latency; ``sigil_ws.TRACE``: every frame's header. Whether DEBUG and TRACE
+            are on is read once, here. Secrets are never logged (see the logging page).
 
     Returns:
         An open :class:`sigil_ws.Connection`, also usable as a context manager.
@@ -91,6 +97,7 @@ def connect(
         ...     ws.send("hello")
         ...     print(ws.recv())
     """
+    log = _logging.resolve(logger)
     fd = None
     if sock is not None:
         fd = _detach(sock)
@@ -112,7 +119,13 @@ def connect(
         unix_socket=unix_socket,
     )
     options["max_queue"] = _options.size("max_queue", max_queue)
-    return _core.connect(url, options, fd)
+    try:
+        ws = _core.connect(url, options, fd, logger=log, journal=_logging.journal_mode(log))
+    except Exception as exc:
+        _logging.log_failed(log, url, exc)
+        raise
+    _logging.log_opened(log, ws, headers)
+    return ws
 
 
 def _detach(sock: socket.socket) -> int:
@@ -167,6 +180,7 @@ def reconnect(
     if "sock" in options:
         raise TypeError("reconnect() cannot take sock: a given socket serves one connection")
     backoff = _reconnect.Backoff(backoff_initial, backoff_max, backoff_factor)
+    log = _logging.resolve(options.get("logger"))
     attempt = 0
     while True:
         attempt += 1
@@ -176,7 +190,7 @@ def reconnect(
             if not _reconnect.retryable(exc):
                 raise
             delay = backoff.next_delay()
-            _reconnect.log_retry(url, exc, delay, attempt)
+            _reconnect.log_retry(url, exc, delay, attempt, log)
             time.sleep(delay)
             continue
         uptime = _reconnect.Uptime(backoff)
@@ -190,10 +204,5 @@ def reconnect(
         else:
             # Accepted, then lost at once: wait before the next attempt as after a failure.
             delay = backoff.next_delay()
-            _reconnect.logger.debug(
-                "connection to %s closed after %.2f s; reconnecting in %.2f s",
-                url,
-                time.monotonic() - uptime.opened,
-                delay,
-            )
+            _reconnect.log_lost(url, time.monotonic() - uptime.opened, delay, log)
             time.sleep(delay)

@@ -267,6 +267,16 @@ impl Client {
         f(&self.lock_engine(blocking))
     }
 
+    /// Runs `f` on the engine under its lock, for what changes no protocol state (taking
+    /// the notes its journal recorded for a log).
+    pub fn inspect_mut<R, B: Blocking>(
+        &self,
+        blocking: &B,
+        f: impl FnOnce(&mut Protocol) -> R,
+    ) -> R {
+        f(&mut self.lock_engine(blocking))
+    }
+
     /// The engine lock, taken with `try_lock` first; when another thread holds it, it is
     /// waited for inside `blocking` (detached from the interpreter), so no thread ever blocks
     /// on a lock while attached.

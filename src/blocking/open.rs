@@ -20,6 +20,28 @@ use crate::url::WebSocketUrl;
 /// What the proxy handshake waits for, in timeout messages.
 const DURING_PROXY: &str = "during the proxy handshake";
 
+/// A step of an opening that a log shows (the binding logs them: this driver never calls
+/// Python). Neither carries credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hop {
+    /// A proxy tunnel opened: the proxy as `scheme://host:port`, and the target.
+    Tunnel {
+        /// The proxy, without its credentials.
+        proxy: String,
+        /// The host the tunnel reaches.
+        host: String,
+        /// The port the tunnel reaches.
+        port: u16,
+    },
+    /// The upgrade was redirected to `url` (without `user:password@`).
+    Redirect {
+        /// The redirect's HTTP status.
+        status: u16,
+        /// Where it leads.
+        url: String,
+    },
+}
+
 /// Opens a connection to `url` (which may carry `user:password@`, sent as Basic
 /// `Authorization`) and runs the upgrade, following redirects. `sock`, when given, is an
 /// already connected socket that the connection takes over (no redirect can be followed on
@@ -27,8 +49,21 @@ const DURING_PROXY: &str = "during the proxy handshake";
 pub fn connect(
     url: &str,
     options: &Options,
+    sock: Option<OwnedFd>,
+    signals: Signals<'_>,
+) -> Result<Client, Error> {
+    connect_logged(url, options, sock, signals, None, &mut Vec::new())
+}
+
+/// [`connect`], for a log: the engine keeps a journal when `journal` is given (frame headers
+/// too when it is `Some(true)`), and each proxy tunnel and redirect is added to `hops`.
+pub fn connect_logged(
+    url: &str,
+    options: &Options,
     mut sock: Option<OwnedFd>,
     signals: Signals<'_>,
+    journal: Option<bool>,
+    hops: &mut Vec<Hop>,
 ) -> Result<Client, Error> {
     let deadline = options.open_timeout.map(|t| Instant::now() + t);
     let proxy = options.proxy.as_deref().map(ProxyUrl::parse).transpose()?;
@@ -42,13 +77,27 @@ pub fn connect(
         let mut hop = options.clone();
         hop.request.headers = redirects.headers();
         let mut engine = Protocol::client(&redirects.url().to_string(), &hop, None)?;
+        if let Some(frames) = journal {
+            engine.set_journal(frames);
+        }
         let (socket, peer, early) = match sock.take() {
             Some(fd) => {
                 let socket = Socket::from(fd);
                 let peer = Peer::from_sockaddr(&socket.peer_addr()?);
                 (socket, peer, Vec::new())
             }
-            None => route(redirects.url(), options, proxy.as_ref(), deadline, signals)?,
+            None => {
+                let routed = route(redirects.url(), options, proxy.as_ref(), deadline, signals)?;
+                if let (Some(proxy), None) = (&proxy, &options.unix_socket) {
+                    let target = redirects.url();
+                    hops.push(Hop::Tunnel {
+                        proxy: proxy.to_string(),
+                        host: target.host.clone(),
+                        port: target.port,
+                    });
+                }
+                routed
+            }
         };
         if !early.is_empty() {
             engine.receive_data(&early, 0.0)?;
@@ -67,6 +116,10 @@ pub fn connect(
                         body,
                     }));
                 }
+                hops.push(Hop::Redirect {
+                    status,
+                    url: redirects.url().to_string(),
+                });
             }
             other => return other,
         }

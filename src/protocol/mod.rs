@@ -29,9 +29,12 @@ use crate::options::Options;
 use crate::tls::{client_config, TlsLayer};
 use crate::url::{parse_url, WebSocketUrl};
 
+mod journal;
 mod large;
 mod message;
 mod wire;
+
+pub use self::journal::{opcode_name, Closer, Note, JOURNAL_CAPACITY};
 
 /// Connection states (RFC 6455 §4, §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +167,8 @@ pub struct Protocol {
     close_sent: Option<(u16, String)>,
     close_received: Option<(u16, String)>,
     termination: Option<Termination>,
+    /// The peer's close frame came before ours: the peer closed (for logs).
+    closed_by_peer: bool,
 }
 
 impl Protocol {
@@ -230,6 +235,7 @@ impl Protocol {
             close_sent: None,
             close_received: None,
             termination: None,
+            closed_by_peer: false,
         };
         engine.wire.write_plain(&request)?;
         Ok(engine)
@@ -561,6 +567,10 @@ impl Protocol {
             let start = in_pos + header_len;
             let end = start + payload_len;
             self.wire.input.set_pos(end);
+            if let Some(journal) = self.wire.journal.as_deref_mut() {
+                let h = &header;
+                journal.frame(true, h.opcode, h.fin, h.rsv, h.payload_len);
+            }
             let step = match header.opcode {
                 OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                     match self.reassembly.frame(
@@ -612,6 +622,9 @@ impl Protocol {
             // (RFC 6455 §5.5.3 lets a peer answer only the most recent ping).
             if let Some(ping) = self.pings.get(i) {
                 self.latency = (self.now - ping.sent_at).max(0.0);
+                if let Some(journal) = self.wire.journal.as_deref_mut() {
+                    journal.pong(self.latency, ping.keepalive);
+                }
             }
             self.pings.drain(..=i);
             // The keepalive's wait ends when its ping (the latest keepalive ping) is answered.
@@ -647,6 +660,7 @@ impl Protocol {
             .to_string();
         self.close_received = Some((code, reason.clone()));
         self.decoding = false;
+        self.closed_by_peer = self.state == State::Open;
         if self.state == State::Open {
             // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously
             // send a Close frame, the endpoint MUST send a Close frame in response."
@@ -910,6 +924,9 @@ impl Protocol {
                     sent_at: now,
                     keepalive: true,
                 });
+                if let Some(journal) = self.wire.journal.as_deref_mut() {
+                    journal.keepalive_ping();
+                }
                 let reads = self.reads;
                 if let Some(k) = &mut self.keepalive {
                     k.pong_due = Some(now + k.timeout);

@@ -7,6 +7,8 @@ use crate::frame::{encode_frame, OpCode};
 use crate::random::mask_key;
 use crate::tls::TlsLayer;
 
+use super::journal::Journal;
+
 /// The socket side of the engine: received plaintext, and bytes for the socket.
 #[derive(Default)]
 pub(super) struct Wire {
@@ -18,6 +20,8 @@ pub(super) struct Wire {
     out: Vec<u8>,
     /// Frame scratch when frames go through TLS.
     scratch: Vec<u8>,
+    /// What a driver's log asked the engine to record; `None` (the default) records nothing.
+    pub journal: Option<Box<Journal>>,
 }
 
 impl Wire {
@@ -131,6 +135,9 @@ impl Wire {
     ) -> Result<(), Error> {
         // RFC 6455 §5.3: a client masks every frame with a fresh key.
         let key = mask_key()?;
+        if let Some(journal) = self.journal.as_deref_mut() {
+            journal.frame_out(opcode, parts, rsv1, fin);
+        }
         let rsv1 = if rsv1 { 0x40 } else { 0 };
         match &mut self.tls {
             Some(tls) => {

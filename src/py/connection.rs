@@ -20,6 +20,7 @@ use crate::protocol::{close_code, Message, State};
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{to_pyerr, with_signals, ConnectionClosedOK, Detached};
 use super::large::BytesSink;
+use super::logging::{log_hops, ConnectionLog};
 use super::objects::{extensions_object, headers_object, message_object, state_object};
 use super::options::{connect_options, ConnectArgs};
 use super::streaming::Fragments;
@@ -31,17 +32,23 @@ use super::streaming::Fragments;
 #[pyclass(frozen, weakref, name = "Connection", module = "sigil_ws")]
 pub struct PyConnection {
     client: Arc<Client>,
+    /// The connection's logger and what it logged.
+    log: Arc<ConnectionLog>,
 }
 
 /// Opens a connection (the Rust half of `sigil_ws.connect`; options arrive normalised by
-/// `sigil_ws._options.connect_options()`).
+/// `sigil_ws._options.connect_options()`). `logger` is the connection's logger; `journal`
+/// what the engine records for it (`sigil_ws._logging.journal_mode`: 0 nothing, 1 keepalive
+/// notes, 2 frame headers too).
 #[pyfunction]
-#[pyo3(signature = (url, options, sock=None))]
+#[pyo3(signature = (url, options, sock=None, *, logger=None, journal=0))]
 pub fn connect(
     py: Python<'_>,
     url: String,
     options: ConnectArgs<'_>,
     sock: Option<std::os::fd::RawFd>,
+    logger: Option<Py<PyAny>>,
+    journal: u8,
 ) -> PyResult<PyConnection> {
     if sock.is_some_and(|fd| fd < 0) {
         return Err(to_pyerr(
@@ -60,14 +67,26 @@ pub fn connect(
         }
     });
     let options = connect_options(py, options)?;
+    let frames = match journal {
+        0 => None,
+        1 => Some(false),
+        _ => Some(true),
+    };
+    let mut hops = Vec::new();
     let client = with_signals(py, |signals, blocking| {
-        blocking.run(|| open::connect(&url, &options, sock, signals))
-    })?;
-    let client = Arc::new(client);
+        blocking.run(|| open::connect_logged(&url, &options, sock, signals, frames, &mut hops))
+    });
+    if let Some(logger) = &logger {
+        log_hops(py, logger, &hops);
+    }
+    let client = Arc::new(client?);
     // From here the process's I/O thread serves the connection while nobody receives. If it
     // cannot start (no epoll instance), the connection is served inside recv() and close().
     let _ = client.register();
-    Ok(PyConnection { client })
+    Ok(PyConnection {
+        client,
+        log: Arc::new(ConnectionLog::new(logger, frames.is_some())),
+    })
 }
 
 impl PyConnection {
@@ -77,11 +96,20 @@ impl PyConnection {
             None => None,
             seconds => options::timeout("timeout", seconds).map_err(|e| to_pyerr(py, e))?,
         };
-        with_signals(py, |signals, blocking| {
+        match with_signals(py, |signals, blocking| {
             let convert = |m: Message<'_>| message_object(py, m).unbind();
             self.client
                 .recv(timeout, signals, blocking, convert, &mut BytesSink(py))
-        })
+        }) {
+            Ok(message) => {
+                self.log.drain(py, &self.client);
+                Ok(message)
+            }
+            Err(e) => {
+                self.log.closed(py, &self.client);
+                Err(e)
+            }
+        }
     }
 
     fn inspect<R>(&self, py: Python<'_>, f: impl FnOnce(&crate::protocol::Protocol) -> R) -> R {
@@ -130,6 +158,7 @@ impl PyConnection {
         compress: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        self.log.drain(py, &self.client);
         let timeout = options::timeout("timeout", timeout).map_err(|e| to_pyerr(py, e))?;
         let client = &self.client;
         if let Ok(s) = message.cast::<PyString>() {
@@ -187,13 +216,18 @@ impl PyConnection {
     #[pyo3(signature = (timeout=None))]
     fn recv_streaming(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Fragments> {
         let timeout = options::timeout("timeout", timeout).map_err(|e| to_pyerr(py, e))?;
-        Ok(Fragments::new(Arc::clone(&self.client), timeout))
+        Ok(Fragments::new(
+            Arc::clone(&self.client),
+            Arc::clone(&self.log),
+            timeout,
+        ))
     }
 
     /// Sends a ping (at most 125 bytes); the matching pong updates `latency`.
     #[pyo3(signature = (data=None))]
     fn ping(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let payload = payload_bytes(data)?;
+        self.log.drain(py, &self.client);
         with_signals(py, |signals, blocking| {
             self.client
                 .send_control(blocking, signals, None, |e, now| e.send_ping(&payload, now))
@@ -208,9 +242,11 @@ impl PyConnection {
     #[pyo3(signature = (code=1000, reason=""))]
     fn close(&self, py: Python<'_>, code: i64, reason: &str) -> PyResult<()> {
         let code = close_code(code).map_err(|e| to_pyerr(py, e))?;
-        with_signals(py, |signals, blocking| {
+        let result = with_signals(py, |signals, blocking| {
             self.client.close(Some(code), reason, signals, blocking)
-        })
+        });
+        self.log.closed(py, &self.client);
+        result
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -330,5 +366,12 @@ impl PyConnection {
     fn __repr__(&self, py: Python<'_>) -> String {
         let (url, state): (String, State) = self.inspect(py, |e| (e.url().to_string(), e.state()));
         format!("<sigil_ws.Connection {url} {}>", state.name())
+    }
+}
+
+impl Drop for PyConnection {
+    /// A connection dropped without `close()`: its end is logged now, if it was not yet.
+    fn drop(&mut self) {
+        let _ = Python::try_attach(|py| self.log.dropped(py, &self.client));
     }
 }

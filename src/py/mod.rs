@@ -5,6 +5,7 @@ mod building_blocks;
 mod connection;
 mod errors;
 mod large;
+mod logging;
 mod objects;
 mod options;
 mod protocol;

@@ -14,6 +14,7 @@ use crate::protocol::{close_code, Event, Protocol, State};
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
 use super::large::PendingLarge;
+use super::logging::notes_object;
 use super::objects::{
     event_object, extensions_object, fragment_object, headers_object, message_object, state_object,
 };
@@ -436,5 +437,50 @@ impl PyProtocol {
     #[getter]
     fn path(&self) -> String {
         self.engine.url().resource.clone()
+    }
+
+    // ---- for a driver's log ------------------------------------------------------------
+
+    /// Starts recording notes for a log: keepalive pings and the latency of pongs, and, when
+    /// `frames`, the header of every frame received and sent (never a payload). Take them
+    /// with `take_notes()`. Without it nothing is recorded.
+    fn set_journal(&mut self, frames: bool) {
+        self.engine.set_journal(frames);
+    }
+
+    /// True once `set_journal()` was called.
+    #[getter]
+    fn has_journal(&self) -> bool {
+        self.engine.has_journal()
+    }
+
+    /// The notes recorded since the last call, oldest first, as tuples:
+    /// `("frame", incoming, opcode, fin, rsv, length)`, `("keepalive_ping",)`,
+    /// `("pong", latency, keepalive)`, and `("dropped", count)` first when more than 1024
+    /// notes waited.
+    fn take_notes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        notes_object(py, &self.engine.take_notes())
+    }
+
+    /// Who ended the connection once it is closed, else `None`: `"us"` (we started the
+    /// closing handshake), `"peer"`, `"failure"` (we failed it: a protocol or TLS error, a
+    /// keepalive timeout) or `"lost"` (no closing handshake: 1006).
+    #[getter]
+    fn closer(&self) -> Option<&'static str> {
+        self.engine.closer().map(|c| c.as_str())
+    }
+
+    /// The close frame we sent, `(code, reason)`, or `None`.
+    #[getter]
+    fn close_sent(&self) -> Option<(u16, String)> {
+        self.engine.close_sent().map(|(c, r)| (c, r.to_string()))
+    }
+
+    /// The close frame the peer sent, `(code, reason)`, or `None`.
+    #[getter]
+    fn close_received(&self) -> Option<(u16, String)> {
+        self.engine
+            .close_received()
+            .map(|(c, r)| (c, r.to_string()))
     }
 }

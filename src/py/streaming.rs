@@ -16,6 +16,7 @@ use crate::error::Error;
 
 use super::buffers::with_bytes;
 use super::errors::{with_signals, ConnectionClosed, Detached};
+use super::logging::ConnectionLog;
 use super::objects::message_object;
 
 /// Where a `recv_streaming()` iteration stands.
@@ -30,14 +31,20 @@ enum Stream {
 #[pyclass(frozen, name = "Fragments", module = "sigil_ws")]
 pub struct Fragments {
     client: Arc<Client>,
+    log: Arc<ConnectionLog>,
     timeout: Option<Duration>,
     state: Mutex<Stream>,
 }
 
 impl Fragments {
-    pub(super) fn new(client: Arc<Client>, timeout: Option<Duration>) -> Self {
+    pub(super) fn new(
+        client: Arc<Client>,
+        log: Arc<ConnectionLog>,
+        timeout: Option<Duration>,
+    ) -> Self {
         Fragments {
             client,
+            log,
             timeout,
             state: Mutex::new(Stream::NotStarted),
         }
@@ -67,6 +74,10 @@ impl Fragments {
                     message_object(py, m).unbind()
                 })
         });
+        match &result {
+            Ok(_) => self.log.drain(py, &self.client),
+            Err(_) => self.log.closed(py, &self.client),
+        }
         let mut state = lock(&self.state);
         match result {
             Ok((piece, last)) => {
