@@ -169,9 +169,11 @@ pub struct Client {
     terminated: Condvar,
     /// Messages the I/O thread may read ahead; `None` for no bound.
     max_queue: Option<usize>,
-    /// The I/O thread holds (or is taking) the reader lock: a `recv()` or `close()` that
-    /// finds it taken waits for it instead of reporting a second reader.
-    service_reading: AtomicBool,
+    /// Odd while the I/O thread holds (or is taking) the reader lock; it counts up on the way
+    /// in and on the way out. A `recv()` or `close()` that finds the lock taken waits for it
+    /// instead of reporting a second reader when the count is odd or moved since it looked:
+    /// then the I/O thread was there, even if it has let go already.
+    service_turns: AtomicU64,
     /// `recv()` calls that returned (see `recvs`).
     recvs: AtomicU64,
 }
@@ -201,7 +203,7 @@ impl Client {
             engine: Mutex::new(engine),
             terminated: Condvar::new(),
             max_queue: options.max_queue,
-            service_reading: AtomicBool::new(false),
+            service_turns: AtomicU64::new(0),
             recvs: AtomicU64::new(0),
         };
         client
@@ -497,10 +499,11 @@ impl Client {
     #[inline(always)]
     fn lock_reader<B: Blocking>(&self, blocking: &B) -> Result<MutexGuard<'_, Reader>, Error> {
         loop {
+            let turn = self.service_turns.load(Ordering::Acquire);
             match self.reader.try_lock() {
                 Ok(guard) => return Ok(guard),
                 Err(TryLockError::Poisoned(e)) => return Ok(e.into_inner()),
-                Err(TryLockError::WouldBlock) if self.service_reading.load(Ordering::Acquire) => {
+                Err(TryLockError::WouldBlock) if self.service_was_there(turn) => {
                     // The I/O thread reads ahead for a moment, without blocking.
                     blocking.run(|| drop(lock(&self.reader)));
                 }
@@ -934,14 +937,21 @@ impl Client {
         }
     }
 
+    /// The I/O thread holds the reader lock, or took it since `turn` was read.
+    #[cold]
+    fn service_was_there(&self, turn: u64) -> bool {
+        turn % 2 == 1 || self.service_turns.load(Ordering::Acquire) != turn
+    }
+
     /// The reader lock for `close()`, with the messages read ahead dropped (after `close()`,
     /// `recv()` reports the close); `None` while a `recv()` in another thread holds it.
     fn reader_for_close<B: Blocking>(&self, blocking: &B) -> Option<MutexGuard<'_, Reader>> {
         let mut reader = loop {
+            let turn = self.service_turns.load(Ordering::Acquire);
             match self.reader.try_lock() {
                 Ok(reader) => break reader,
                 Err(TryLockError::Poisoned(e)) => break e.into_inner(),
-                Err(TryLockError::WouldBlock) if self.service_reading.load(Ordering::Acquire) => {
+                Err(TryLockError::WouldBlock) if self.service_was_there(turn) => {
                     blocking.run(|| drop(lock(&self.reader)));
                 }
                 Err(TryLockError::WouldBlock) => return None,
@@ -986,7 +996,7 @@ impl Client {
         let due_now = self.next_due().is_some_and(|d| d <= Instant::now());
         let (mut busy, mut paused) = (false, false);
         if read || due_now {
-            self.service_reading.store(true, Ordering::Release);
+            self.service_turns.fetch_add(1, Ordering::AcqRel);
             let reader = match self.reader.try_lock() {
                 Ok(reader) => Some(reader),
                 Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
@@ -998,7 +1008,7 @@ impl Client {
                 self.read_ahead(&mut reader);
                 paused = reader.paused;
             }
-            self.service_reading.store(false, Ordering::Release);
+            self.service_turns.fetch_add(1, Ordering::AcqRel);
         }
         let (failed, ended, next) = {
             let mut engine = lock(&self.engine);
