@@ -1944,7 +1944,7 @@ mod tests {
                 }
                 let start = history.len();
                 prop_assert_eq!(reference_inflate(&payload, window, &mut history), Ok(()));
-                prop_assert!(&history[start..] == &message[..]);
+                prop_assert!(history[start..] == message[..]);
                 if let Some(z) = zlib.as_mut() {
                     let out = zlib_inflate_with(z, &payload);
                     prop_assert!(out.as_deref() == Ok(&message[..]), "{:?}", out.err());

@@ -108,10 +108,10 @@ const DISTANCE_EXTRA: [u32; 30] = [
     13,
 ];
 
-/// Every match length 0..=258 (3.. used) as one code: the length symbol's fixed code followed by
+/// Every match length 3..=258 (indexed up to 511, so that `len & 511` needs no bounds check) as one code: the length symbol's fixed code followed by
 /// its extra bits (at most 8 + 5 bits).
-const LENGTHS: [Code; MAX_MATCH + 1] = {
-    let mut t = [Code { bits: 0, len: 0 }; MAX_MATCH + 1];
+const LENGTHS: [Code; 512] = {
+    let mut t = [Code { bits: 0, len: 0 }; 512];
     let mut sym = 0;
     while sym < 29 {
         let (bits, len) = fixed_code(257 + sym as u32);
@@ -173,41 +173,68 @@ const DISTANCE_BITS: [u32; 30] = {
 fn distance_code(distance: usize) -> Code {
     let d = distance - 1;
     let index = if d < 256 { d } else { 256 + (d >> 7) };
-    let code = usize::from(DISTANCE_CODE.get(index).copied().unwrap_or(29));
-    let base = DISTANCE_BASE.get(code).copied().unwrap_or(1);
-    let extra = DISTANCE_EXTRA.get(code).copied().unwrap_or(0);
-    let bits = DISTANCE_BITS.get(code).copied().unwrap_or(0);
+    let code = usize::from(DISTANCE_CODE[index & 511]) & 31;
+    let (bits, base, extra) = DISTANCES[code];
     Code {
         bits: bits | ((d as u32 + 1 - base) << 5),
         len: 5 + extra,
     }
 }
 
-/// Bits waiting to be written, least significant first (RFC 1951 §3.1.1).
+/// Per distance code (32 entries, so that `code & 31` needs no bounds check): its five fixed
+/// bits reversed (RFC 1951 §3.2.6), base distance and number of extra bits.
+const DISTANCES: [(u32, u32, u32); 32] = {
+    let mut t = [(0, 1, 0); 32];
+    let mut i = 0;
+    while i < 30 {
+        t[i] = (DISTANCE_BITS[i], DISTANCE_BASE[i], DISTANCE_EXTRA[i]);
+        i += 1;
+    }
+    t
+};
+
+/// The bit writer (RFC 1951 §3.1.1: least significant bit first) over `out`, which is zero-filled
+/// ahead of `pos` by [`Bits::room`]: each code is stored as 8 bytes at once and `pos` moves past
+/// the whole bytes, so writing costs no branch.
 struct Bits {
+    /// Bits not yet in whole bytes at `pos` (fewer than 8 between calls).
     buf: u64,
     len: u32,
+    pos: usize,
 }
 
 impl Bits {
-    /// Adds up to 32 bits; `self.len` stays below 32 between calls, so nothing is lost.
-    #[inline(always)]
-    fn put(&mut self, code: Code, out: &mut Vec<u8>) {
-        self.buf |= u64::from(code.bits) << self.len;
-        self.len += code.len;
-        if self.len >= 32 {
-            out.extend_from_slice(&(self.buf as u32).to_le_bytes());
-            self.buf >>= 32;
-            self.len -= 32;
+    /// Makes sure `out` holds 8 + `bytes` bytes from `pos`, so that codes of `8 * bytes` bits in
+    /// all can follow without a check that fails.
+    fn room(&self, out: &mut Vec<u8>, bytes: usize) {
+        let need = self.pos + bytes + 8;
+        if out.len() < need {
+            out.resize(need, 0);
         }
     }
 
-    /// Writes what is left, the last byte padded with zero bits.
-    fn flush(&mut self, out: &mut Vec<u8>) {
-        let bytes = self.len.div_ceil(8) as usize;
-        out.extend_from_slice(&self.buf.to_le_bytes()[..bytes.min(8)]);
-        self.buf = 0;
-        self.len = 0;
+    /// Adds a code of at most 32 bits (with `len < 8` before, at most 39 are pending).
+    #[inline(always)]
+    fn put(&mut self, code: Code, out: &mut [u8]) {
+        self.buf |= u64::from(code.bits) << self.len;
+        self.len += code.len;
+        // `room` left 8 bytes past every position that the codes announced to it can reach.
+        if let Some(dst) = out.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&self.buf.to_le_bytes());
+        }
+        let whole = self.len >> 3;
+        self.pos += whole as usize;
+        self.buf >>= whole << 3;
+        self.len &= 7;
+    }
+
+    /// Ends the stream: the last byte padded with zero bits, `out` cut after it.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.room(out, 1);
+        if let Some(dst) = out.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&self.buf.to_le_bytes());
+        }
+        out.truncate(self.pos + self.len.div_ceil(8) as usize);
     }
 }
 
@@ -272,8 +299,13 @@ impl Encoder {
             out.push(0x00);
             return;
         }
-        let mut bits = Bits { buf: 0, len: 0 };
+        let mut bits = Bits {
+            buf: 0,
+            len: 0,
+            pos: start,
+        };
         // BFINAL = 0, BTYPE = 01 (fixed Huffman codes).
+        bits.room(out, 1);
         bits.put(
             Code {
                 bits: 0b010,
@@ -309,14 +341,15 @@ impl Encoder {
             }
             // Nine bits per literal at worst; a match is never longer than its literals.
             let n = self.history.len() - begin;
-            out.reserve(n + n / 8 + 16);
-            self.code(begin, &mut bits, out);
+            bits.room(out, n + n / 8 + 1);
+            self.code(begin, &mut bits, out.as_mut_slice());
         }
         // End of block, then the header of an empty stored block (BFINAL = 0, BTYPE = 00),
         // padded: the sync flush of §7.2.1 without its "0x00 0x00 0xff 0xff".
+        bits.room(out, 2);
         bits.put(END_OF_BLOCK, out);
         bits.put(Code { bits: 0, len: 3 }, out);
-        bits.flush(out);
+        bits.finish(out);
         // Stored blocks cost 5 bytes per 65,535 plus the final 0x00: when that is shorter (data
         // that does not compress), send those. The window is the same either way: the server's
         // inflater keeps the message's bytes, however they were coded.
@@ -327,7 +360,7 @@ impl Encoder {
     }
 
     /// Codes `history[begin..]` (the window's bytes before `begin` may be referred to).
-    fn code(&mut self, begin: usize, bits: &mut Bits, out: &mut Vec<u8>) {
+    fn code(&mut self, begin: usize, bits: &mut Bits, out: &mut [u8]) {
         let history = self.history.as_slice();
         let end = history.len();
         let window = self.window;
@@ -349,9 +382,16 @@ impl Encoder {
             if c < i && i - c <= window && load32(history, c) == v {
                 let max = (end - i).min(MAX_MATCH);
                 let len = MIN_MATCH + common_prefix(history, c + MIN_MATCH, i + MIN_MATCH, max);
-                let length = LENGTHS.get(len).copied().unwrap_or(END_OF_BLOCK);
-                bits.put(length, out);
-                bits.put(distance_code(i - c), out);
+                // At most 8 + 5 bits of length and 5 + 13 of distance: one code of 31 bits.
+                let length = LENGTHS[len & 511];
+                let distance = distance_code(i - c);
+                bits.put(
+                    Code {
+                        bits: length.bits | (distance.bits << length.len),
+                        len: length.len + distance.len,
+                    },
+                    out,
+                );
                 i += len;
             } else {
                 let literal = history.get(i).copied().unwrap_or(0);
@@ -411,31 +451,32 @@ fn load32(data: &[u8], i: usize) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
-/// Eight bytes at `i`, little-endian; callers keep `i + 8 <= data.len()`.
-#[inline(always)]
-fn load64(data: &[u8], i: usize) -> u64 {
-    data.get(i..i + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
 /// How many bytes from `a` equal those from `b`, at most `max - 4` (the 4 already compared);
 /// `a < b` and `b + max - 4 <= data.len()`.
 #[inline(always)]
 fn common_prefix(data: &[u8], a: usize, b: usize, max: usize) -> usize {
     let limit = max - MIN_MATCH;
+    let (Some(x), Some(y)) = (data.get(a..a + limit), data.get(b..b + limit)) else {
+        return 0;
+    };
+    let (xs, ys) = (x.chunks_exact(8), y.chunks_exact(8));
+    let (x_tail, y_tail) = (xs.remainder(), ys.remainder());
     let mut n = 0;
-    while n + 8 <= limit {
-        let x = load64(data, a + n) ^ load64(data, b + n);
-        if x != 0 {
-            return n + (x.trailing_zeros() / 8) as usize;
+    for (p, q) in xs.zip(ys) {
+        // chunks_exact(8): both conversions succeed.
+        let p = <[u8; 8]>::try_from(p).map_or(0, u64::from_le_bytes);
+        let q = <[u8; 8]>::try_from(q).map_or(0, u64::from_le_bytes);
+        let diff = p ^ q;
+        if diff != 0 {
+            return n + (diff.trailing_zeros() / 8) as usize;
         }
         n += 8;
     }
-    while n < limit && data.get(a + n) == data.get(b + n) {
-        n += 1;
-    }
-    n
+    n + x_tail
+        .iter()
+        .zip(y_tail)
+        .take_while(|(p, q)| p == q)
+        .count()
 }
 
 #[cfg(test)]
