@@ -7,10 +7,12 @@
 //! Why our own and not zlib's level 1, which codes the same way: zlib keeps a hash table of 2^16
 //! window offsets (zlib-rs whatever memLevel says) and slides all of it each time its window
 //! fills, so with a 9-bit window (Autobahn 13.3, 13.5) it rewrites 128 KiB of table every 256
-//! bytes of input and costs twice what a 15-bit window does. Here the table holds positions in
-//! the whole stream (`base` + offset), sized to the window, and a position too far back is
-//! simply refused when it is probed: nothing slides, a reset is one addition, and a window of 8
-//! bits is honoured exactly instead of being rounded up to zlib's 9.
+//! bytes of input and costs twice what a 15-bit window does. Here the table, sized to the
+//! window, is only a hint: it holds the low 16 bits of positions in the history, a candidate
+//! is taken only when it lies in the history, within the window, and its bytes are compared,
+//! so a stale or wrong hint costs a missed match, never a wrong one. Nothing slides, a reset
+//! clears the history only, and a window of 8 bits is honoured exactly instead of being
+//! rounded up to zlib's 9.
 //!
 //! RFC 7692 §7.1.2.2: the server inflates our messages with a window of 2^client_max_window_bits
 //! bytes, so no distance here exceeds `window` (checked where a match is taken).
@@ -29,9 +31,9 @@ const CHUNK: usize = 32 * 1024;
 /// A stored block holds at most 65,535 bytes (RFC 1951 §3.2.4: LEN is 16 bits).
 const STORED_MAX: usize = 65_535;
 
-/// Positions are u32 offsets from `base`; before they could come near overflow the table is
-/// cleared and `base` starts again.
-const BASE_LIMIT: u32 = 1 << 30;
+/// The history drops its oldest bytes this many at a time, so that the positions the table
+/// holds modulo 2^16 keep their meaning.
+const DROP: usize = 1 << 16;
 
 /// The fixed literal/length code of RFC 1951 §3.2.6, bit-reversed for an LSB-first writer
 /// (Huffman codes are "packed starting with the most-significant bit of the code"):
@@ -245,11 +247,9 @@ pub(super) struct Encoder {
     /// The end of earlier messages (at least the last `window` bytes of them, when context is
     /// kept) followed by the part of the current message coded so far.
     history: Vec<u8>,
-    /// Per hash of 4 bytes, the stream position (`base` + offset in `history`) where they last
-    /// started; entries below `base` are stale.
-    table: Box<[u32]>,
-    /// The stream position of `history[0]`, at least 1 (0 marks an empty slot).
-    base: u32,
+    /// Per hash of 4 bytes, where in `history` they last started, modulo 2^16: a hint, checked
+    /// before use. 2 bytes a slot keep the table within the L1 cache.
+    table: Box<[u16]>,
     /// `32 - log2(table.len())`.
     shift: u32,
 }
@@ -258,35 +258,20 @@ impl Encoder {
     /// A compressor for a window of 2^`bits` bytes (8..=15).
     pub(super) fn new(bits: u8) -> Encoder {
         let bits = u32::from(bits.clamp(8, 15));
-        // About two slots per window byte, at most 2^14: JSON and text compress within 1 % of
-        // a 2^16 table at 15 bits, and the table stays within L2.
+        // Two slots per window byte, at most 2^14 (32 KiB).
         let table_bits = (bits + 1).clamp(10, 14);
         Encoder {
             window: 1 << bits,
             history: Vec::new(),
             table: vec![0; 1 << table_bits].into_boxed_slice(),
-            base: 1,
             shift: 32 - table_bits,
         }
     }
 
-    /// Forgets the history: the next message refers to nothing before it. No slot is touched:
-    /// every one now holds a position below `base`.
+    /// Forgets the history: the next message refers to nothing before it. The table's hints
+    /// stay; they are checked against the new history before any is used.
     pub(super) fn reset(&mut self) {
-        self.advance(self.history.len());
         self.history.clear();
-    }
-
-    /// Moves `base` past `n` dropped bytes; clears the table before positions could overflow.
-    fn advance(&mut self, n: usize) {
-        let n = u32::try_from(n).unwrap_or(u32::MAX);
-        match self.base.checked_add(n).filter(|b| *b < BASE_LIMIT) {
-            Some(base) => self.base = base,
-            None => {
-                self.table.fill(0);
-                self.base = 1;
-            }
-        }
     }
 
     /// Appends the payload of the message made of `parts` (RFC 7692 §7.2.1, tail removed) to
@@ -317,11 +302,10 @@ impl Encoder {
         let mut parts = parts.iter().copied().filter(|p| !p.is_empty());
         let mut current: &[u8] = &[];
         loop {
-            // Room for the next chunk: the window behind it and up to two chunks in all.
-            if self.history.len() > self.window + CHUNK {
-                let drop = self.history.len() - self.window;
-                self.history.drain(..drop);
-                self.advance(drop);
+            // Drop 2^16 bytes at a time once the window stays behind: positions keep their
+            // value modulo 2^16, so the table's hints stay right.
+            if self.history.len() >= DROP + self.window {
+                self.history.drain(..DROP);
             }
             let begin = self.history.len();
             while self.history.len() - begin < CHUNK {
@@ -364,7 +348,6 @@ impl Encoder {
         let history = self.history.as_slice();
         let end = history.len();
         let window = self.window;
-        let base = self.base;
         let shift = self.shift;
         let table = &mut *self.table;
         let mut i = begin;
@@ -372,14 +355,17 @@ impl Encoder {
         while i + MIN_MATCH <= end {
             let v = load32(history, i);
             let h = (v.wrapping_mul(0x9e37_79b1) >> shift) as usize;
-            // Positions fit in u32: the history is at most window + 2 chunks, base < 2^30.
-            let here = base + i as u32;
-            let candidate = table
+            let here = i as u16;
+            let hint = table
                 .get_mut(h)
-                .map_or(0, |slot| std::mem::replace(slot, here));
-            // A stale slot (below base) wraps to a huge offset and fails `c < i`.
-            let c = candidate.wrapping_sub(base) as usize;
-            if c < i && i - c <= window && load32(history, c) == v {
+                .map_or(here, |slot| std::mem::replace(slot, here));
+            // The candidate is `back` bytes behind: a hint older than 2^16 bytes, or left by a
+            // message the history no longer holds, may point anywhere, so it must lie in the
+            // history (back <= i), within the window, and its 4 bytes must equal these. Back 0
+            // (a hint 2^16 old, or none) is no match.
+            let back = usize::from(here.wrapping_sub(hint));
+            let c = i.wrapping_sub(back);
+            if back != 0 && back <= window && back <= i && load32(history, c) == v {
                 let max = (end - i).min(MAX_MATCH);
                 let len = MIN_MATCH + common_prefix(history, c + MIN_MATCH, i + MIN_MATCH, max);
                 // At most 8 + 5 bits of length and 5 + 13 of distance: one code of 31 bits.
@@ -539,23 +525,32 @@ mod tests {
     }
 
     #[test]
-    fn positions_start_again_before_they_overflow() {
-        let mut e = Encoder::new(15);
-        let mut out = Vec::new();
-        e.compress(&[b"Hello, Hello, Hello"], &mut out);
-        e.base = BASE_LIMIT - 10;
-        e.table.fill(BASE_LIMIT - 5);
-        // The history's bytes are dropped past the limit: the table is cleared, base is 1.
-        e.reset();
-        assert_eq!(e.base, 1);
-        assert!(e.table.iter().all(|&slot| slot == 0));
-        out.clear();
-        e.compress(&[b"Hello"], &mut out);
-        assert_eq!(out, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    fn any_hint_gives_a_valid_stream() {
+        // The table is only a hint: filled with anything, the encoder still writes a stream
+        // that inflates with exactly its window (a wrong hint can only cost a match).
+        let text: Vec<u8> = b"Hello, Hello, Hello! ".repeat(200);
+        for bits in [8u8, 9, 12, 15] {
+            for fill in [0u16, 1, 7, 255, 256, 257, 4096, 32768, 65535] {
+                let mut e = Encoder::new(bits);
+                let mut out = Vec::new();
+                e.compress(&[&text], &mut out);
+                e.reset();
+                e.table.fill(fill);
+                out.clear();
+                e.compress(&[&text[..3000]], &mut out);
+                let mut d = flate2::Decompress::new_with_window_bits(false, bits.max(9));
+                let mut inflated = Vec::with_capacity(4000);
+                out.extend_from_slice(&[0, 0, 0xff, 0xff]);
+                d.decompress_vec(&out, &mut inflated, flate2::FlushDecompress::Sync)
+                    .unwrap();
+                assert!(inflated == text[..3000], "{bits} {fill}");
+                assert!(out.len() < 300, "{bits} {fill}: {}", out.len());
+            }
+        }
     }
 
     #[test]
-    fn reset_forgets_in_constant_time() {
+    fn reset_forgets_the_history_only() {
         let mut e = Encoder::new(15);
         let mut out = Vec::new();
         e.compress(&[b"Hello"], &mut out);
@@ -564,7 +559,20 @@ mod tests {
         assert!(e.history.is_empty());
         assert!(*e.table == *table, "no slot is written");
         out.clear();
+        // The hint for "Hell" points 5 bytes back, before the start: not taken.
         e.compress(&[b"Hello"], &mut out);
         assert_eq!(out, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    }
+
+    #[test]
+    fn the_history_drops_whole_multiples_of_2_16() {
+        // After a drop, hints still point at the same bytes: a long message keeps compressing.
+        let mut e = Encoder::new(15);
+        let block: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let message = block.repeat(300);
+        let mut out = Vec::new();
+        e.compress(&[&message], &mut out);
+        assert!(e.history.len() < DROP + e.window + CHUNK);
+        assert!(out.len() < message.len() / 50, "{}", out.len());
     }
 }
