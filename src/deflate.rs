@@ -6,12 +6,13 @@
 //!
 //! Decisions, each argued where it is implemented:
 //! - We offer `client_max_window_bits` without a value, so the server may shrink our window, and
-//!   we accept every valid answer, `client_max_window_bits=8` included: zlib compresses that with
-//!   its 9-bit window, whose matches never reach further back than 250 bytes (see
-//!   `compress_window_bits`).
-//! - We inflate with a 15-bit window whatever the server announced: a larger window accepts every
-//!   stream made with a smaller one, and zlib-rs allocates the same inflate state either way.
-//! - Both zlib states are allocated on first use, so an idle connection that negotiated the
+//!   we accept every valid answer, `client_max_window_bits=8` included: our own encoder
+//!   (`encoder.rs`: LZ77, fixed Huffman codes or stored blocks) never reaches further back than
+//!   the negotiated window, and costs no more with a small window than with a large one.
+//! - We inflate with zlib-rs and a 15-bit window whatever the server announced: a larger window
+//!   accepts every stream made with a smaller one, and zlib-rs allocates the same inflate state
+//!   either way.
+//! - Both states are allocated on first use, so an idle connection that negotiated the
 //!   extension costs `size_of::<Deflate>()` and no heap.
 //! - The decompressed size is checked while inflating: the output buffer never grows past the
 //!   limit plus one byte, however small the compressed input (a deflate bomb).
@@ -382,8 +383,8 @@ fn compress_window_bits(client_max_window_bits: Option<u8>) -> u8 {
 
 /// The per-message codec of one connection: compresses our messages, inflates the server's.
 ///
-/// The zlib states are allocated on first use and kept between messages (reset in place when
-/// the parameters forbid context takeover).
+/// The compressor and the zlib-rs inflater are allocated on first use and kept between messages
+/// (reset in place when the parameters forbid context takeover).
 pub struct Deflate {
     params: Params,
     compressor: Option<Box<Encoder>>,
@@ -469,13 +470,12 @@ impl Deflate {
     ///   compressor are in neither window, so the windows stay in step. On Autobahn's
     ///   compression cases this halves the client's CPU (a bitmap and a PDF are two of its five
     ///   data sets), and on a stream of such data it costs nothing but the probes.
-    /// - Level 1 codes with static Huffman codes only, so incompressible data grows by up to
-    ///   1/8. A message at least as long as the window that deflate made longer is sent as it
-    ///   is; the compressor is then reset, because the server's window never holds that
-    ///   message and our next messages must not refer to it. The reset (about 180 k
-    ///   instructions) costs little beside compressing such a message, and forgets nothing of
-    ///   value: the window held only that message. Shorter messages keep their deflate form, a
-    ///   few bytes more at most.
+    /// - Incompressible data goes in stored blocks, 5 bytes per 65,535 longer. A message at
+    ///   least as long as the window that deflate made longer is sent as it is; the compressor
+    ///   is then reset, because the server's window never holds that message and our next
+    ///   messages must not refer to it. The reset (clearing the history) costs nothing, and
+    ///   forgets nothing of value: the window held only that message. Shorter messages keep
+    ///   their deflate form, a few bytes more at most.
     pub fn compress_message(
         &mut self,
         data: &[u8],
@@ -758,6 +758,10 @@ mod tests {
     }
 
     /// One message (tail appended) through `d`, whose window goes on to the next message.
+    ///
+    /// A compatibility check, not a distance check: zlib-rs keeps a 32 KiB window whatever
+    /// its window bits, and accepts a match up to that far back (see
+    /// `the_reference_inflater_enforces_its_window`); `reference_inflate` checks distances.
     fn zlib_inflate_with(d: &mut Decompress, payload: &[u8]) -> Result<Vec<u8>, String> {
         let mut input = payload.to_vec();
         input.extend_from_slice(&TAIL);
@@ -1311,7 +1315,7 @@ mod tests {
         #[test]
         fn sharing_the_window() {
             // §7.2.3.2: with context takeover the second "Hello" is a back-reference (the RFC's
-            // bytes are zlib's at its default level; ours are level 1's, as short).
+            // bytes are zlib's at its default level; ours are our encoder's, as short).
             let mut d = Deflate::new(Params::default());
             let first = deflate_one(&mut d, b"Hello");
             assert_eq!(first, HELLO);
@@ -1469,6 +1473,13 @@ mod tests {
             let mut out = Vec::new();
             reference_inflate(&payload, 512, &mut out).unwrap();
             assert_eq!(out, message);
+            // zlib-rs, by contrast, accepts a match 600 bytes back with 9 window bits: it cannot
+            // serve as the distance check.
+            let mut far = noise(600, 8);
+            far.extend_from_within(..);
+            let payload = Server::new(15, false).send(&far);
+            assert!(zlib_inflate(&payload, 9) == far);
+            assert!(reference_inflate(&payload, 512, &mut Vec::new()).is_err());
             // And it reads the RFC's examples as zlib does.
             let mut out = Vec::new();
             reference_inflate(&rfc7692_7_2_3_examples::HELLO, 256, &mut out).unwrap();
@@ -1504,7 +1515,8 @@ mod tests {
         fn client_windows_bound_the_compressor() {
             // RFC 7692 §7.1.2.2: the server inflates with 2^bits bytes of window. Data repeating
             // exactly 2^bits bytes back is matched (RFC 1951 distances reach the whole window),
-            // one byte farther is not; zlib inflating with exactly that window accepts both.
+            // one byte farther is not; the reference inflater with that window (and zlib-rs set
+            // to it) accepts both.
             for bits in 8..=15u8 {
                 let window = 1usize << bits;
                 for (gap, matched) in [(window, true), (window + 1, false)] {
@@ -1913,8 +1925,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         /// RFC 7692 §7.1.2.2: what we send inflates in a server's inflater whose window is
-        /// exactly 2^client_max_window_bits bytes (zlib-rs for 9..=15, the reference inflater
-        /// for every size, which also refuses any distance past the window), message after
+        /// exactly 2^client_max_window_bits bytes (the reference inflater, which refuses any
+        /// distance past the window, and zlib-rs set to that window for 9..=15), message after
         /// message, with and without context takeover, whatever the parts a message comes in.
         #[test]
         fn a_server_with_the_negotiated_window_inflates_our_messages(
