@@ -10,16 +10,18 @@
 use flate2::{Compress, Compression, FlushCompress};
 use sigil_ws::deflate::{Deflate, Params};
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 5 {
-        eprintln!("usage: deflate ours|zlib FILE SIZE BITS COUNT [nct]");
-        std::process::exit(2);
+        return Err("usage: deflate ours|zlib FILE SIZE BITS COUNT [nct]".into());
     }
-    let data = std::fs::read(&args[1]).expect("read FILE");
-    let size: usize = args[2].parse().expect("SIZE");
-    let bits: u8 = args[3].parse().expect("BITS");
-    let count: usize = args[4].parse().expect("COUNT");
+    let data = std::fs::read(&args[1])?;
+    let size: usize = args[2].parse()?;
+    let bits: u8 = args[3].parse()?;
+    let count: usize = args[4].parse()?;
+    if data.is_empty() {
+        return Err("FILE is empty".into());
+    }
     let nct = args.get(5).is_some_and(|a| a == "nct");
     let mut slices = Vec::with_capacity(count);
     let mut at = 0;
@@ -43,7 +45,7 @@ fn main() {
             });
             for m in &slices {
                 out.clear();
-                d.compress(&[m], &mut out).expect("compress");
+                d.compress(&[m], &mut out)?;
                 total += out.len();
             }
         }
@@ -52,12 +54,10 @@ fn main() {
             for m in &slices {
                 out.clear();
                 out.reserve(m.len() + m.len() / 8 + 64);
-                c.compress_vec(m, &mut out, FlushCompress::Sync)
-                    .expect("compress");
+                c.compress_vec(m, &mut out, FlushCompress::Sync)?;
                 while out.len() == out.capacity() {
                     out.reserve(64);
-                    c.compress_vec(&[], &mut out, FlushCompress::Sync)
-                        .expect("flush");
+                    c.compress_vec(&[], &mut out, FlushCompress::Sync)?;
                 }
                 total += out.len() - 4;
                 if nct {
@@ -65,7 +65,8 @@ fn main() {
                 }
             }
         }
-        other => panic!("unknown mode {other}"),
+        other => return Err(format!("unknown mode {other}").into()),
     }
     println!("{total}");
+    Ok(())
 }
