@@ -6,12 +6,13 @@
 //!
 //! Decisions, each argued where it is implemented:
 //! - We offer `client_max_window_bits` without a value, so the server may shrink our window, and
-//!   we accept every valid answer, `client_max_window_bits=8` included: zlib compresses that with
-//!   its 9-bit window, whose matches never reach further back than 250 bytes (see
-//!   `compress_window_bits`).
-//! - We inflate with a 15-bit window whatever the server announced: a larger window accepts every
-//!   stream made with a smaller one, and zlib-rs allocates the same inflate state either way.
-//! - Both zlib states are allocated on first use, so an idle connection that negotiated the
+//!   we accept every valid answer, `client_max_window_bits=8` included: our own encoder
+//!   (`encoder.rs`: LZ77, fixed Huffman codes or stored blocks) never reaches further back than
+//!   the negotiated window, and costs no more with a small window than with a large one.
+//! - We inflate with zlib-rs and a 15-bit window whatever the server announced: a larger window
+//!   accepts every stream made with a smaller one, and zlib-rs allocates the same inflate state
+//!   either way.
+//! - Both states are allocated on first use, so an idle connection that negotiated the
 //!   extension costs `size_of::<Deflate>()` and no heap.
 //! - The decompressed size is checked while inflating: the output buffer never grows past the
 //!   limit plus one byte, however small the compressed input (a deflate bomb).
@@ -19,9 +20,13 @@
 
 use std::borrow::Cow;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushDecompress, Status};
 
 use crate::error::{DeflateError, ExtensionError};
+
+mod encoder;
+
+use encoder::Encoder;
 
 /// The extension's registered name (RFC 7692 §7).
 pub const EXTENSION: &str = "permessage-deflate";
@@ -39,14 +44,8 @@ const MAX_WINDOW_BITS: u8 = 15;
 /// At most 2^6 - 1 = 63 messages go uncompressed between two tries (see `compress_message`).
 const MAX_BACKOFF: u8 = 6;
 
-/// The compression level of what we send: 1, zlib-rs's fastest strategy (static Huffman codes,
-/// one hash probe per position), as aiohttp does. Measured on JSON-like market data with a
-/// 32 KiB window (bench/native's generator, callgrind instructions per message): 1 KiB costs
-/// 18 k instructions at level 1 against 131 k at level 2 and 166 k at level 6 (the zlib default
-/// websockets uses), 16 KiB 238 k against 537 k and 1,116 k, for a ratio of 3.7x against 4.6x
-/// and 5.0x (4.1x, 5.6x, 6.5x at 16 KiB). A client sends far less than it receives, so
-/// a message's CPU matters more than its last 25 % of bytes; inflating is the same at any level.
-const LEVEL: u32 = 1;
+/// The smallest window RFC 7692 §7.1.2.2 allows a server to ask of us.
+const MIN_WINDOW_BITS: u8 = 8;
 
 const SERVER_NO_CONTEXT_TAKEOVER: &str = "server_no_context_takeover";
 const CLIENT_NO_CONTEXT_TAKEOVER: &str = "client_no_context_takeover";
@@ -372,29 +371,23 @@ fn is_token(s: &str) -> bool {
 
 /// The window our compressor uses for a negotiated `client_max_window_bits` (15 when absent).
 ///
-/// zlib (and zlib-rs) cannot make a raw deflate stream with an 8-bit window; asked for 8, zlib
-/// 1.2.9+ and zlib-rs refuse, older zlib silently used 9. RFC 7692 §7.1.2.2 bounds the LZ77
-/// sliding window we compress with, so that the server can inflate with a window that small,
-/// and §7 would let us fail the connection when "the client does not support the configuration
-/// that the response represents". We support it: zlib never emits a match farther back than
-/// `MAX_DIST = w_size - MIN_LOOKAHEAD`, which for a 9-bit window is 512 - 262 = 250 bytes (zlib-rs
-/// `State::max_dist`, the same in zlib's `deflate.h`), so a 9-bit compressor only makes streams
-/// that a strict 256-byte window inflates (tested against zlib-rs inflating with 8 bits).
-/// Values outside 9..=15 can only come from a hand-built [`Params`]; they are clamped rather
-/// than handed to flate2, which panics on them.
+/// Our encoder honours every window of §7.1.2.2 exactly, 8 bits included (zlib cannot make a
+/// raw stream with an 8-bit window; this codec used 9-bit zlib, whose matches never reach past
+/// 250 bytes). Values outside 8..=15 can only come from a hand-built [`Params`]; they are
+/// clamped.
 fn compress_window_bits(client_max_window_bits: Option<u8>) -> u8 {
     client_max_window_bits
         .unwrap_or(MAX_WINDOW_BITS)
-        .clamp(9, MAX_WINDOW_BITS)
+        .clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)
 }
 
 /// The per-message codec of one connection: compresses our messages, inflates the server's.
 ///
-/// The zlib states are allocated on first use and kept between messages (reset in place when
-/// the parameters forbid context takeover).
+/// The compressor and the zlib-rs inflater are allocated on first use and kept between messages
+/// (reset in place when the parameters forbid context takeover).
 pub struct Deflate {
     params: Params,
-    compressor: Option<Box<Compress>>,
+    compressor: Option<Box<Encoder>>,
     decompressor: Option<Box<Decompress>>,
     /// Compressed bytes of the current incoming message consumed so far.
     consumed: u64,
@@ -445,73 +438,16 @@ impl Deflate {
     pub fn compress(&mut self, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), DeflateError> {
         let params = self.params;
         let compressor = self.compressor.get_or_insert_with(|| {
-            Box::new(Compress::new_with_window_bits(
-                Compression::new(LEVEL),
-                false,
-                compress_window_bits(params.client_max_window_bits),
-            ))
+            Box::new(Encoder::new(compress_window_bits(
+                params.client_max_window_bits,
+            )))
         });
-        let start = out.len();
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        // Most messages shrink; a stored (incompressible) block adds 5 bytes per 64 KiB.
-        out.reserve(total / 2 + 64);
-        for part in parts {
-            let mut input: &[u8] = part;
-            while !input.is_empty() {
-                if out.len() == out.capacity() {
-                    out.reserve(input.len() / 2 + 64);
-                }
-                let (before, len) = (compressor.total_in(), out.len());
-                if let Err(e) = compressor.compress_vec(input, out, FlushCompress::None) {
-                    out.truncate(start);
-                    return Err(compress_failed(e));
-                }
-                let used = usize::try_from(compressor.total_in() - before).unwrap_or(usize::MAX);
-                if used == 0 && out.len() == len {
-                    // zlib always progresses with input and output space; never spin.
-                    out.truncate(start);
-                    return Err(DeflateError::Compress {
-                        reason: "the compressor made no progress".into(),
-                    });
-                }
-                input = input.get(used..).unwrap_or_default();
-            }
-        }
         // RFC 7692 §7.2.1: "1. Compress all the octets of the payload of the message using
         // DEFLATE. 2. If the resulting data does not end with an empty DEFLATE block with no
         // compression (the "BTYPE" bits are set to 00), append an empty DEFLATE block with no
-        // compression to the tail end." A sync flush ends with exactly that block; zlib wants
-        // the flush repeated until it leaves output space unused.
-        loop {
-            if out.capacity() - out.len() < 16 {
-                out.reserve(64);
-            }
-            if let Err(e) = compressor.compress_vec(&[], out, FlushCompress::Sync) {
-                out.truncate(start);
-                return Err(compress_failed(e));
-            }
-            if out.len() < out.capacity() {
-                break;
-            }
-        }
-        // "3. Remove 4 octets (that are 0x00 0x00 0xff 0xff) from the tail end. After this step,
-        // the last octet of the compressed data contains (possibly part of) the DEFLATE header
-        // bits with the "BTYPE" bits set to 00." An empty message is thus the single octet 0x00
-        // (§7.2.3.6), the empty stored block's header and its padding.
-        match out.get(start..) {
-            Some(written) if written.len() > TAIL.len() && written.ends_with(&TAIL) => {
-                out.truncate(out.len() - TAIL.len());
-            }
-            // zlib-rs flushes nothing when nothing was added since the last flush (an empty
-            // message after another one): §7.2.3.6's 0x00 is then written by hand.
-            Some([]) => out.push(0x00),
-            written => {
-                let written = written.unwrap_or_default();
-                let reason = format!("sync flush ended with {written:02x?}, not 00 00 ff ff");
-                out.truncate(start);
-                return Err(DeflateError::Compress { reason });
-            }
-        }
+        // compression to the tail end. 3. Remove 4 octets (that are 0x00 0x00 0xff 0xff) from
+        // the tail end." The encoder writes the blocks and that empty block's header directly.
+        compressor.compress(parts, out);
         // RFC 7692 §7.1.1.2: with client_no_context_takeover the server may decompress each
         // message with an empty window, so the next one must not refer to this one.
         if params.client_no_context_takeover {
@@ -534,13 +470,12 @@ impl Deflate {
     ///   compressor are in neither window, so the windows stay in step. On Autobahn's
     ///   compression cases this halves the client's CPU (a bitmap and a PDF are two of its five
     ///   data sets), and on a stream of such data it costs nothing but the probes.
-    /// - Level 1 codes with static Huffman codes only, so incompressible data grows by up to
-    ///   1/8. A message at least as long as the window that deflate made longer is sent as it
-    ///   is; the compressor is then reset, because the server's window never holds that
-    ///   message and our next messages must not refer to it. The reset (about 180 k
-    ///   instructions) costs little beside compressing such a message, and forgets nothing of
-    ///   value: the window held only that message. Shorter messages keep their deflate form, a
-    ///   few bytes more at most.
+    /// - Incompressible data goes in stored blocks, 5 bytes per 65,535 longer. A message at
+    ///   least as long as the window that deflate made longer is sent as it is; the compressor
+    ///   is then reset, because the server's window never holds that message and our next
+    ///   messages must not refer to it. The reset (clearing the history) costs nothing, and
+    ///   forgets nothing of value: the window held only that message. Shorter messages keep
+    ///   their deflate form, a few bytes more at most.
     pub fn compress_message(
         &mut self,
         data: &[u8],
@@ -757,15 +692,10 @@ fn grow(out: &mut Vec<u8>, produced: usize, limit: Option<usize>) {
     out.reserve_exact(want);
 }
 
-fn compress_failed(e: flate2::CompressError) -> DeflateError {
-    DeflateError::Compress {
-        reason: e.message().unwrap_or("compressor error").to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flate2::{Compress, Compression, FlushCompress};
     use proptest::prelude::*;
 
     /// Deterministic bytes: xorshift, so tests need no randomness source.
@@ -818,6 +748,35 @@ mod tests {
         let mut out = Vec::new();
         d.decompress(payload, &mut out, None)?;
         Ok(out)
+    }
+
+    /// One message inflated by zlib-rs with a window of exactly 2^`bits` (9..=15) bytes, as a
+    /// server that negotiated client_max_window_bits=`bits` inflates it; panics on an error.
+    fn zlib_inflate(payload: &[u8], bits: u8) -> Vec<u8> {
+        let mut d = Decompress::new_with_window_bits(false, bits);
+        zlib_inflate_with(&mut d, payload).unwrap()
+    }
+
+    /// One message (tail appended) through `d`, whose window goes on to the next message.
+    ///
+    /// A compatibility check, not a distance check: zlib-rs keeps a 32 KiB window whatever
+    /// its window bits, and accepts a match up to that far back (see
+    /// `the_reference_inflater_enforces_its_window`); `reference_inflate` checks distances.
+    fn zlib_inflate_with(d: &mut Decompress, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let mut input = payload.to_vec();
+        input.extend_from_slice(&TAIL);
+        let mut out = Vec::with_capacity(4 * input.len() + 64);
+        let mut input = &input[..];
+        loop {
+            let before = d.total_in();
+            d.decompress_vec(input, &mut out, FlushDecompress::Sync)
+                .map_err(|e| e.to_string())?;
+            input = &input[(d.total_in() - before) as usize..];
+            if input.is_empty() && out.len() < out.capacity() {
+                return Ok(out);
+            }
+            out.reserve(out.capacity());
+        }
     }
 
     fn deflate_one(d: &mut Deflate, message: &[u8]) -> Vec<u8> {
@@ -1356,7 +1315,7 @@ mod tests {
         #[test]
         fn sharing_the_window() {
             // §7.2.3.2: with context takeover the second "Hello" is a back-reference (the RFC's
-            // bytes are zlib's at its default level; ours are level 1's, as short).
+            // bytes are zlib's at its default level; ours are our encoder's, as short).
             let mut d = Deflate::new(Params::default());
             let first = deflate_one(&mut d, b"Hello");
             assert_eq!(first, HELLO);
@@ -1514,6 +1473,13 @@ mod tests {
             let mut out = Vec::new();
             reference_inflate(&payload, 512, &mut out).unwrap();
             assert_eq!(out, message);
+            // zlib-rs, by contrast, accepts a match 600 bytes back with 9 window bits: it cannot
+            // serve as the distance check.
+            let mut far = noise(600, 8);
+            far.extend_from_within(..);
+            let payload = Server::new(15, false).send(&far);
+            assert!(zlib_inflate(&payload, 9) == far);
+            assert!(reference_inflate(&payload, 512, &mut Vec::new()).is_err());
             // And it reads the RFC's examples as zlib does.
             let mut out = Vec::new();
             reference_inflate(&rfc7692_7_2_3_examples::HELLO, 256, &mut out).unwrap();
@@ -1523,8 +1489,8 @@ mod tests {
 
         #[test]
         fn client_window_8_compresses_for_a_256_byte_window() {
-            // The decision of `compress_window_bits`: a 9-bit zlib window never reaches back more
-            // than 250 bytes, so a server inflating with 8 bits accepts every message, with and
+            // The decision of `compress_window_bits`: an 8-bit window never reaches back more than
+            // 256 bytes, so a server inflating with 8 bits accepts every message, with and
             // without context takeover, even for data that repeats 300 bytes back.
             for cnct in [false, true] {
                 let mut d = Deflate::new(params(false, cnct, None, Some(8)));
@@ -1547,26 +1513,45 @@ mod tests {
 
         #[test]
         fn client_windows_bound_the_compressor() {
-            // A window of 2^bits: data repeating 2^bits bytes back is not matched, data repeating
-            // well inside it is.
-            for bits in 9..=14u8 {
-                let mut d = Deflate::new(params(false, false, None, Some(bits)));
-                let block = noise(1 << bits, u64::from(bits));
-                let mut message = block.clone();
-                message.extend_from_slice(&block);
-                let far = deflate_one(&mut d, &message).len();
-                assert!(far > 2 * block.len() - 16, "{bits}: {far}");
-                let near = deflate_one(&mut d, &message[..block.len() / 4].repeat(4)).len();
-                assert!(near < far / 2, "{bits}: {near}");
+            // RFC 7692 §7.1.2.2: the server inflates with 2^bits bytes of window. Data repeating
+            // exactly 2^bits bytes back is matched (RFC 1951 distances reach the whole window),
+            // one byte farther is not; the reference inflater with that window (and zlib-rs set
+            // to it) accepts both.
+            for bits in 8..=15u8 {
+                let window = 1usize << bits;
+                for (gap, matched) in [(window, true), (window + 1, false)] {
+                    let mut d = Deflate::new(params(false, false, None, Some(bits)));
+                    let block = noise(gap, u64::from(bits));
+                    let mut message = block.clone();
+                    message.extend_from_slice(&block);
+                    let payload = deflate_one(&mut d, &message);
+                    if matched {
+                        assert!(
+                            payload.len() < gap + gap / 8 + 64,
+                            "{bits}: {}",
+                            payload.len()
+                        );
+                    } else {
+                        assert!(payload.len() > 2 * gap, "{bits}: {}", payload.len());
+                    }
+                    let mut history = Vec::new();
+                    reference_inflate(&payload, window, &mut history).unwrap();
+                    assert!(history == message, "{bits}");
+                    if bits >= 9 {
+                        assert!(zlib_inflate(&payload, bits) == message, "{bits}");
+                    }
+                }
             }
         }
 
         #[test]
         fn window_sizes_out_of_range_are_clamped() {
             assert_eq!(compress_window_bits(None), 15);
-            assert_eq!(compress_window_bits(Some(8)), 9);
+            assert_eq!(compress_window_bits(Some(8)), 8);
             assert_eq!(compress_window_bits(Some(12)), 12);
-            // Only a hand-built Params can carry these; flate2 would panic on them.
+            assert_eq!(compress_window_bits(Some(0)), 8);
+            assert_eq!(compress_window_bits(Some(200)), 15);
+            // Only a hand-built Params can carry these.
             let mut d = Deflate::new(params(false, false, Some(0), Some(0)));
             let payload = deflate_one(&mut d, b"Hello");
             assert_eq!(inflate_one(&mut d, &payload).unwrap(), b"Hello");
@@ -1871,6 +1856,37 @@ mod tests {
         }
 
         #[test]
+        fn incompressible_data_goes_in_stored_blocks() {
+            // Fixed codes make noise 1/8 longer; stored blocks (RFC 1951 §3.2.4) cost 5 bytes per
+            // 65,535, and §7.2.1's final 0x00. The window keeps the message either way: the next
+            // message may refer to it.
+            let mut d = Deflate::new(Params::default());
+            let mut r = Deflate::new(Params::default());
+            for len in [1000usize, 65_535, 65_536, 200_000] {
+                let message = noise(len, len as u64);
+                let payload = deflate_one(&mut d, &message);
+                assert_eq!(payload.len(), len + 5 * len.div_ceil(65_535) + 1, "{len}");
+                let first = len.min(65_535) as u16;
+                assert_eq!(payload[0], 0x00);
+                assert_eq!(payload[1..3], first.to_le_bytes());
+                assert_eq!(payload[3..5], (!first).to_le_bytes());
+                assert!(inflate_one(&mut r, &payload).unwrap() == message, "{len}");
+                let again = deflate_one(&mut d, &message[len - 100..]);
+                assert!(again.len() < 10, "{len}: {again:02x?}");
+                assert!(inflate_one(&mut r, &again).unwrap() == message[len - 100..]);
+            }
+            // Split into parts, the same bytes.
+            let message = noise(70_000, 9);
+            let whole = deflate_one(&mut Deflate::new(Params::default()), &message);
+            let mut out = Vec::new();
+            let (a, b) = message.split_at(12_345);
+            Deflate::new(Params::default())
+                .compress(&[a, b], &mut out)
+                .unwrap();
+            assert!(out == whole);
+        }
+
+        #[test]
         fn allocates_on_first_use() {
             let mut d = Deflate::new(Params::default());
             assert!(d.compressor.is_none() && d.decompressor.is_none());
@@ -1881,8 +1897,72 @@ mod tests {
         }
     }
 
+    /// Messages that exercise matches: noise, a small alphabet, and noise with copies of
+    /// earlier bytes from anywhere up to 40,000 bytes back (past every window).
+    fn message_strategy() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..2000),
+            proptest::collection::vec(0u8..4, 0..20_000),
+            (
+                any::<u64>(),
+                proptest::collection::vec((1usize..40_000, 1usize..600), 0..40)
+            )
+                .prop_map(|(seed, copies)| {
+                    let mut m = noise(300, seed);
+                    for (back, len) in copies {
+                        let from = m.len().saturating_sub(back);
+                        for k in 0..len {
+                            m.push(m[from + k]);
+                        }
+                        m.extend(noise(back % 50, seed ^ back as u64));
+                    }
+                    m
+                }),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// RFC 7692 §7.1.2.2: what we send inflates in a server's inflater whose window is
+        /// exactly 2^client_max_window_bits bytes (the reference inflater, which refuses any
+        /// distance past the window, and zlib-rs set to that window for 9..=15), message after
+        /// message, with and without context takeover, whatever the parts a message comes in.
+        #[test]
+        fn a_server_with_the_negotiated_window_inflates_our_messages(
+            messages in proptest::collection::vec(message_strategy(), 1..6),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            bits in 8u8..=15,
+            cnct in any::<bool>(),
+        ) {
+            let window = 1usize << bits;
+            let mut sender = Deflate::new(params(false, cnct, None, Some(bits)));
+            let mut zlib = (bits >= 9).then(|| Decompress::new_with_window_bits(false, bits));
+            let mut history = Vec::new();
+            for message in &messages {
+                let mut points: Vec<usize> =
+                    cuts.iter().map(|i| i.index(message.len() + 1)).collect();
+                points.push(0);
+                points.push(message.len());
+                points.sort_unstable();
+                let parts: Vec<&[u8]> = points.windows(2).map(|w| &message[w[0]..w[1]]).collect();
+                let mut payload = Vec::new();
+                sender.compress(&parts, &mut payload).unwrap();
+                if cnct {
+                    history.clear();
+                    if let Some(z) = zlib.as_mut() {
+                        z.reset(false);
+                    }
+                }
+                let start = history.len();
+                prop_assert_eq!(reference_inflate(&payload, window, &mut history), Ok(()));
+                prop_assert!(history[start..] == message[..]);
+                if let Some(z) = zlib.as_mut() {
+                    let out = zlib_inflate_with(z, &payload);
+                    prop_assert!(out.as_deref() == Ok(&message[..]), "{:?}", out.err());
+                }
+            }
+        }
 
         /// Compress-then-inflate is the identity, for any messages, any parameters and any
         /// split of each payload into frames.

@@ -5,9 +5,12 @@
 //! either first); past the limit the codec fails with `TooBig` and its
 //! output never grew past `limit + 1` bytes of the message; below it nothing fails for size;
 //! what our compressor makes inflates back to the original, message after message, under
-//! every context-takeover setting.
+//! every context-takeover setting, also in a zlib-rs inflater set to the negotiated
+//! client_max_window_bits, as a server's (zlib-rs keeps 32 KiB of window whatever the bits, so
+//! the distance bound itself is checked by the unit tests' reference inflater).
 #![no_main]
 
+use flate2::{Decompress, FlushDecompress};
 use libfuzzer_sys::fuzz_target;
 use sigil_ws::deflate::{Deflate, Params};
 use sigil_ws::error::DeflateError;
@@ -91,6 +94,11 @@ fuzz_target!(|data: &[u8]| {
         ..Params::default()
     });
     let mut rx = Deflate::new(p);
+    // zlib-rs inflates raw streams with 9..=15 bits of window; 8 is left to the unit tests.
+    let mut zlib = p
+        .client_max_window_bits
+        .filter(|bits| *bits >= 9)
+        .map(|bits| Decompress::new_with_window_bits(false, bits));
     for (start, end) in splits(payload.len(), cuts).into_iter().chain([(0, 0)]) {
         let message = &payload[start..end];
         let mut compressed = Vec::new();
@@ -101,5 +109,28 @@ fuzz_target!(|data: &[u8]| {
         let (out, r) = inflate(&mut rx, &compressed, &frames, None);
         assert!(r.is_ok(), "our own message does not inflate: {r:?}");
         assert_eq!(out, message, "a round trip changed the message");
+        if let Some(z) = zlib.as_mut() {
+            if p.server_no_context_takeover {
+                z.reset(false);
+            }
+            let mut input = compressed.clone();
+            input.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+            let mut inflated = Vec::with_capacity(message.len() + 64);
+            let before = z.total_in();
+            let status = z.decompress_vec(&input, &mut inflated, FlushDecompress::Sync);
+            assert!(
+                status.is_ok(),
+                "zlib with the negotiated window refuses: {status:?}"
+            );
+            assert_eq!(
+                z.total_in() - before,
+                input.len() as u64,
+                "zlib stopped early"
+            );
+            assert_eq!(
+                inflated, message,
+                "zlib-rs set to the negotiated window differs"
+            );
+        }
     }
 });
