@@ -382,3 +382,30 @@ def test_asyncio_send_waits_for_the_message_in_fragments(
     asyncio.run(main())
     assert frames == [(2, False, b"one"), (0, False, b"two"), (0, True, b""), (1, True, b"other")]
     assert not raw_server.errors
+
+
+def test_a_large_frame_streamed_ends_the_streaming(
+    connect: Callable[..., Any], raw_server: RawServer
+) -> None:
+    """A binary message in one large frame (the size that may be received straight into the
+    message) is its own one piece, and the message after it is whole again."""
+    big = bytes(range(256)) * 4096  # 1 MiB
+
+    def script(c: RawConnection) -> None:
+        c.upgrade()
+        assert c.recv_frame()[2] == b"ready"
+        frame = server_frame(2, big)
+        for i in range(0, len(frame), 64 * 1024):
+            c.send(frame[i : i + 64 * 1024])
+            time.sleep(0.005)
+        c.send(server_frame(1, b"after ", fin=False) + server_frame(0, b"it", fin=True))
+        c.expect_close(1000)
+
+    ws = connect(raw_server.serve(script), compression=None, max_size=None)
+    it = ws.recv_streaming(5) if isinstance(ws, sigil_ws.Connection) else None
+    ws.send("ready")
+    got = list(it) if it is not None else pieces(ws)
+    assert b"".join(got) == big  # type: ignore[arg-type]
+    assert ws.recv(timeout=5) == "after it"
+    ws.close()
+    assert not raw_server.errors

@@ -49,6 +49,10 @@ impl Protocol {
         if !self.opened || !self.decoding || self.eof || self.deferred.is_some() {
             return None;
         }
+        // A streamed message is handed out by the engine, which ends the streaming with it.
+        if self.is_streaming() {
+            return None;
+        }
         let pending = self.wire.input.pending();
         let (header, header_len) = decode_header(pending).ok()??;
         // A compressed frame (RSV1) inflates in the engine; a fragment is reassembled there.
@@ -139,6 +143,8 @@ impl Protocol {
             ));
         }
         self.reassembly.recycle();
+        // A message in one frame: streaming, if it was armed meanwhile, ends with it.
+        self.reassembly.whole_message_ended();
         let pos = self.wire.input.pos() + frame.header_len + frame.buffered;
         self.wire.input.set_pos(pos);
         Ok(())

@@ -175,6 +175,12 @@ impl Reassembly {
         }
     }
 
+    /// A message in one frame was handed out outside `frame` (the driver received its
+    /// payload itself): a streaming armed for it ends with it.
+    pub fn whole_message_ended(&mut self) {
+        self.streaming = Streaming::Off;
+    }
+
     /// How messages are handed out now.
     pub fn streaming(&self) -> Streaming {
         self.streaming
