@@ -87,7 +87,9 @@ def test_memory_returns_after_one_large_message(ws_echo_process: str, connect: C
     gc.collect()
     time.sleep(0.2)
     grown = trimmed_rss() - before
-    assert grown < 24 * 2**20, f"RSS still {grown / 2**20:.0f} MiB above its value before"
+    # The regression kept the whole 64 MiB input buffer; in a long test run the allocator
+    # keeps up to about 35 MiB of other memory besides (seen in CI after earlier 16 MiB tests).
+    assert grown < 48 * 2**20, f"RSS still {grown / 2**20:.0f} MiB above its value before"
 
 
 @pytest.mark.timeout(30)
