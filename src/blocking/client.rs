@@ -140,7 +140,7 @@ enum Outcome<T> {
 }
 
 /// Takes a lock, also a poisoned one (the I/O thread's registry uses it too).
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the data is still consistent for our purposes
     // (every critical section leaves the engine in a valid state between calls).
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -556,19 +556,23 @@ impl Client {
             large,
         )? {
             Outcome::Message(m) => Ok(m),
-            Outcome::Closed => {
-                let termination = self.lock_engine(blocking).finished().cloned();
-                blocking.run(|| self.finish());
-                Err(Error::Closed(termination.unwrap_or_else(|| Termination {
-                    code: 1006,
-                    reason: String::new(),
-                    cause: None,
-                })))
-            }
+            Outcome::Closed => Err(self.ended(blocking)),
             Outcome::Upgraded | Outcome::Piece(_) => {
                 Err(Error::InvalidArgument("not connected".into()))
             }
         }
+    }
+
+    /// The receive loop saw the connection end: finishes it and tells how it ended.
+    #[cold]
+    fn ended<B: Blocking>(&self, blocking: &B) -> Error {
+        let termination = self.lock_engine(blocking).finished().cloned();
+        blocking.run(|| self.finish());
+        Error::Closed(termination.unwrap_or_else(|| Termination {
+            code: 1006,
+            reason: String::new(),
+            cause: None,
+        }))
     }
 
     /// A parked message was taken: when the I/O thread had paused, it may read ahead again.
@@ -630,13 +634,7 @@ impl Client {
             }
             Ok(Outcome::Closed) => {
                 reader.streaming = false;
-                let termination = self.lock_engine(blocking).finished().cloned();
-                blocking.run(|| self.finish());
-                Err(Error::Closed(termination.unwrap_or_else(|| Termination {
-                    code: 1006,
-                    reason: String::new(),
-                    cause: None,
-                })))
+                Err(self.ended(blocking))
             }
             Ok(Outcome::Upgraded) => Err(Error::InvalidArgument("not connected".into())),
             Err(e) => Err(e),

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::blocking::client::Client;
+use crate::blocking::client::{lock, Client};
 use crate::error::Error;
 
 use super::buffers::with_bytes;
@@ -119,10 +119,6 @@ impl Drop for Fragments {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// `send()` of an iterable: one message in fragments, each sent as it is produced.
 pub(super) fn send_fragments(
     client: &Client,
@@ -143,7 +139,7 @@ pub(super) fn send_fragments(
     let Ok(mut items) = message.try_iter() else {
         return Err(not_a_message()?);
     };
-    let mut started = false;
+    // The message's kind, once its first fragment came: a message has started then.
     let mut text = None;
     // Each fragment goes out as soon as the iterable produces it (a stream of tokens is
     // not held back by one); an empty last frame ends the message.
@@ -153,8 +149,8 @@ pub(super) fn send_fragments(
             Err(e) => return Err(fail_fragments(client, py, text.is_some(), e)),
         };
         let Some(item) = item else { break };
+        let first = text.is_none();
         let is_text = *text.get_or_insert_with(|| item.is_instance_of::<PyString>());
-        let first = !std::mem::replace(&mut started, true);
         match send_one_fragment(client, py, &item, is_text, first, false, timeout)? {
             true => {}
             false => {
