@@ -181,6 +181,68 @@ def test_signal_interrupts_recv(ws_server: str, sync_connect: Connect) -> None:
     assert ws.recv(timeout=5) == "still usable"
 
 
+FORKED_FROM_A_THREAD = """
+import os, signal, sys, threading
+import sigil_ws
+
+url = sys.argv[1]
+parent_ws = sigil_ws.connect(url)
+try:
+    parent_ws.recv(timeout=0.05)  # the main thread waits once: it is known as the main thread
+except TimeoutError:
+    pass
+
+
+class Alarm(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise Alarm
+
+
+def fork_and_wait():
+    pid = os.fork()
+    if pid == 0:
+        # This thread is the child's only thread, so its main thread: signals reach it.
+        signal.signal(signal.SIGALRM, on_alarm)
+        ws = sigil_ws.connect(url)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        try:
+            ws.recv(timeout=5)
+        except Alarm:
+            os._exit(0)
+        except TimeoutError:
+            os._exit(3)
+        os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), flush=True)
+
+
+t = threading.Thread(target=fork_and_wait)
+t.start()
+t.join()
+"""
+
+
+@pytest.mark.timeout(30)
+def test_signal_interrupts_recv_in_a_child_forked_from_a_thread(raw_server: RawServer) -> None:
+    """After os.fork() from a thread, that thread is the child's main thread: a signal
+    handler's exception still ends its recv(), not the recv() timeout."""
+    hold = threading.Event()
+    try:
+        url = silent_after_upgrade(raw_server, hold, upgrade=True)
+        child = subprocess.run(
+            [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORKED_FROM_A_THREAD, url],
+            capture_output=True,
+            text=True,
+            timeout=25,
+        )
+    finally:
+        hold.set()
+    assert child.stdout.strip() == "0", (child.stdout, child.stderr[-800:])
+
+
 # ---- regressions: Ctrl-C, writes without a deadline, the README iteration pattern ----------------
 
 # The child restores Python's SIGINT handler: a parent running in the background may have

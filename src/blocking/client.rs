@@ -684,7 +684,7 @@ impl Client {
     ) -> Result<Outcome<T>, Error> {
         let mut turn = 0u32;
         loop {
-            let (outcome, reply) = {
+            let (reply, large_frame) = {
                 let mut engine = self.lock_engine(blocking);
                 let outcome = match goal {
                     Goal::Upgrade => match engine.poll_handshake()? {
@@ -695,25 +695,27 @@ impl Client {
                     Goal::Piece => Self::poll_piece(&mut engine, &mut convert),
                     Goal::Close => Self::poll(&mut engine, &mut convert, true),
                 };
-                (outcome, engine.has_data_to_send())
-            };
-            if let Some(outcome) = outcome {
-                if reply {
-                    blocking.run(|| self.flush_now());
+                let reply = engine.has_data_to_send();
+                if let Some(outcome) = outcome {
+                    drop(engine);
+                    if reply {
+                        blocking.run(|| self.flush_now());
+                    }
+                    return Ok(outcome);
                 }
-                return Ok(outcome);
-            }
+                // Once per read, not per message: a large frame's payload may go straight
+                // into the message (blocking/large.rs).
+                let large_frame = match goal {
+                    Goal::Message => engine.large_frame(),
+                    _ => None,
+                };
+                (reply, large_frame)
+            };
             // RFC 6455 says nothing of deadlines; this one holds however fast bytes arrive.
             if turn > 0 && expired(deadline) {
                 return Err(Error::Timeout { during });
             }
             turn += 1;
-            // Once per read, not per message: a large frame's payload may go straight into
-            // the message (blocking/large.rs).
-            let large_frame = match goal {
-                Goal::Message => self.lock_engine(blocking).large_frame(),
-                _ => None,
-            };
             if let Some(frame) = large_frame {
                 if reply {
                     blocking.run(|| self.flush_now());

@@ -11,7 +11,8 @@ use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream,
 };
 use std::os::fd::AsRawFd;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Once};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
@@ -29,20 +30,47 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 #[derive(Clone, Copy)]
 pub struct Signals<'a> {
     check: Option<&'a (dyn Fn() -> Result<(), Error> + Sync)>,
+    /// The check runs only on the process's main thread. Which thread this is gets decided
+    /// when a wait needs to know, so that a call that does not wait pays nothing for it.
+    main_only: bool,
 }
 
 impl<'a> Signals<'a> {
     /// No signal handling: interrupted waits are retried.
-    pub const NONE: Signals<'static> = Signals { check: None };
+    pub const NONE: Signals<'static> = Signals {
+        check: None,
+        main_only: false,
+    };
 
     /// Runs `check` on interruption and every [`SIGNAL_SLICE`] of waiting.
     pub fn new(check: &'a (dyn Fn() -> Result<(), Error> + Sync)) -> Self {
-        Signals { check: Some(check) }
+        Signals {
+            check: Some(check),
+            main_only: false,
+        }
+    }
+
+    /// [`Signals::new`] on the process's main thread (the one Python runs signal handlers
+    /// on), [`Signals::NONE`] on any other.
+    pub fn on_main_thread(check: &'a (dyn Fn() -> Result<(), Error> + Sync)) -> Self {
+        Signals {
+            check: Some(check),
+            main_only: true,
+        }
+    }
+
+    /// The check, if it applies on this thread.
+    #[inline]
+    fn active(&self) -> Option<&'a (dyn Fn() -> Result<(), Error> + Sync)> {
+        match self.check {
+            Some(check) if !self.main_only || is_main_thread() => Some(check),
+            _ => None,
+        }
     }
 
     /// Runs the check.
     pub fn check(&self) -> Result<(), Error> {
-        match self.check {
+        match self.active() {
             Some(check) => check(),
             None => Ok(()),
         }
@@ -50,12 +78,53 @@ impl<'a> Signals<'a> {
 
     /// How long one wait may last given what is `left` until the deadline.
     fn slice(&self, left: Option<Duration>) -> Option<Duration> {
-        match (self.check, left) {
+        match (self.active(), left) {
             (None, left) => left,
             (Some(_), None) => Some(SIGNAL_SLICE),
             (Some(_), Some(left)) => Some(left.min(SIGNAL_SLICE)),
         }
     }
+}
+
+/// The `pthread_t` of the process's main thread, or 0 until a call on that thread finds out.
+static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+/// True on the process's main thread: a comparison with no thread-local lookup (this runs on
+/// every wait of every call).
+fn is_main_thread() -> bool {
+    // SAFETY: pthread_self takes no arguments, touches no memory and cannot fail.
+    #[allow(unsafe_code)]
+    let me = unsafe { libc::pthread_self() } as usize;
+    match MAIN_THREAD.load(Ordering::Relaxed) {
+        0 => find_main_thread(me),
+        main => main == me,
+    }
+}
+
+#[cold]
+fn find_main_thread(me: usize) -> bool {
+    // SAFETY: getpid and gettid take no arguments, touch no memory and cannot fail.
+    #[allow(unsafe_code)]
+    let main = unsafe { libc::getpid() == libc::gettid() };
+    if main {
+        static AT_FORK: Once = Once::new();
+        AT_FORK.call_once(|| {
+            // SAFETY: `forked` is an `extern "C"` function that cannot unwind and only does
+            // an atomic store, which is async-signal-safe as a fork handler must be; the
+            // function lives as long as the process.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::pthread_atfork(None, None, Some(forked));
+            }
+        });
+        MAIN_THREAD.store(me, Ordering::Relaxed);
+    }
+    main
+}
+
+/// In a forked child the thread that forked is the main thread: found again on first use.
+extern "C" fn forked() {
+    MAIN_THREAD.store(0, Ordering::Relaxed);
 }
 
 /// Time left until `deadline` (`None`: no deadline), or a timeout error naming `during`.

@@ -45,7 +45,19 @@ impl Protocol {
     /// uncompressed binary message in one frame of [`LARGE_PAYLOAD`] bytes to 16 MiB whose
     /// header has arrived and met every rule (size limit included), and whose payload has not
     /// all arrived yet. Ask after [`Protocol::next_event`] returned `None`.
+    #[inline]
     pub fn large_frame(&self) -> Option<LargeFrame> {
+        // RFC 6455 §5.2: a payload over 65535 bytes has the 64-bit length (127) in the
+        // second byte; anything else is no large frame (asked once per read, so this costs
+        // a small frame's read one comparison).
+        match self.wire.input.pending() {
+            [_, b1, ..] if b1 & 0x7f == 127 => self.large_frame_header(),
+            _ => None,
+        }
+    }
+
+    #[inline(never)]
+    fn large_frame_header(&self) -> Option<LargeFrame> {
         if !self.opened || !self.decoding || self.eof || self.deferred.is_some() {
             return None;
         }

@@ -133,20 +133,6 @@ impl Blocking for Detached<'_> {
     }
 }
 
-/// True on the process's main thread, the one Python runs signal handlers on.
-fn is_main_thread() -> bool {
-    thread_local! {
-        static MAIN: bool = {
-            // SAFETY: getpid and gettid take no arguments, touch no memory and cannot fail.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::getpid() == libc::gettid()
-            }
-        };
-    }
-    MAIN.with(|main| *main)
-}
-
 /// Runs a call that may block (its blocking steps detach through [`Detached`]), with the
 /// signal handlers run while it waits on the main thread: Ctrl-C raises `KeyboardInterrupt`
 /// within a fraction of a second from any wait, as Python's own blocking calls do (PEP 475).
@@ -161,12 +147,7 @@ pub fn with_signals<T>(
             Error::Interrupted
         })
     };
-    let signals = if is_main_thread() {
-        Signals::new(&check)
-    } else {
-        Signals::NONE
-    };
-    op(signals, &Detached(py)).map_err(|e| match e {
+    op(Signals::on_main_thread(&check), &Detached(py)).map_err(|e| match e {
         Error::Interrupted => raised
             .lock()
             .unwrap_or_else(|e| e.into_inner())
