@@ -250,8 +250,13 @@ class Protocol:
     def send_close(self, code: int | None = 1000, reason: str = "") -> None:
         """Starts the closing handshake; does nothing once closing."""
 
-    def data_to_send(self) -> bytes:
-        """The bytes to write to the socket, in order; empties the outgoing buffer."""
+    def data_to_send(self, max_bytes: int | None = None) -> bytes:
+        """The bytes to write to the socket, in order; empties the outgoing buffer.
+
+        With ``max_bytes``, at most that many: the rest waits for the next calls, before
+        anything queued meanwhile. A driver that writes a large message in parts as the
+        socket drains holds one copy of it, not two.
+        """
 
     def close_expected(self) -> bool:
         """True while the peer's close frame is awaited: arm a close timeout."""

@@ -62,6 +62,9 @@ _logger = logging.getLogger("sigil_ws")
 _NO_MESSAGES: collections.deque[Data] = collections.deque()
 # The same for the pieces of a message received in pieces (recv_streaming).
 _NO_PIECES: collections.deque[Data | Fragment] = collections.deque()
+# The driver hands the transport at most this many bytes at a time, and more only while it
+# is not paused: a large message is copied into the transport's buffer a part at a time.
+_WRITE_PART = 256 * 2**10
 
 
 class _Driver(asyncio.Protocol):
@@ -251,7 +254,10 @@ class _Driver(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         self.flush()
-        self.release_drain_waiters()
+        if not self.writing_paused:
+            # Everything queued is in the transport (a large message may have paused it
+            # again: the waiters wait for the rest).
+            self.release_drain_waiters()
 
     def release_drain_waiters(self) -> None:
         for waiter in self.drain_waiters:
@@ -264,11 +270,29 @@ class _Driver(asyncio.Protocol):
     def flush(self) -> None:
         """Writes whatever the engine queued, unless the transport holds more than
         ``write_limit`` already: then the bytes wait in the engine, where pongs coalesce to
-        the latest one (a peer that pings and never reads cannot make memory grow)."""
+        the latest one (a peer that pings and never reads cannot make memory grow).
+
+        The bytes go in parts of ``_WRITE_PART`` until the transport pauses: a large
+        message waits in the engine, not copied whole into the transport's buffer too."""
         if self.journal:
             self.log_notes()
         if self.writing_paused:
             return
+        data = self.engine.data_to_send(_WRITE_PART)
+        transport = self.transport
+        while data:
+            if transport is None or transport.is_closing():
+                # Nowhere to write: what is queued is dropped.
+                self.engine.data_to_send()
+                return
+            transport.write(data)
+            if len(data) < _WRITE_PART or self.writing_paused:
+                return
+            data = self.engine.data_to_send(_WRITE_PART)
+
+    def flush_all(self) -> None:
+        """Writes everything queued, paused or not (the transport is about to close, and
+        flushes its buffer first)."""
         data = self.engine.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -287,6 +311,7 @@ class _Driver(asyncio.Protocol):
             if self.transport is not None:
                 # RFC 6455 §7.1.1: the server closes TCP first; give it close_timeout, then the
                 # Connection aborts. Closing our side now just flushes the close reply.
+                self.flush_all()
                 self.transport.close()
         elif self.transport is not None and not self.is_lost:
             queued = len(self.pieces) if self.streaming else len(self.messages)

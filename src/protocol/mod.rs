@@ -758,6 +758,12 @@ impl Protocol {
         result
     }
 
+    /// How many bytes wait for the socket (a pong owed is queued first).
+    pub fn pending_output(&mut self) -> usize {
+        self.write_owed_pong();
+        self.wire.out_len()
+    }
+
     fn write_owed_pong(&mut self) {
         if self.pong_owed {
             self.pong_owed = false;

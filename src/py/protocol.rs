@@ -33,11 +33,41 @@ pub struct PyProtocol {
     deferred: Option<Error>,
     /// A large payload `receive_messages` receives into its `bytes` object.
     large: Option<PendingLarge>,
+    /// Bytes taken from the engine to be handed out in parts (`data_to_send(max_bytes)`),
+    /// and how many of them are handed out: they go before anything queued since.
+    spill: Vec<u8>,
+    spill_pos: usize,
 }
 
 impl PyProtocol {
     fn now(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
+    }
+
+    /// The next part of the bytes taken out of the engine (`max_bytes` at most; all of
+    /// them and whatever was queued since, without it).
+    #[cold]
+    fn spilled<'py>(&mut self, py: Python<'py>, max_bytes: Option<usize>) -> Bound<'py, PyBytes> {
+        let rest = self.spill.get(self.spill_pos..).unwrap_or_default();
+        let part = match max_bytes {
+            Some(max) if max < rest.len() => {
+                let part = PyBytes::new(py, &rest[..max]);
+                self.spill_pos += max;
+                return part;
+            }
+            Some(_) => PyBytes::new(py, rest),
+            None => {
+                let rest = rest.to_vec();
+                self.engine.drain_data_to_send(|out| {
+                    let mut all = rest;
+                    all.extend_from_slice(out);
+                    PyBytes::new(py, &all)
+                })
+            }
+        };
+        self.spill = Vec::new();
+        self.spill_pos = 0;
+        part
     }
 
     /// Gives a large payload under way back to the engine, before input is fed or decoded
@@ -93,6 +123,8 @@ impl PyProtocol {
             origin: Instant::now(),
             deferred: None,
             large: None,
+            spill: Vec::new(),
+            spill_pos: 0,
         })
     }
 
@@ -364,8 +396,32 @@ impl PyProtocol {
     }
 
     /// The bytes to write to the socket, in order; empties the outgoing buffer.
-    fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        self.engine.drain_data_to_send(|out| PyBytes::new(py, out))
+    ///
+    /// With `max_bytes`, at most that many: the rest waits for the next calls, before
+    /// anything queued meanwhile. A driver that writes a large message in parts as the
+    /// socket drains holds one copy of it, not two.
+    #[pyo3(signature = (max_bytes=None))]
+    fn data_to_send<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_bytes: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if self.spill.is_empty() {
+            match max_bytes {
+                None => return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out))),
+                Some(0) => {
+                    return Err(to_pyerr(
+                        py,
+                        Error::InvalidArgument("max_bytes must be at least 1".into()),
+                    ))
+                }
+                Some(max) if self.engine.pending_output() <= max => {
+                    return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out)))
+                }
+                Some(_) => self.engine.take_data_to_send(&mut self.spill),
+            }
+        }
+        Ok(self.spilled(py, max_bytes))
     }
 
     /// True while the peer's close frame is awaited: arm a close timeout.
