@@ -279,16 +279,19 @@ class _Driver(asyncio.Protocol):
         if self.writing_paused:
             return
         data = self.engine.data_to_send(_WRITE_PART)
+        if not data:
+            return
         transport = self.transport
-        while data:
-            if transport is None or transport.is_closing():
-                # Nowhere to write: what is queued is dropped.
-                self.engine.data_to_send()
+        if transport is None or transport.is_closing():
+            # Nowhere to write: what is queued is dropped.
+            self.engine.data_to_send()
+            return
+        transport.write(data)
+        while len(data) == _WRITE_PART and not self.writing_paused:
+            data = self.engine.data_to_send(_WRITE_PART)
+            if not data or transport.is_closing():
                 return
             transport.write(data)
-            if len(data) < _WRITE_PART or self.writing_paused:
-                return
-            data = self.engine.data_to_send(_WRITE_PART)
 
     def flush_all(self) -> None:
         """Writes everything queued, paused or not (the transport is about to close, and
