@@ -11,13 +11,15 @@
 //! hold `recv()` or `close()` beyond theirs), and every wait runs the caller's signal check.
 
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::large::{Large, LargeSink, NoLarge};
+use super::large::{self, Large, LargeSink, NoLarge};
 use super::net::{self, expired, Peer, ReadTimeout, Signals, Stream};
-use super::service::{self, Registration};
+use super::service::{self, Registration, Served, Visit};
+use super::sync::{lock, Blocking, Direct};
 use crate::buffer::KEEP_CAPACITY;
 use crate::error::{Error, Termination};
 use crate::options::Options;
@@ -32,43 +34,16 @@ thread_local! {
 }
 
 /// ...then to a heap buffer that starts at this size...
-pub(super) const READ_MIN: usize = 64 * 1024;
+const READ_MIN: usize = 64 * 1024;
 /// ...and grows (x4 each time a read fills it) to this size under bulk traffic, where large
 /// reads measured fastest (bench push-16k: 1 MiB reads 327k msg/s, 256 KiB 177k, 64 KiB 178k).
-pub(super) const READ_MAX: usize = 1024 * 1024;
+const READ_MAX: usize = 1024 * 1024;
 
 /// A read that starts a frame (nothing undecoded is buffered) takes at most this much: should
 /// the frame be large, the rest of its payload then goes straight into the message
 /// (`blocking/large.rs`) instead of through the engine's buffer. Above a 64 KiB message and
 /// its header, so that such a message still arrives in one read.
 const FIRST_READ: usize = 128 * 1024;
-
-/// How the caller runs a blocking step: the Python bindings detach from the interpreter
-/// meanwhile; plain Rust just runs it.
-pub trait Blocking {
-    /// Runs `f`, which may block.
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R;
-}
-
-/// Runs blocking steps as they are.
-pub struct Direct;
-
-impl Blocking for Direct {
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        f()
-    }
-}
-
-/// What an I/O-thread visit found.
-#[derive(Debug, Clone, Copy)]
-pub struct Visit {
-    /// When the engine next needs a visit (keepalive), if ever.
-    pub due: Option<Instant>,
-    /// A caller held the reader: nothing was read.
-    pub busy: bool,
-    /// The connection is over.
-    pub ended: bool,
-}
 
 /// A message the I/O thread read ahead, waiting for `recv()`; or, while a message is
 /// streamed, a piece of it with more to come.
@@ -95,7 +70,7 @@ impl Parked {
 
 /// The receiving side's private state, behind the reader lock.
 #[derive(Debug, Default)]
-pub struct Reader {
+struct Reader {
     /// Messages the I/O thread read ahead (at most `max_queue`), delivered first.
     parked: VecDeque<Parked>,
     /// The I/O thread stopped reading ahead: `max_queue` messages were parked.
@@ -103,10 +78,10 @@ pub struct Reader {
     /// A message is being received in pieces (`recv_piece`), not all of them taken yet.
     streaming: bool,
     /// Bytes per read once bulk traffic started; 0 while reads go to the stack buffer.
-    pub(super) read_size: usize,
+    read_size: usize,
     /// The read buffer under TLS (plain TCP reads straight into the engine's input buffer).
-    pub(super) buf: Vec<u8>,
-    pub(super) timeout: ReadTimeout,
+    buf: Vec<u8>,
+    timeout: ReadTimeout,
 }
 
 /// Bytes taken from the engine and not yet all written, behind the writer lock.
@@ -139,19 +114,12 @@ enum Outcome<T> {
     Closed,
 }
 
-/// Takes a lock, also a poisoned one (the I/O thread's registry uses it too).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock means a panic elsewhere; the data is still consistent for our purposes
-    // (every critical section leaves the engine in a valid state between calls).
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A connected WebSocket client over a blocking socket.
 pub struct Client {
     /// The I/O thread's care of this connection (first field: it must go before the socket
     /// is closed, so that the thread never watches a descriptor number reused by another).
     registration: OnceLock<Registration>,
-    pub(super) stream: Stream,
+    stream: Stream,
     /// Looked up on first use (most connections never ask).
     local_addr: OnceLock<Peer>,
     remote_addr: Peer,
@@ -164,7 +132,7 @@ pub struct Client {
     origin: Instant,
     reader: Mutex<Reader>,
     writer: Mutex<Outbox>,
-    pub(super) engine: Mutex<Protocol>,
+    engine: Mutex<Protocol>,
     /// Signalled when the engine terminates, for a `close()` that waits on another reader.
     terminated: Condvar,
     /// Messages the I/O thread may read ahead; `None` for no bound.
@@ -720,9 +688,14 @@ impl Client {
                 if reply {
                     blocking.run(|| self.flush_now());
                 }
-                match self
-                    .receive_large(reader, &frame, large, deadline, during, signals, blocking)?
-                {
+                let reads = large::Reads {
+                    timeout: &mut reader.timeout,
+                    buf: &mut reader.buf,
+                    size: reader.read_size.clamp(READ_MIN, READ_MAX),
+                };
+                match large::receive_large(
+                    self, reads, &frame, large, deadline, during, signals, blocking,
+                )? {
                     Large::Message(message) => return Ok(Outcome::Message(message)),
                     Large::Cut => continue,
                     Large::Declined => {}
@@ -983,64 +956,6 @@ impl Client {
         self.origin + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
     }
 
-    /// How many `recv()` calls returned so far: the I/O thread's sign that the application
-    /// is receiving (then it stays away from the socket).
-    pub fn recvs(&self) -> u64 {
-        self.recvs.load(Ordering::Relaxed)
-    }
-
-    /// The I/O thread's visit: reads ahead (when `read`, or when a deadline is due: read
-    /// before judging) if nobody receives, runs the keepalive, writes the replies. Never
-    /// blocks.
-    pub fn serve(&self, read: bool) -> Visit {
-        let due_now = self.next_due().is_some_and(|d| d <= Instant::now());
-        let (mut busy, mut paused) = (false, false);
-        if read || due_now {
-            self.service_turns.fetch_add(1, Ordering::AcqRel);
-            let reader = match self.reader.try_lock() {
-                Ok(reader) => Some(reader),
-                Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-                Err(TryLockError::WouldBlock) => None,
-            };
-            busy = reader.is_none();
-            if let Some(mut reader) = reader {
-                // A pong in the socket is fed before the deadline runs.
-                self.read_ahead(&mut reader);
-                paused = reader.paused;
-            }
-            self.service_turns.fetch_add(1, Ordering::AcqRel);
-        }
-        let (failed, ended, next) = {
-            let mut engine = lock(&self.engine);
-            let now = self.now();
-            // While max_queue messages wait for the application, the socket is not read:
-            // the pong may wait there behind messages, so the keepalive does not judge.
-            if !paused && engine.next_deadline().is_some_and(|d| d <= now) {
-                let _ = engine.handle_deadline(now);
-            }
-            let termination = engine.termination();
-            // The keepalive failed, or the connection dropped: nothing more will come.
-            let failed = termination.is_some_and(|t| {
-                t.code == 1006 || t.code == 1011 && t.reason == KEEPALIVE_TIMEOUT_REASON
-            });
-            (failed, termination.is_some(), engine.next_deadline())
-        };
-        self.flush_now();
-        if ended {
-            self.terminated.notify_all();
-            if failed {
-                // Failed here (keepalive, or the peer vanished): wake a blocked thread.
-                self.shutdown();
-            }
-        }
-        Visit {
-            // Paused: nothing to do until recv() takes the parked messages (it nudges then).
-            due: next.filter(|_| !ended && !paused).map(|d| self.instant(d)),
-            busy,
-            ended,
-        }
-    }
-
     /// Reads what the socket holds and parks the messages it completes, up to `max_queue`.
     fn read_ahead(&self, reader: &mut Reader) {
         if reader.paused {
@@ -1160,6 +1075,86 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// The large path's view of a connection (see `large`).
+impl large::Wire for Client {
+    fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    fn engine(&self) -> &Mutex<Protocol> {
+        &self.engine
+    }
+
+    fn now(&self) -> f64 {
+        Client::now(self)
+    }
+}
+
+/// The I/O thread's side of a connection (see `service`).
+impl Served for Client {
+    fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// How many `recv()` calls returned so far: the I/O thread's sign that the application
+    /// is receiving (then it stays away from the socket).
+    fn recvs(&self) -> u64 {
+        self.recvs.load(Ordering::Relaxed)
+    }
+
+    /// The I/O thread's visit: reads ahead (when `read`, or when a deadline is due: read
+    /// before judging) if nobody receives, runs the keepalive, writes the replies. Never
+    /// blocks.
+    fn serve(&self, read: bool) -> Visit {
+        let due_now = self.next_due().is_some_and(|d| d <= Instant::now());
+        let (mut busy, mut paused) = (false, false);
+        if read || due_now {
+            self.service_turns.fetch_add(1, Ordering::AcqRel);
+            let reader = match self.reader.try_lock() {
+                Ok(reader) => Some(reader),
+                Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            busy = reader.is_none();
+            if let Some(mut reader) = reader {
+                // A pong in the socket is fed before the deadline runs.
+                self.read_ahead(&mut reader);
+                paused = reader.paused;
+            }
+            self.service_turns.fetch_add(1, Ordering::AcqRel);
+        }
+        let (failed, ended, next) = {
+            let mut engine = lock(&self.engine);
+            let now = self.now();
+            // While max_queue messages wait for the application, the socket is not read:
+            // the pong may wait there behind messages, so the keepalive does not judge.
+            if !paused && engine.next_deadline().is_some_and(|d| d <= now) {
+                let _ = engine.handle_deadline(now);
+            }
+            let termination = engine.termination();
+            // The keepalive failed, or the connection dropped: nothing more will come.
+            let failed = termination.is_some_and(|t| {
+                t.code == 1006 || t.code == 1011 && t.reason == KEEPALIVE_TIMEOUT_REASON
+            });
+            (failed, termination.is_some(), engine.next_deadline())
+        };
+        self.flush_now();
+        if ended {
+            self.terminated.notify_all();
+            if failed {
+                // Failed here (keepalive, or the peer vanished): wake a blocked thread.
+                self.shutdown();
+            }
+        }
+        Visit {
+            // Paused: nothing to do until recv() takes the parked messages (it nudges then).
+            due: next.filter(|_| !ended && !paused).map(|d| self.instant(d)),
+            busy,
+            ended,
+        }
     }
 }
 

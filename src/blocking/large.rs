@@ -4,12 +4,34 @@
 //! only moves bytes.
 
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 use std::time::Instant;
 
-use super::client::{lock, Blocking, Client, Reader};
-use super::net::Signals;
+use super::net::{ReadTimeout, Signals, Stream};
+use super::sync::{lock, Blocking};
 use crate::error::Error;
-use crate::protocol::LargeFrame;
+use crate::protocol::{LargeFrame, Protocol};
+
+/// What the large path uses of a connection (the blocking client lends it): its socket, its
+/// engine and the engine's clock. Generic, not `dyn`: this is a message path too.
+pub(super) trait Wire: Sync {
+    /// The socket.
+    fn stream(&self) -> &Stream;
+    /// The engine, behind its lock.
+    fn engine(&self) -> &Mutex<Protocol>;
+    /// The engine's clock (seconds since the connection was made).
+    fn now(&self) -> f64;
+}
+
+/// The reader's read state, lent for one payload (the caller holds the reader lock).
+pub(super) struct Reads<'a> {
+    /// The reader's read timeout.
+    pub(super) timeout: &'a mut ReadTimeout,
+    /// Under TLS, the ciphertext buffer.
+    pub(super) buf: &'a mut Vec<u8>,
+    /// Under TLS, the size of a read.
+    pub(super) size: usize,
+}
 
 /// Memory a large payload is received into, and what it becomes once whole.
 pub trait LargeTarget<T>: Send {
@@ -29,7 +51,7 @@ pub trait LargeSink<T> {
     fn target(&mut self, len: usize) -> Option<Self::Target>;
 }
 
-/// What [`Client::receive_large`] did.
+/// What [`receive_large`] did.
 pub(super) enum Large<T> {
     /// The message, received whole.
     Message(T),
@@ -78,7 +100,7 @@ impl LargeTarget<Vec<u8>> for VecTarget {
             .iter()
             .map(|b| {
                 // SAFETY: `finish` is only called once every byte of `memory()` was written
-                // (the `LargeTarget` contract, kept by `Client::receive_large`).
+                // (the `LargeTarget` contract, kept by `receive_large`).
                 #[allow(unsafe_code)]
                 unsafe {
                     b.assume_init()
@@ -108,113 +130,101 @@ fn initialised(memory: &[MaybeUninit<u8>], n: usize) -> &[u8] {
     }
 }
 
-impl Client {
-    /// After the engine found no message in what it holds and reported `frame` as the large
-    /// frame under way (nothing feeds the engine meanwhile: the caller holds the reader lock):
-    /// receives the rest of its payload into a target from `sink` and returns the message.
-    /// When reading fails, what was read is back in the engine before the error is returned.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn receive_large<T, S: LargeSink<T>, B: Blocking>(
-        &self,
-        reader: &mut Reader,
-        frame: &LargeFrame,
-        sink: &mut S,
-        deadline: Option<Instant>,
-        during: &'static str,
-        signals: Signals<'_>,
-        blocking: &B,
-    ) -> Result<Large<T>, Error> {
-        let frame = *frame;
-        lock(&self.engine).begin_large(&frame);
-        // Made attached (a Python object), outside the engine lock.
-        let Some(mut target) = sink.target(frame.len) else {
-            return Ok(Large::Declined);
-        };
-        lock(&self.engine).copy_large_prefix(&frame, target.memory());
-        let memory = target.memory();
-        let (filled, result) = blocking.run(|| {
-            let mut filled = frame.buffered;
-            let result = self.read_payload(
-                reader,
-                &frame,
-                memory,
-                &mut filled,
-                deadline,
-                during,
-                signals,
-            );
-            (filled, result)
-        });
-        let mut engine = lock(&self.engine);
-        if filled == frame.len && engine.complete_large(&frame).is_ok() {
-            engine.trim();
-            drop(engine);
-            return Ok(Large::Message(target.finish()));
-        }
-        // Cut short (a timeout, a signal, the end of the stream): what was read goes back to
-        // the engine, which continues as if it had been fed normally.
-        let received = initialised(target.memory(), filled);
-        engine.abandon_large(received.get(frame.buffered..).unwrap_or_default());
-        result.map(|()| Large::Cut)
+/// After the engine found no message in what it holds and reported `frame` as the large
+/// frame under way (nothing feeds the engine meanwhile: the caller holds the reader lock):
+/// receives the rest of its payload into a target from `sink` and returns the message.
+/// When reading fails, what was read is back in the engine before the error is returned.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn receive_large<T, S: LargeSink<T>, B: Blocking>(
+    wire: &impl Wire,
+    mut reads: Reads<'_>,
+    frame: &LargeFrame,
+    sink: &mut S,
+    deadline: Option<Instant>,
+    during: &'static str,
+    signals: Signals<'_>,
+    blocking: &B,
+) -> Result<Large<T>, Error> {
+    let frame = *frame;
+    lock(wire.engine()).begin_large(&frame);
+    // Made attached (a Python object), outside the engine lock.
+    let Some(mut target) = sink.target(frame.len) else {
+        return Ok(Large::Declined);
+    };
+    lock(wire.engine()).copy_large_prefix(&frame, target.memory());
+    let memory = target.memory();
+    let (filled, result) = blocking.run(|| {
+        let mut filled = frame.buffered;
+        let result = read_payload(
+            wire,
+            &mut reads,
+            &frame,
+            memory,
+            &mut filled,
+            deadline,
+            during,
+            signals,
+        );
+        (filled, result)
+    });
+    let mut engine = lock(wire.engine());
+    if filled == frame.len && engine.complete_large(&frame).is_ok() {
+        engine.trim();
+        drop(engine);
+        return Ok(Large::Message(target.finish()));
     }
+    // Cut short (a timeout, a signal, the end of the stream): what was read goes back to
+    // the engine, which continues as if it had been fed normally.
+    let received = initialised(target.memory(), filled);
+    engine.abandon_large(received.get(frame.buffered..).unwrap_or_default());
+    result.map(|()| Large::Cut)
+}
 
-    /// Reads until `memory` is full or the stream ends, counting in `filled`.
-    #[allow(clippy::too_many_arguments)]
-    fn read_payload(
-        &self,
-        reader: &mut Reader,
-        frame: &LargeFrame,
-        memory: &mut [MaybeUninit<u8>],
-        filled: &mut usize,
-        deadline: Option<Instant>,
-        during: &'static str,
-        signals: Signals<'_>,
-    ) -> Result<(), Error> {
-        while *filled < frame.len {
-            let rest = memory.get_mut(*filled..frame.len).unwrap_or_default();
-            if !frame.tls {
-                let n = self.stream.read_uninit(
-                    &mut reader.timeout,
-                    rest,
-                    deadline,
-                    during,
-                    signals,
-                )?;
-                let mut engine = lock(&self.engine);
-                if n == 0 {
-                    engine.receive_eof();
-                    return Ok(());
-                }
-                engine.large_progress(self.now());
-                *filled += n;
-                continue;
-            }
-            // Under TLS: ciphertext into the reader's buffer, plaintext straight into `rest`.
-            let size = reader
-                .read_size
-                .clamp(super::client::READ_MIN, super::client::READ_MAX);
-            reader.buf.resize(size, 0);
-            let read = self.stream.read(
-                &mut reader.timeout,
-                &mut reader.buf,
-                deadline,
-                during,
-                signals,
-            )?;
-            let mut engine = lock(&self.engine);
-            if read == 0 {
+/// Reads until `memory` is full or the stream ends, counting in `filled`.
+#[allow(clippy::too_many_arguments)]
+fn read_payload(
+    wire: &impl Wire,
+    reads: &mut Reads<'_>,
+    frame: &LargeFrame,
+    memory: &mut [MaybeUninit<u8>],
+    filled: &mut usize,
+    deadline: Option<Instant>,
+    during: &'static str,
+    signals: Signals<'_>,
+) -> Result<(), Error> {
+    while *filled < frame.len {
+        let rest = memory.get_mut(*filled..frame.len).unwrap_or_default();
+        if !frame.tls {
+            let n = wire
+                .stream()
+                .read_uninit(reads.timeout, rest, deadline, during, signals)?;
+            let mut engine = lock(wire.engine());
+            if n == 0 {
                 engine.receive_eof();
                 return Ok(());
             }
-            let data = reader.buf.get(..read).unwrap_or_default();
-            *filled += engine.receive_data_large(data, rest, self.now())?;
-            if engine.termination().is_some() {
-                // A TLS failure or close_notify: nothing more comes.
-                return Ok(());
-            }
+            engine.large_progress(wire.now());
+            *filled += n;
+            continue;
         }
-        Ok(())
+        // Under TLS: ciphertext into the reader's buffer, plaintext straight into `rest`.
+        reads.buf.resize(reads.size, 0);
+        let read = wire
+            .stream()
+            .read(reads.timeout, reads.buf, deadline, during, signals)?;
+        let mut engine = lock(wire.engine());
+        if read == 0 {
+            engine.receive_eof();
+            return Ok(());
+        }
+        let data = reads.buf.get(..read).unwrap_or_default();
+        *filled += engine.receive_data_large(data, rest, wire.now())?;
+        if engine.termination().is_some() {
+            // A TLS failure or close_notify: nothing more comes.
+            return Ok(());
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,8 +235,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::blocking::client::Direct;
+    use crate::blocking::client::Client;
     use crate::blocking::open;
+    use crate::blocking::sync::Direct;
     use crate::handshake::accept_key;
     use crate::options::Options;
     use crate::protocol::{Message, LARGE_PAYLOAD};

@@ -16,14 +16,14 @@
 //! with the parent, whose thread keeps serving them there).
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use super::client::{lock, Client};
+use super::sync::lock;
 
 /// How soon a connection whose reader was busy is looked at again; doubled for each visit in
 /// a row that finds it busy, up to [`BUSY_RETRY_MAX`].
@@ -33,16 +33,40 @@ pub const BUSY_RETRY_MAX: Duration = Duration::from_secs(1);
 
 const WAKER: Token = Token(0);
 
+/// What the thread needs of a connection (the blocking client is one). Called on the thread
+/// only, through `dyn`: the caller's message path never goes through this trait.
+pub trait Served: Send + Sync {
+    /// The socket to watch.
+    fn fd(&self) -> RawFd;
+    /// How many `recv()` calls returned so far: the sign that the application is receiving
+    /// (then the thread stays away from the socket).
+    fn recvs(&self) -> u64;
+    /// One visit: reads ahead (when `read`, or when a deadline is due) if nobody receives,
+    /// runs the keepalive, writes the replies. Never blocks.
+    fn serve(&self, read: bool) -> Visit;
+}
+
+/// What a visit found.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit {
+    /// When the connection next needs a visit (keepalive), if ever.
+    pub due: Option<Instant>,
+    /// A caller held the reader: nothing was read.
+    pub busy: bool,
+    /// The connection is over.
+    pub ended: bool,
+}
+
 /// A connection as the thread knows it.
 struct Entry {
-    client: Weak<Client>,
+    conn: Weak<dyn Served>,
     fd: RawFd,
     /// When the connection next needs the thread (a deadline, or a look), if ever.
     due: Option<Instant>,
     /// The socket is watched. While the application receives, it is not: the thread would
     /// wake for every message the caller reads itself.
     armed: bool,
-    /// `Client::recvs` at the last visit.
+    /// [`Served::recvs`] at the last visit.
     seen_recvs: u64,
     /// Visits in a row that found the application receiving.
     busy_visits: u32,
@@ -96,8 +120,8 @@ impl std::fmt::Debug for Registration {
     }
 }
 
-/// Puts `client` in the service's care until the returned registration is dropped.
-pub fn register(client: &Arc<Client>) -> std::io::Result<Registration> {
+/// Puts `conn` in the service's care until the returned registration is dropped.
+pub fn register<C: Served + 'static>(conn: &Arc<C>) -> std::io::Result<Registration> {
     let service = service()?;
     let token = {
         let mut next = lock(&service.next_token);
@@ -105,18 +129,18 @@ pub fn register(client: &Arc<Client>) -> std::io::Result<Registration> {
         *next += 1;
         token
     };
-    let fd = client.stream().as_raw_fd();
+    let fd = conn.fd();
     // Visit at once: bytes that came with the upgrade response (a ping, a close) are in the
     // engine already, and the edge-triggered watch will not report them.
     let due = Some(Instant::now());
     lock(&service.entries).insert(
         token,
         Entry {
-            client: Arc::downgrade(client),
+            conn: Arc::downgrade(conn) as Weak<dyn Served>,
             fd,
             due,
             armed: true,
-            seen_recvs: client.recvs(),
+            seen_recvs: conn.recvs(),
             busy_visits: 0,
         },
     );
@@ -158,8 +182,8 @@ impl Service {
     /// One visit: the socket is read only when the application has not received since the
     /// last visit (and is watched again then); while it receives, the thread stays away and
     /// looks again after [`BUSY_RETRY`], doubling up to [`BUSY_RETRY_MAX`].
-    fn visit(&self, token: usize, client: &Client) {
-        let recvs = client.recvs();
+    fn visit(&self, token: usize, conn: &dyn Served) {
+        let recvs = conn.recvs();
         let (quiet, fd) = {
             let mut entries = lock(&self.entries);
             let Some(entry) = entries.get_mut(&token) else {
@@ -177,7 +201,7 @@ impl Service {
             }
             (quiet, entry.fd)
         };
-        let visit = client.serve(quiet);
+        let visit = conn.serve(quiet);
         let mut entries = lock(&self.entries);
         let Some(entry) = entries.get_mut(&token) else {
             return;
@@ -203,7 +227,7 @@ impl Service {
     fn run(self: Arc<Self>, mut poll: Poll) {
         let mut events = Events::with_capacity(256);
         let mut ready: Vec<usize> = Vec::new();
-        let mut work: Vec<(usize, Arc<Client>)> = Vec::new();
+        let mut work: Vec<(usize, Arc<dyn Served>)> = Vec::new();
         loop {
             let timeout = {
                 let entries = lock(&self.entries);
@@ -240,10 +264,10 @@ impl Service {
                 ready.sort_unstable();
                 ready.dedup();
                 for token in &ready {
-                    match entries.get(token).map(|e| e.client.upgrade()) {
-                        Some(Some(client)) => work.push((*token, client)),
+                    match entries.get(token).map(|e| e.conn.upgrade()) {
+                        Some(Some(conn)) => work.push((*token, conn)),
                         Some(None) => {
-                            // Dropped without its registration (cannot happen: the client
+                            // Dropped without its registration (cannot happen: the connection
                             // owns it); forget the entry all the same.
                             entries.remove(token);
                         }
@@ -251,11 +275,11 @@ impl Service {
                     }
                 }
             }
-            for (token, client) in work.drain(..) {
-                self.visit(token, &client);
-                // The last reference may go here: the client's registration then takes the
-                // entry out, under the entries lock, which is not held now.
-                drop(client);
+            for (token, conn) in work.drain(..) {
+                self.visit(token, &*conn);
+                // The last reference may go here: the connection's registration then takes
+                // the entry out, under the entries lock, which is not held now.
+                drop(conn);
             }
         }
     }

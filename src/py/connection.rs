@@ -11,8 +11,9 @@ use pyo3::types::{PyBytes, PyList, PyString};
 
 use std::os::fd::OwnedFd;
 
-use crate::blocking::client::{Blocking, Client};
+use crate::blocking::client::Client;
 use crate::blocking::open;
+use crate::blocking::sync::Blocking;
 use crate::error::Error;
 use crate::options;
 use crate::protocol::{close_code, Message, State};

@@ -7,8 +7,8 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyTimeoutError, PyValueEr
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::blocking::client::Blocking;
 use crate::blocking::net::Signals;
+use crate::blocking::sync::Blocking;
 use crate::error::{Error, Failure, ProtocolError, ProxyError, Termination};
 use crate::handshake::HandshakeError;
 

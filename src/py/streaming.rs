@@ -11,7 +11,8 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::blocking::client::{lock, Client};
+use crate::blocking::client::Client;
+use crate::blocking::sync::lock;
 use crate::error::Error;
 
 use super::buffers::with_bytes;
