@@ -39,6 +39,22 @@ pub struct PyProtocol {
     spill_pos: usize,
 }
 
+/// A held-back output buffer at least this large is given back to the system once written.
+const RETURN_TO_SYSTEM: usize = 1 << 20;
+
+/// Gives the allocator's free memory back to the system. glibc keeps a large buffer freed
+/// from its heap (its mmap threshold rises after the first large free), so the next large
+/// allocation (the echo of the message just written, say) would add to the process' memory
+/// instead of taking its place.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own heaps; it takes no pointer.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl PyProtocol {
     fn now(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
@@ -65,8 +81,12 @@ impl PyProtocol {
                 })
             }
         };
+        let large = self.spill.capacity() >= RETURN_TO_SYSTEM;
         self.spill = Vec::new();
         self.spill_pos = 0;
+        if large {
+            return_free_memory();
+        }
         part
     }
 
