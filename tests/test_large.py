@@ -328,6 +328,8 @@ def test_sans_io_data_to_send_in_parts() -> None:
 
     p.send_binary(payload)
     first = p.data_to_send(1000)
+    with pytest.raises(ValueError, match="max_bytes"):
+        p.data_to_send(0)  # also while part of the output is held back
     p.send_text("after")
     rest = p.data_to_send()
     assert len(first) == 1000

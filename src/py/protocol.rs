@@ -426,15 +426,15 @@ impl PyProtocol {
         py: Python<'py>,
         max_bytes: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        if max_bytes == Some(0) {
+            return Err(to_pyerr(
+                py,
+                Error::InvalidArgument("max_bytes must be at least 1".into()),
+            ));
+        }
         if self.spill.is_empty() {
             match max_bytes {
                 None => return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out))),
-                Some(0) => {
-                    return Err(to_pyerr(
-                        py,
-                        Error::InvalidArgument("max_bytes must be at least 1".into()),
-                    ))
-                }
                 Some(max) if self.engine.pending_output() <= max => {
                     return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out)))
                 }
