@@ -128,6 +128,34 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, Protoco
     )))
 }
 
+/// Appends a frame header to `out`: FIN, RSV1 when `rsv1` (a compressed message, RFC 7692 §6),
+/// the opcode, a payload length of `len`, and the masking key when given.
+#[inline(always)]
+pub fn encode_header(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    fin: bool,
+    rsv1: bool,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) {
+    out.push(u8::from(fin) << 7 | u8::from(rsv1) << 6 | opcode.as_u8());
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    if len < 126 {
+        // `len < 126` fits in the 7-bit field.
+        out.push(mask_bit | len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&short.to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
+    }
+}
+
 /// Appends a complete frame to `out`: header, then the payload masked with `mask` when given.
 ///
 /// `payload` is the concatenation of `parts` (so a close code and reason are framed without
@@ -141,21 +169,9 @@ pub fn encode_frame(
 ) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     out.reserve(MAX_HEADER_LEN + len);
-    out.push(u8::from(fin) << 7 | opcode.as_u8());
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    if len < 126 {
-        // `len < 126` fits in the 7-bit field.
-        out.push(mask_bit | len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    encode_header(out, opcode, fin, false, len, mask);
     match mask {
         Some(key) => {
-            out.extend_from_slice(&key);
             let mut offset = 0;
             for part in parts {
                 // Each part continues the key stream where the previous one stopped.

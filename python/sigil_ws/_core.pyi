@@ -253,9 +253,11 @@ class Protocol:
     def data_to_send(self, max_bytes: int | None = None) -> bytes:
         """The bytes to write to the socket, in order; empties the outgoing buffer.
 
-        With ``max_bytes``, at most that many: the rest waits for the next calls, before
-        anything queued meanwhile. A driver that writes a large message in parts as the
-        socket drains holds one copy of it, not two.
+        With ``max_bytes``, at most that many (every part but the last is that long): the
+        rest waits for the next calls, before anything queued meanwhile. A driver that
+        writes a large message in parts as the socket drains holds one copy of it, not two;
+        a ``bytes`` or ``str`` message of 64 KiB or more sent uncompressed over ``ws://``
+        is not copied at all, but masked part by part from the object sent.
         """
 
     def close_expected(self) -> bool:

@@ -122,6 +122,10 @@ const PONG_BACKLOG: usize = 16 * 1024;
 /// most frames without regrowing, never a declared length that no data backs.
 const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
 
+/// The smallest payload [`Protocol::send_streamed`] leaves with the driver: below it, masking
+/// it into the output costs less than the calls that would hand it out in parts.
+pub const STREAM_PAYLOAD: usize = 64 * 1024;
+
 /// The engine of one client connection.
 pub struct Protocol {
     state: State,
@@ -829,6 +833,50 @@ impl Protocol {
             self.deflated = out;
         }
         result
+    }
+
+    /// Queues a message whose payload the driver keeps, unchanged and alive, until it is
+    /// written: the header is queued now, and [`Protocol::stream_into`] masks the payload part
+    /// by part as the driver writes it ([`Protocol::write_streamed`]), so a large message is never copied whole. Frames
+    /// queued meanwhile (pongs, a close) wait behind it, in order. Returns false when the
+    /// message was queued the usual way instead: it is shorter than [`STREAM_PAYLOAD`], it is
+    /// to be compressed, the connection is encrypted, or a payload already streams.
+    pub fn send_streamed(
+        &mut self,
+        text: bool,
+        data: &[u8],
+        compress: bool,
+    ) -> Result<bool, Error> {
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let compressed = compress && self.deflate.is_some();
+        if data.len() < STREAM_PAYLOAD || compressed {
+            self.send_data(opcode, data, compress)?;
+            return Ok(false);
+        }
+        self.check_open()?;
+        if self.sending.is_some() {
+            return Err(fragments_under_way());
+        }
+        // A pong owed goes ahead of the message, as it would when the output is taken.
+        self.write_owed_pong();
+        if self.wire.stream_frame(opcode, data)? {
+            return Ok(true);
+        }
+        self.wire.write_frame(opcode, &[data])?;
+        Ok(false)
+    }
+
+    /// The bytes of the payload given to [`Protocol::send_streamed`] not yet written.
+    pub fn streamed_left(&self) -> usize {
+        self.wire.stream_left()
+    }
+
+    /// Writes the next bytes of the streamed payload, masked, into `dst`; returns how many.
+    /// `payload` is the one given to [`Protocol::send_streamed`], and what was queued before
+    /// it must have been taken ([`Protocol::take_data_to_send`]) first; otherwise nothing is
+    /// written.
+    pub fn write_streamed(&mut self, payload: &[u8], dst: &mut [u8]) -> usize {
+        self.wire.stream_into(payload, dst)
     }
 
     /// Queues one fragment of a message sent in pieces: the first call starts a text (or

@@ -1462,3 +1462,46 @@ mod streaming {
         ));
     }
 }
+
+#[test]
+fn streamed_payload_is_masked_in_parts_and_frames_queued_meanwhile_follow_it() {
+    let mut p = open();
+    let payload: Vec<u8> = (0..STREAM_PAYLOAD as u32 + 1001)
+        .map(|i| (i * 31 + 7) as u8)
+        .collect();
+    p.send_text("first", true).unwrap();
+    assert!(p.send_streamed(false, &payload, true).unwrap());
+    assert_eq!(p.streamed_left(), payload.len());
+    // A ping answered and a close queued while the payload streams wait behind it.
+    p.receive_data(&frame(9, true, b"hi"), 0.0).unwrap();
+    assert_eq!(events(&mut p).unwrap(), vec![Ev::Ping(b"hi".to_vec())]);
+    p.send_close(Some(1000), "").unwrap();
+    // Nothing streams before what was queued ahead of the payload is taken.
+    let mut part = [0u8; 4096];
+    assert_eq!(p.write_streamed(&payload, &mut part), 0);
+    let mut out = take(&mut p);
+    // The wrong payload writes nothing either.
+    assert_eq!(p.write_streamed(&payload[1..], &mut part), 0);
+    while p.streamed_left() > 0 {
+        let n = p.write_streamed(&payload, &mut part[..4093]);
+        out.extend_from_slice(&part[..n]);
+    }
+    out.extend(take(&mut p));
+    let mut close = Vec::new();
+    close.extend_from_slice(&1000u16.to_be_bytes());
+    assert_eq!(
+        client_frames(&out),
+        vec![
+            (OpCode::Text, true, b"first".to_vec()),
+            (OpCode::Binary, true, payload.clone()),
+            (OpCode::Pong, true, b"hi".to_vec()),
+            (OpCode::Close, true, close),
+        ]
+    );
+    // A short payload, or one while another streams, is queued the usual way.
+    let mut p = open();
+    assert!(!p.send_streamed(true, b"short", true).unwrap());
+    assert!(p.send_streamed(false, &payload, true).unwrap());
+    assert!(!p.send_streamed(false, &payload, true).unwrap());
+    assert_eq!(p.pending_output(), 11 + 2 * (payload.len() + 14));
+}

@@ -3,7 +3,8 @@
 
 use crate::buffer::{copy_to_uninit, InputBuffer, KEEP_CAPACITY};
 use crate::error::Error;
-use crate::frame::{encode_frame, OpCode};
+use crate::frame::{encode_frame, encode_header, OpCode};
+use crate::mask::copy_masked;
 use crate::random::mask_key;
 use crate::tls::TlsLayer;
 
@@ -20,8 +21,23 @@ pub(super) struct Wire {
     out: Vec<u8>,
     /// Frame scratch when frames go through TLS.
     scratch: Vec<u8>,
+    /// A frame whose header is in `out` and whose payload the driver still holds: it is masked
+    /// part by part as it is written ([`Wire::stream_into`]). Boxed: rarely there.
+    streaming: Option<Box<Streaming>>,
     /// What a driver's log asked the engine to record; `None` (the default) records nothing.
     pub journal: Option<Box<Journal>>,
+}
+
+/// The payload of a frame under way in the output.
+struct Streaming {
+    /// The payload's length, and how much of it is written.
+    len: usize,
+    done: usize,
+    key: [u8; 4],
+    /// Frames queued while the payload streams: they go out after it, as they were queued
+    /// (RFC 6455 §5.4: control frames may go between the frames of a message, never inside
+    /// one).
+    held: Vec<u8>,
 }
 
 impl Wire {
@@ -153,14 +169,71 @@ impl Wire {
                 }
             }
             None => {
-                let start = self.out.len();
-                encode_frame(&mut self.out, opcode, fin, parts, Some(key));
-                if let Some(first) = self.out.get_mut(start) {
+                let out = match self.streaming.as_deref_mut() {
+                    Some(streaming) => &mut streaming.held,
+                    None => &mut self.out,
+                };
+                let start = out.len();
+                encode_frame(out, opcode, fin, parts, Some(key));
+                if let Some(first) = out.get_mut(start) {
                     *first |= rsv1;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Queues the header of a frame whose payload, `payload`, the driver keeps and hands back
+    /// to [`Wire::stream_into`] as the frame is written: masked there, never copied here.
+    /// Returns false (and queues nothing) under TLS, whose records take the whole frame, or
+    /// while another payload streams.
+    pub fn stream_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<bool, Error> {
+        if self.tls.is_some() || self.streaming.is_some() {
+            return Ok(false);
+        }
+        // RFC 6455 §5.3: a client masks every frame with a fresh key.
+        let key = mask_key()?;
+        if let Some(journal) = self.journal.as_deref_mut() {
+            journal.frame_out(opcode, &[payload], false, true);
+        }
+        encode_header(&mut self.out, opcode, true, false, payload.len(), Some(key));
+        self.streaming = Some(Box::new(Streaming {
+            len: payload.len(),
+            done: 0,
+            key,
+            held: Vec::new(),
+        }));
+        Ok(true)
+    }
+
+    /// The payload bytes of the streaming frame not yet written.
+    pub fn stream_left(&self) -> usize {
+        self.streaming.as_ref().map_or(0, |s| s.len - s.done)
+    }
+
+    /// Writes the next bytes of the streaming payload into `dst`, masked, and returns how
+    /// many (`dst.len()` at most). `payload` is the one given to [`Wire::stream_frame`]; the
+    /// bytes queued before the frame (its header included) must be taken first. When the
+    /// payload is done, what was queued behind it becomes the output.
+    pub fn stream_into(&mut self, payload: &[u8], dst: &mut [u8]) -> usize {
+        let Some(s) = self.streaming.as_deref_mut() else {
+            return 0;
+        };
+        if payload.len() != s.len || !self.out.is_empty() {
+            return 0;
+        }
+        let n = dst.len().min(s.len - s.done);
+        let (Some(out), Some(src)) = (dst.get_mut(..n), payload.get(s.done..s.done + n)) else {
+            return 0;
+        };
+        copy_masked(out, src, s.key, s.done);
+        s.done += n;
+        if s.done == s.len {
+            let held = std::mem::take(&mut s.held);
+            self.streaming = None;
+            self.out = held;
+        }
+        n
     }
 
     /// Ends the TLS stream (close_notify) once the closing handshake is over.
@@ -187,17 +260,23 @@ impl Wire {
         self.tls.as_ref().and_then(|t| t.alpn_protocol())
     }
 
-    /// Bytes waiting for the socket.
+    /// Bytes waiting for the socket: those queued, the rest of a streaming payload and what
+    /// is queued behind it.
     pub fn out_len(&self) -> usize {
         self.out.len()
+            + self
+                .streaming
+                .as_ref()
+                .map_or(0, |s| s.len - s.done + s.held.len())
     }
 
     /// True when no byte waits for the socket.
     pub fn out_is_empty(&self) -> bool {
-        self.out.is_empty()
+        self.out.is_empty() && self.streaming.is_none()
     }
 
-    /// The bytes waiting for the socket.
+    /// The bytes waiting for the socket ahead of a streaming payload (all of them when none
+    /// streams).
     pub fn out(&mut self) -> &mut Vec<u8> {
         &mut self.out
     }

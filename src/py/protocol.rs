@@ -9,11 +9,11 @@ use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::error::Error;
 use crate::options;
-use crate::protocol::{close_code, Event, Protocol, State};
+use crate::protocol::{close_code, Event, Protocol, State, STREAM_PAYLOAD};
 
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
-use super::large::PendingLarge;
+use super::large::{return_free_memory, PendingLarge, RETURN_TO_SYSTEM};
 use super::logging::notes_object;
 use super::objects::{
     event_object, extensions_object, fragment_object, headers_object, message_object, state_object,
@@ -37,21 +37,32 @@ pub struct PyProtocol {
     /// and how many of them are handed out: they go before anything queued since.
     spill: Vec<u8>,
     spill_pos: usize,
+    /// The payload of a message the engine streams (`Protocol::send_streamed`), kept until it
+    /// is written. Only immutable objects are kept: `bytes`, and `str` (its UTF-8 is cached in
+    /// the object, at a fixed address, for the object's life).
+    streamed: Option<Streamed>,
 }
 
-/// A held-back output buffer at least this large is given back to the system once written.
-const RETURN_TO_SYSTEM: usize = 1 << 20;
+enum Streamed {
+    Bytes(Py<PyBytes>),
+    Text(Py<PyString>),
+}
 
-/// Gives the allocator's free memory back to the system. glibc keeps a large buffer freed
-/// from its heap (its mmap threshold rises after the first large free), so the next large
-/// allocation (the echo of the message just written, say) would add to the process' memory
-/// instead of taking its place.
-fn return_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks and trims glibc's own heaps; it takes no pointer.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
+impl Streamed {
+    fn bind<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self {
+            Streamed::Bytes(b) => b.bind(py).clone().into_any(),
+            Streamed::Text(t) => t.bind(py).clone().into_any(),
+        }
+    }
+}
+
+/// The bytes of a streamed payload: a `bytes` object's, or a `str`'s UTF-8 (read as such when
+/// it was sent, so this does not fail).
+fn payload_of<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    match object.cast::<PyBytes>() {
+        Ok(bytes) => Ok(bytes.as_bytes()),
+        Err(_) => Ok(object.cast::<PyString>()?.to_str()?.as_bytes()),
     }
 }
 
@@ -60,34 +71,89 @@ impl PyProtocol {
         self.origin.elapsed().as_secs_f64()
     }
 
-    /// The next part of the bytes taken out of the engine (`max_bytes` at most; all of
-    /// them and whatever was queued since, without it).
+    /// The next `max_bytes` bytes for the socket (all of them without it), in order: what
+    /// was taken out of the engine before, what the engine queued, the streamed payload
+    /// masked as it is copied, and what was queued behind it.
     #[cold]
-    fn spilled<'py>(&mut self, py: Python<'py>, max_bytes: Option<usize>) -> Bound<'py, PyBytes> {
-        let rest = self.spill.get(self.spill_pos..).unwrap_or_default();
-        let part = match max_bytes {
-            Some(max) if max < rest.len() => {
-                let part = PyBytes::new(py, &rest[..max]);
-                self.spill_pos += max;
-                return part;
+    fn next_part<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_bytes: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let total = self.spill.len() - self.spill_pos + self.engine.pending_output();
+        let n = max_bytes.map_or(total, |max| max.min(total));
+        let object = self.streamed.as_ref().map(|s| s.bind(py));
+        let payload = object.as_ref().map(payload_of).transpose()?;
+        let mut trim = false;
+        let part = PyBytes::new_with(py, n, |buf| {
+            let mut k = 0;
+            while k < buf.len() {
+                let rest = self.spill.get(self.spill_pos..).unwrap_or_default();
+                if !rest.is_empty() {
+                    let m = rest.len().min(buf.len() - k);
+                    buf[k..k + m].copy_from_slice(&rest[..m]);
+                    self.spill_pos += m;
+                    k += m;
+                    continue;
+                }
+                // The bytes taken are written: what the engine queued since comes next.
+                if self.spill.capacity() >= RETURN_TO_SYSTEM {
+                    self.spill = Vec::new();
+                    trim = true;
+                }
+                self.spill_pos = 0;
+                self.engine.take_data_to_send(&mut self.spill);
+                if !self.spill.is_empty() {
+                    continue;
+                }
+                let written = match &payload {
+                    Some(p) => self.engine.write_streamed(p, &mut buf[k..]),
+                    None => 0,
+                };
+                if written == 0 {
+                    // Unreachable: `total` counted no more than there is.
+                    break;
+                }
+                k += written;
             }
-            Some(_) => PyBytes::new(py, rest),
-            None => {
-                let rest = rest.to_vec();
-                self.engine.drain_data_to_send(|out| {
-                    let mut all = rest;
-                    all.extend_from_slice(out);
-                    PyBytes::new(py, &all)
-                })
+            Ok(())
+        })?;
+        if self.spill_pos == self.spill.len() {
+            self.spill.clear();
+            self.spill_pos = 0;
+            if self.spill.capacity() >= RETURN_TO_SYSTEM {
+                self.spill = Vec::new();
+                trim = true;
             }
-        };
-        let large = self.spill.capacity() >= RETURN_TO_SYSTEM;
-        self.spill = Vec::new();
-        self.spill_pos = 0;
-        if large {
+        }
+        if self.engine.streamed_left() == 0 {
+            self.streamed = None;
+        }
+        if trim {
             return_free_memory();
         }
-        part
+        Ok(part)
+    }
+
+    /// Queues a large message whose object (`bytes` or `str`: it cannot change) the engine may
+    /// leave the payload in until it is written (`Protocol::send_streamed`); `keep` makes the
+    /// reference kept meanwhile.
+    fn send_kept(
+        &mut self,
+        py: Python<'_>,
+        text: bool,
+        payload: &[u8],
+        compress: bool,
+        keep: impl FnOnce() -> Streamed,
+    ) -> PyResult<()> {
+        let streamed = self
+            .engine
+            .send_streamed(text, payload, compress)
+            .map_err(|e| to_pyerr(py, e))?;
+        if streamed {
+            self.streamed = Some(keep());
+        }
+        Ok(())
     }
 
     /// Gives a large payload under way back to the engine, before input is fed or decoded
@@ -145,6 +211,7 @@ impl PyProtocol {
             large: None,
             spill: Vec::new(),
             spill_pos: 0,
+            streamed: None,
         })
     }
 
@@ -360,10 +427,22 @@ impl PyProtocol {
     /// Queues a text message (compressed when permessage-deflate was negotiated, unless
     /// `compress` is false).
     #[pyo3(signature = (text, compress=true))]
-    fn send_text(&mut self, py: Python<'_>, text: &str, compress: bool) -> PyResult<()> {
-        self.engine
-            .send_text(text, compress)
-            .map_err(|e| to_pyerr(py, e))
+    fn send_text(
+        &mut self,
+        py: Python<'_>,
+        text: &Bound<'_, PyString>,
+        compress: bool,
+    ) -> PyResult<()> {
+        let utf8 = text.to_str()?;
+        if utf8.len() < STREAM_PAYLOAD {
+            return self
+                .engine
+                .send_text(utf8, compress)
+                .map_err(|e| to_pyerr(py, e));
+        }
+        self.send_kept(py, true, utf8.as_bytes(), compress, || {
+            Streamed::Text(text.clone().unbind())
+        })
     }
 
     /// Queues a binary message (compressed when permessage-deflate was negotiated, unless
@@ -375,6 +454,18 @@ impl PyProtocol {
         data: &Bound<'_, PyAny>,
         compress: bool,
     ) -> PyResult<()> {
+        if let Ok(bytes) = data.cast::<PyBytes>() {
+            let payload = bytes.as_bytes();
+            if payload.len() < STREAM_PAYLOAD {
+                return self
+                    .engine
+                    .send_binary(payload, compress)
+                    .map_err(|e| to_pyerr(py, e));
+            }
+            return self.send_kept(py, false, payload, compress, || {
+                Streamed::Bytes(bytes.clone().unbind())
+            });
+        }
         with_bytes(data, |d| self.engine.send_binary(d, compress))?.map_err(|e| to_pyerr(py, e))
     }
 
@@ -417,9 +508,11 @@ impl PyProtocol {
 
     /// The bytes to write to the socket, in order; empties the outgoing buffer.
     ///
-    /// With `max_bytes`, at most that many: the rest waits for the next calls, before
-    /// anything queued meanwhile. A driver that writes a large message in parts as the
-    /// socket drains holds one copy of it, not two.
+    /// With `max_bytes`, at most that many (every part but the last is that long): the rest
+    /// waits for the next calls, before anything queued meanwhile. A driver that writes a
+    /// large message in parts as the socket drains holds one copy of it, not two; a `bytes`
+    /// or `str` message of 64 KiB or more sent uncompressed over `ws://` is not copied at all,
+    /// but masked part by part from the object sent.
     #[pyo3(signature = (max_bytes=None))]
     fn data_to_send<'py>(
         &mut self,
@@ -432,16 +525,16 @@ impl PyProtocol {
                 Error::InvalidArgument("max_bytes must be at least 1".into()),
             ));
         }
-        if self.spill.is_empty() {
+        if self.spill.is_empty() && self.streamed.is_none() {
             match max_bytes {
                 None => return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out))),
                 Some(max) if self.engine.pending_output() <= max => {
                     return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out)))
                 }
-                Some(_) => self.engine.take_data_to_send(&mut self.spill),
+                Some(_) => {}
             }
         }
-        Ok(self.spilled(py, max_bytes))
+        self.next_part(py, max_bytes)
     }
 
     /// True while the peer's close frame is awaited: arm a close timeout.
