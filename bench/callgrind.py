@@ -10,6 +10,7 @@ message, start-up excluded. Paths:
     push-64 / push-16k       sync client: `for msg in ws` over a pushed stream (native server)
     asyncio-push-64          asyncio client: `async for msg in ws` over the same stream
     pingpong-64              sync client: send + recv against the native echo server
+    asyncio-pingpong-64      asyncio client: the same round trip (the event loop included)
     decode-64 / decode-16k   sans-IO Protocol.receive_messages over an in-memory stream
     encode-64                sans-IO Protocol.send_binary + data_to_send
 """
@@ -64,6 +65,18 @@ elif path == "pingpong-64":
         for _ in range(n):
             ws.send(payload)
             ws.recv()
+elif path == "asyncio-pingpong-64":
+    import asyncio
+    import sigil_ws.asyncio
+
+    async def main():
+        async with sigil_ws.asyncio.connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            payload = b"p" * 64
+            for _ in range(n):
+                await ws.send(payload)
+                await ws.recv()
+
+    asyncio.run(main())
 elif path.startswith("decode-"):
     size = {"decode-64": 64, "decode-16k": 16384}[path]
     p = sigil_ws.Protocol("ws://h/", key=KEY)
@@ -87,6 +100,7 @@ PATHS = [
     "push-16k",
     "asyncio-push-64",
     "pingpong-64",
+    "asyncio-pingpong-64",
     "decode-64",
     "decode-16k",
     "encode-64",

@@ -283,8 +283,10 @@ class _Driver(asyncio.Protocol):
             return
         transport = self.transport
         if transport is None or transport.is_closing():
-            # Nowhere to write: what is queued is dropped.
-            self.engine.data_to_send()
+            # Nowhere to write: what is queued is dropped (in parts: a large message kept
+            # in the caller's object is not copied whole to be thrown away).
+            while self.engine.data_to_send(_WRITE_PART):
+                pass
             return
         transport.write(data)
         while len(data) == _WRITE_PART and not self.writing_paused:
@@ -579,28 +581,52 @@ class Connection:
             )
         driver.recv_in_progress = True
         try:
-            async with asyncio.timeout(timeout):
-                while not driver.messages:
-                    # Messages may wait undecoded in the engine (the queue was full).
-                    driver.pull()
-                    if driver.messages:
-                        break
-                    exc = self._engine.closed_exception()
-                    if exc is not None:
-                        self._transport.close()
-                        raise exc
-                    # Waiting on an empty queue: let it go (see _NO_MESSAGES).
-                    driver.messages = _NO_MESSAGES
-                    driver.message_waiter = driver.loop.create_future()
-                    try:
-                        await driver.message_waiter
-                    finally:
-                        driver.message_waiter = None
+            if timeout is None:
+                # No deadline to arm (asyncio.timeout(None) costs a context manager per wait).
+                await self._messages_queued(driver)
+            else:
+                async with asyncio.timeout(timeout):
+                    await self._messages_queued(driver)
         except TimeoutError:
             raise TimeoutError("timed out waiting for a message") from None
         finally:
             driver.recv_in_progress = False
         return driver.pop_message()
+
+    async def _messages_queued(self, driver: _Driver) -> None:
+        """Waits until a message is queued (``recv()`` on an empty queue)."""
+        while not driver.messages:
+            # Messages may wait undecoded in the engine (the queue was full).
+            driver.pull()
+            if driver.messages:
+                return
+            exc = self._engine.closed_exception()
+            if exc is not None:
+                self._transport.close()
+                raise exc
+            # Waiting on an empty queue: let it go (see _NO_MESSAGES).
+            driver.messages = _NO_MESSAGES
+            driver.message_waiter = driver.loop.create_future()
+            try:
+                await driver.message_waiter
+            finally:
+                driver.message_waiter = None
+
+    async def _pieces_queued(self, driver: _Driver) -> None:
+        """Waits until a piece of the message under way is queued."""
+        while not driver.pieces:
+            driver.pull()
+            if driver.pieces:
+                return
+            exc = self._engine.closed_exception()
+            if exc is not None:
+                self._transport.close()
+                raise exc
+            driver.message_waiter = driver.loop.create_future()
+            try:
+                await driver.message_waiter
+            finally:
+                driver.message_waiter = None
 
     def recv_streaming(self, timeout: float | None = None) -> AsyncIterator[Data]:
         """Receive the next message in pieces as its frames arrive.
@@ -634,20 +660,11 @@ class Connection:
             )
         driver.recv_in_progress = True
         try:
-            async with asyncio.timeout(timeout):
-                while not driver.pieces:
-                    driver.pull()
-                    if driver.pieces:
-                        break
-                    exc = self._engine.closed_exception()
-                    if exc is not None:
-                        self._transport.close()
-                        raise exc
-                    driver.message_waiter = driver.loop.create_future()
-                    try:
-                        await driver.message_waiter
-                    finally:
-                        driver.message_waiter = None
+            if timeout is None:
+                await self._pieces_queued(driver)
+            else:
+                async with asyncio.timeout(timeout):
+                    await self._pieces_queued(driver)
         except TimeoutError:
             raise TimeoutError("timed out waiting for a message") from None
         finally:
