@@ -741,7 +741,11 @@ class Connection:
             await self._fragments_sent()
             await self.send(message, compress=compress, timeout=timeout)
             return
-        await self._drain(timeout)
+        driver = self._driver
+        driver.flush()
+        if driver.writing_paused:
+            # The transport holds more than write_limit: wait for the peer to read.
+            await self._drain(timeout)
 
     async def _drain(self, timeout: float | None) -> None:
         self._driver.flush()
