@@ -725,8 +725,11 @@ class Connection:
             TypeError: the message is neither text, a bytes-like object nor an iterable of
                 them (a mapping is refused), or mixes text and binary fragments.
         """
-        timeout = _options.timeout("timeout", timeout)
-        self._check_open()
+        if timeout is not None:
+            timeout = _options.timeout("timeout", timeout)
+        exc = self._engine.send_exception()
+        if exc is not None:
+            raise exc
         try:
             if isinstance(message, str):
                 self._engine.send_text(message, compress)
