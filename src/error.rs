@@ -152,7 +152,7 @@ pub enum HttpError {
         if looks_like_tls(.first_bytes) { ": this looks like TLS; use a wss:// URL" } else { "" }
     )]
     NotHttp {
-        /// The first bytes received, at most [`MAX_FIRST_BYTES`].
+        /// The first bytes received, at most [`crate::http::MAX_FIRST_BYTES`].
         first_bytes: Vec<u8>,
     },
     /// A header line is not `name: value`.

@@ -25,7 +25,7 @@ use crate::error::Error;
 const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 
 /// The caller's signal check, run when a wait is interrupted (`EINTR`) and, on the thread that
-/// receives signals, every [`SIGNAL_SLICE`]. It returns `Err(Error::Interrupted)` to abandon the
+/// receives signals, every `SIGNAL_SLICE`. It returns `Err(Error::Interrupted)` to abandon the
 /// wait (a signal handler raised).
 #[derive(Clone, Copy)]
 pub struct Signals<'a> {
@@ -42,7 +42,7 @@ impl<'a> Signals<'a> {
         main_only: false,
     };
 
-    /// Runs `check` on interruption and every [`SIGNAL_SLICE`] of waiting.
+    /// Runs `check` on interruption and every `SIGNAL_SLICE` of waiting.
     pub fn new(check: &'a (dyn Fn() -> Result<(), Error> + Sync)) -> Self {
         Signals {
             check: Some(check),

@@ -836,8 +836,8 @@ impl Protocol {
     }
 
     /// Queues a message whose payload the driver keeps, unchanged and alive, until it is
-    /// written: the header is queued now, and [`Protocol::stream_into`] masks the payload part
-    /// by part as the driver writes it ([`Protocol::write_streamed`]), so a large message is never copied whole. Frames
+    /// written: the header is queued now, and [`Protocol::write_streamed`] masks the payload
+    /// part by part as the driver writes it, so a large message is never copied whole. Frames
     /// queued meanwhile (pongs, a close) wait behind it, in order. Returns false when the
     /// message was queued the usual way instead: it is shorter than [`STREAM_PAYLOAD`], it is
     /// to be compressed, the connection is encrypted, or a payload already streams.
