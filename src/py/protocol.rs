@@ -40,21 +40,7 @@ pub struct PyProtocol {
     /// The payload of a message the engine streams (`Protocol::send_streamed`), kept until it
     /// is written. Only immutable objects are kept: `bytes`, and `str` (its UTF-8 is cached in
     /// the object, at a fixed address, for the object's life).
-    streamed: Option<Streamed>,
-}
-
-enum Streamed {
-    Bytes(Py<PyBytes>),
-    Text(Py<PyString>),
-}
-
-impl Streamed {
-    fn bind<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        match self {
-            Streamed::Bytes(b) => b.bind(py).clone().into_any(),
-            Streamed::Text(t) => t.bind(py).clone().into_any(),
-        }
-    }
+    streamed: Option<Py<PyAny>>,
 }
 
 /// The bytes of a streamed payload: a `bytes` object's, or a `str`'s UTF-8 (read as such when
@@ -82,7 +68,7 @@ impl PyProtocol {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let total = self.spill.len() - self.spill_pos + self.engine.pending_output();
         let n = max_bytes.map_or(total, |max| max.min(total));
-        let object = self.streamed.as_ref().map(|s| s.bind(py));
+        let object = self.streamed.as_ref().map(|s| s.bind(py).clone());
         let payload = object.as_ref().map(payload_of).transpose()?;
         let mut trim = false;
         let part = PyBytes::new_with(py, n, |buf| {
@@ -144,7 +130,7 @@ impl PyProtocol {
         text: bool,
         payload: &[u8],
         compress: bool,
-        keep: impl FnOnce() -> Streamed,
+        keep: impl FnOnce() -> Py<PyAny>,
     ) -> PyResult<()> {
         let streamed = self
             .engine
@@ -441,7 +427,7 @@ impl PyProtocol {
                 .map_err(|e| to_pyerr(py, e));
         }
         self.send_kept(py, true, utf8.as_bytes(), compress, || {
-            Streamed::Text(text.clone().unbind())
+            text.clone().into_any().unbind()
         })
     }
 
@@ -463,7 +449,7 @@ impl PyProtocol {
                     .map_err(|e| to_pyerr(py, e));
             }
             return self.send_kept(py, false, payload, compress, || {
-                Streamed::Bytes(bytes.clone().unbind())
+                bytes.clone().into_any().unbind()
             });
         }
         with_bytes(data, |d| self.engine.send_binary(d, compress))?.map_err(|e| to_pyerr(py, e))
