@@ -319,3 +319,74 @@ def test_bad_options(ws_server: str, run: Any) -> None:
             await sigil_ws.asyncio.connect("http://example.com/")
 
     run(main())
+
+
+# Pushes COUNT binary messages of SIZE bytes, each filled with its connection's tag and
+# sequence number, so that a byte from another connection or another message shows.
+TAGGED_PUSH_SERVER = """
+import struct
+from websockets.sync.server import serve
+
+def push(ws):
+    tag, count, size = (int(part) for part in ws.request.path.strip("/").split("/"))
+    for seq in range(count):
+        ws.send(struct.pack("!II", tag, seq) * (size // 8))
+    ws.close(1000)
+
+with serve(push, "127.0.0.1", 0, compression=None, max_size=None, ping_interval=None) as s:
+    print(s.socket.getsockname()[1], flush=True)
+    s.serve_forever()
+"""
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_loops_in_threads_read_their_own_bytes(loop_kind: str) -> None:
+    # The transport reads into a buffer shared by the connections of one thread: loops in
+    # other threads must not read into it (recv_into runs without the GIL, so two threads
+    # sharing one buffer overwrite each other's bytes before the engine copies them).
+    import subprocess
+    import sys
+
+    import uvloop
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TAGGED_PUSH_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        url = f"ws://127.0.0.1:{int(proc.stdout.readline())}"
+        count, size = 3000, 16384
+        errors: list[str] = []
+
+        async def receive(tag: int) -> None:
+            expected = 0
+            async with sigil_ws.asyncio.connect(f"{url}/{tag}/{count}/{size}") as ws:
+                async for message in ws:
+                    want = struct.pack("!II", tag, expected) * (size // 8)
+                    if message != want:
+                        errors.append(f"connection {tag}, message {expected}: wrong bytes")
+                        return
+                    expected += 1
+            if expected != count:
+                errors.append(f"connection {tag}: {expected} of {count} messages")
+
+        def thread_main(tag: int) -> None:
+            try:
+                if loop_kind == "uvloop":
+                    uvloop.run(receive(tag))
+                else:
+                    asyncio.run(receive(tag))
+            except Exception as exc:  # reported below
+                errors.append(f"connection {tag}: {exc!r}")
+
+        threads = [threading.Thread(target=thread_main, args=(tag,)) for tag in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+    finally:
+        proc.kill()
+        proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()

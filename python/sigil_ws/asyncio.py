@@ -1,10 +1,11 @@
-"""The asyncio client: the Rust engine driven from an ``asyncio.Protocol``.
+"""The asyncio client: the Rust engine driven from an ``asyncio.BufferedProtocol``.
 
-It runs on the event loop's own socket (no thread per connection): ``data_received`` feeds the
-bytes to the engine and pulls at most as many complete messages as the receive queue has room
-for (the engine decodes lazily, so the rest waits undecoded and reading pauses); frames and TLS
-records go out through ``transport.write``. TLS is done by rustls inside the engine, so
-``wss://`` behaves the same as in the sync client.
+It runs on the event loop's own socket (no thread per connection): the transport reads into one
+buffer that the thread's connections share (no new ``bytes`` object per read), and
+``buffer_updated`` feeds the bytes to the engine and pulls at most as many complete messages as
+the receive queue has room for (the engine decodes lazily, so the rest waits undecoded and
+reading pauses); frames and TLS records go out through ``transport.write``. TLS is done by
+rustls inside the engine, so ``wss://`` behaves the same as in the sync client.
 
 Example:
     >>> import sigil_ws.asyncio
@@ -23,6 +24,7 @@ import logging
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import (
     AsyncIterable,
@@ -57,7 +59,7 @@ _logger = logging.getLogger("sigil_ws")
 
 # The receive queue of a connection with nothing queued. An empty deque costs 760 bytes, more
 # than the rest of an idle connection's own state, so idle connections share this one. It is
-# never mutated: data_received() replaces an empty queue instead of extending it, and
+# never mutated: pull() replaces an empty queue instead of extending it, and
 # messages are popped only from a non-empty queue.
 _NO_MESSAGES: collections.deque[Data] = collections.deque()
 # The same for the pieces of a message received in pieces (recv_streaming).
@@ -65,9 +67,26 @@ _NO_PIECES: collections.deque[Data | Fragment] = collections.deque()
 # The driver hands the transport at most this many bytes at a time, and more only while it
 # is not paused: a large message is copied into the transport's buffer a part at a time.
 _WRITE_PART = 256 * 2**10
+# The transport reads into a buffer of this size (asyncio's own read size): one per thread,
+# shared by the thread's connections. get_buffer(), the read and buffer_updated() run in one
+# callback of the loop (asyncio, its SSL transport and uvloop alike), and the engine copies
+# what it is given, so no connection finds another's bytes in it. A new bytes object per read
+# would cost more: a read buffer above glibc's mmap threshold is mapped, shrunk with mremap
+# and unmapped on every read that returns less than a full buffer.
+_READ_SIZE = 256 * 2**10
+_read_buffers = threading.local()
 
 
-class _Driver(asyncio.Protocol):
+def _read_buffer() -> memoryview:
+    """This thread's read buffer."""
+    try:
+        return cast(memoryview, _read_buffers.view)
+    except AttributeError:
+        view = _read_buffers.view = memoryview(bytearray(_READ_SIZE))
+        return view
+
+
+class _Driver(asyncio.BufferedProtocol):
     """Moves bytes between the transport and the engine; owns the receive queue."""
 
     # Slots: an idle connection should cost as little memory as possible.
@@ -88,6 +107,7 @@ class _Driver(asyncio.Protocol):
         "messages",
         "opened",
         "pieces",
+        "read_buffer",
         "reading_paused",
         "recv_in_progress",
         "streaming",
@@ -109,6 +129,7 @@ class _Driver(asyncio.Protocol):
         self.max_queue = max_queue
         self.write_limit = write_limit
         self.loop = asyncio.get_running_loop()
+        self.read_buffer = _read_buffer()
         self.transport: asyncio.Transport | None = None
         # Pending until the upgrade completes or fails; connect() drops it afterwards.
         self.handshake: asyncio.Future[None] | None = self.loop.create_future()
@@ -149,10 +170,13 @@ class _Driver(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=self.write_limit)
         self.flush()
 
-    def data_received(self, data: bytes) -> None:
-        self.pull(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.read_buffer
 
-    def pull(self, data: bytes = b"") -> None:
+    def buffer_updated(self, nbytes: int) -> None:
+        self.pull(self.read_buffer[:nbytes])
+
+    def pull(self, data: Buffer = b"") -> None:
         """Feeds ``data`` and takes as many messages as the queue has room for."""
         if self.streaming:
             self.pull_pieces(data)
@@ -176,7 +200,7 @@ class _Driver(asyncio.Protocol):
             self.wake_receiver()
         self.after_input()
 
-    def pull_pieces(self, data: bytes) -> None:
+    def pull_pieces(self, data: Buffer) -> None:
         """``pull`` while a message is received in pieces."""
         room = None if self.max_queue is None else self.max_queue - len(self.pieces)
         try:
@@ -1027,7 +1051,7 @@ async def _route(
     driver.connection_made(transport)
     transport.resume_reading()
     if rest:
-        driver.data_received(rest)
+        driver.pull(rest)
     return transport, driver
 
 
