@@ -13,6 +13,10 @@ message, start-up excluded. Paths:
     asyncio-pingpong-64      asyncio client: the same round trip (the event loop included)
     decode-64 / decode-16k   sans-IO Protocol.receive_messages over an in-memory stream
     encode-64                sans-IO Protocol.send_binary + data_to_send
+    deflate-encode-16k       the same with permessage-deflate: send_text of 16 KiB JSON-like
+                             text (64 distinct messages in turn), compressed by our encoder
+    deflate-decode-16k       sans-IO receive_messages of those messages compressed by zlib
+                             (level 6, server_no_context_takeover), inflated by zlib-rs
 """
 
 from __future__ import annotations
@@ -38,6 +42,29 @@ RESPONSE = (
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     f"Sec-WebSocket-Accept: {sigil_ws.handshake.accept_key(KEY)}\r\n\r\n"
 ).encode()
+
+def negotiated(extension):
+    return RESPONSE.replace(
+        b"\r\n\r\n", f"\r\nSec-WebSocket-Extensions: {extension}\r\n\r\n".encode()
+    )
+
+def json_like(count, size):
+    # `count` distinct JSON-like texts of `size` bytes (a fixed generator: the same bytes in
+    # every run).
+    state, texts = 12345, []
+    for _ in range(count):
+        parts, length = [], 0
+        while length < size:
+            state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+            r = state >> 33
+            part = (
+                f'{{"seq":{r % 100000},"sym":"S{r % 97:02d}","px":{r % 5000}.{r % 100:02d},'
+                f'"qty":{r % 1000},"side":"{"buy" if r & 1 else "sell"}"}},'
+            )
+            parts.append(part)
+            length += len(part)
+        texts.append("".join(parts)[:size])
+    return texts
 
 def frames(count, size):
     head = bytes([0x82, size]) if size < 126 else bytes([0x82, 126]) + size.to_bytes(2, "big")
@@ -93,6 +120,27 @@ elif path == "encode-64":
     for _ in range(n):
         p.send_binary(payload)
         p.data_to_send()
+elif path == "deflate-encode-16k":
+    p = sigil_ws.Protocol("ws://h/", key=KEY)
+    p.data_to_send()
+    p.receive_messages(negotiated("permessage-deflate"))
+    texts = json_like(64, 16384)
+    for i in range(n):
+        p.send_text(texts[i % 64])
+        p.data_to_send()
+elif path == "deflate-decode-16k":
+    import zlib
+
+    p = sigil_ws.Protocol("ws://h/", key=KEY)
+    p.data_to_send()
+    p.receive_messages(negotiated("permessage-deflate; server_no_context_takeover"))
+    wire = []
+    for text in json_like(64, 16384):
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = (c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        wire.append(bytes([0xC1, 126]) + len(body).to_bytes(2, "big") + body)
+    for i in range(n):
+        p.receive_messages(wire[i % 64])
 """
 
 PATHS = [
@@ -104,6 +152,8 @@ PATHS = [
     "decode-64",
     "decode-16k",
     "encode-64",
+    "deflate-encode-16k",
+    "deflate-decode-16k",
 ]
 
 

@@ -364,8 +364,13 @@ impl Encoder {
             // history (back <= i), within the window, and its 4 bytes must equal these. Back 0
             // (a hint 2^16 old, or none) is no match.
             let back = usize::from(here.wrapping_sub(hint));
-            let c = i.wrapping_sub(back);
-            if back != 0 && back <= window && back <= i && load32(history, c) == v {
+            // One branch per position, not one per condition: the candidate's bytes are read
+            // at a position clamped into the history (a distance out of range is refused by
+            // `usable` whatever they hold), and the conditions are combined without
+            // short-circuits, which text would mispredict.
+            let c = i - back.min(i);
+            let usable = (back.wrapping_sub(1) < window) & (back <= i);
+            if usable & (load32(history, c) == v) {
                 let max = (end - i).min(MAX_MATCH);
                 let len = MIN_MATCH + common_prefix(history, c + MIN_MATCH, i + MIN_MATCH, max);
                 // At most 8 + 5 bits of length and 5 + 13 of distance: one code of 31 bits.
