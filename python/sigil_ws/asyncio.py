@@ -620,10 +620,15 @@ class Connection:
     async def _messages_queued(self, driver: _Driver) -> None:
         """Waits until a message is queued (``recv()`` on an empty queue)."""
         while not driver.messages:
-            # Messages may wait undecoded in the engine (the queue was full).
-            driver.pull()
-            if driver.messages:
-                return
+            # Messages wait undecoded in the engine only if the queue filled up or a violation
+            # was held back behind them, and either pauses reading (after_input). Else every
+            # message that arrived was taken by buffer_updated(), and pulling would find
+            # nothing. (A lost connection leaves reading_paused as it was; it pulls anyway, so
+            # that nothing left in the engine can be missed once no more input comes.)
+            if driver.reading_paused or driver.is_lost:
+                driver.pull()
+                if driver.messages:
+                    return
             exc = self._engine.closed_exception()
             if exc is not None:
                 self._transport.close()
