@@ -70,9 +70,11 @@ _WRITE_PART = 256 * 2**10
 # The transport reads into a buffer of this size (asyncio's own read size): one per thread,
 # shared by the thread's connections. get_buffer(), the read and buffer_updated() run in one
 # callback of the loop (asyncio, its SSL transport and uvloop alike), and the engine copies
-# what it is given, so no connection finds another's bytes in it. A new bytes object per read
-# would cost more: a read buffer above glibc's mmap threshold is mapped, shrunk with mremap
-# and unmapped on every read that returns less than a full buffer.
+# what it is given, so no connection finds another's bytes in it. (A proactor loop, whose reads
+# complete later, exists only on Windows, where the extension does not build: it uses Unix
+# file descriptors.) A new bytes object per read would cost more: a read buffer above glibc's
+# mmap threshold is mapped, shrunk with mremap and unmapped on every read that returns less
+# than a full buffer.
 _READ_SIZE = 256 * 2**10
 _read_buffers = threading.local()
 
