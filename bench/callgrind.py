@@ -13,8 +13,9 @@ message, start-up excluded. Paths:
     asyncio-pingpong-64      asyncio client: the same round trip (the event loop included)
     decode-64 / decode-16k   sans-IO Protocol.receive_messages over an in-memory stream
     encode-64                sans-IO Protocol.send_binary + data_to_send
-    deflate-encode-16k       the same with permessage-deflate: send_text of 16 KiB JSON-like
-                             text (64 distinct messages in turn), compressed by our encoder
+    deflate-encode-16k       the same with permessage-deflate: send_text of 16 KiB of
+                             bench/clients.py's JSON-like market data (64 distinct messages
+                             in turn), compressed by our encoder
     deflate-decode-16k       sans-IO receive_messages of those messages compressed by zlib
                              (level 6, server_no_context_takeover), inflated by zlib-rs
 """
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "bench" / "native" / "target" / "release" / "sigil-bench"
 
 WORKLOAD = r"""
+import os
 import sys
 import sigil_ws
 
@@ -48,23 +50,12 @@ def negotiated(extension):
         b"\r\n\r\n", f"\r\nSec-WebSocket-Extensions: {extension}\r\n\r\n".encode()
     )
 
-def json_like(count, size):
-    # `count` distinct JSON-like texts of `size` bytes (a fixed generator: the same bytes in
-    # every run).
-    state, texts = 12345, []
-    for _ in range(count):
-        parts, length = [], 0
-        while length < size:
-            state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
-            r = state >> 33
-            part = (
-                f'{{"seq":{r % 100000},"sym":"S{r % 97:02d}","px":{r % 5000}.{r % 100:02d},'
-                f'"qty":{r % 1000},"side":"{"buy" if r & 1 else "sell"}"}},'
-            )
-            parts.append(part)
-            length += len(part)
-        texts.append("".join(parts)[:size])
-    return texts
+def market_texts(size):
+    # bench/clients.py's 64 JSON-like market-data messages (what run.py's deflate-* send).
+    sys.path.insert(0, os.environ["SIGIL_BENCH_DIR"])
+    from clients import json_payloads
+
+    return json_payloads(size)
 
 def frames(count, size):
     head = bytes([0x82, size]) if size < 126 else bytes([0x82, 126]) + size.to_bytes(2, "big")
@@ -124,7 +115,7 @@ elif path == "deflate-encode-16k":
     p = sigil_ws.Protocol("ws://h/", key=KEY)
     p.data_to_send()
     p.receive_messages(negotiated("permessage-deflate"))
-    texts = json_like(64, 16384)
+    texts = market_texts(16384)
     for i in range(n):
         p.send_text(texts[i % 64])
         p.data_to_send()
@@ -135,7 +126,7 @@ elif path == "deflate-decode-16k":
     p.data_to_send()
     p.receive_messages(negotiated("permessage-deflate; server_no_context_takeover"))
     wire = []
-    for text in json_like(64, 16384):
+    for text in market_texts(16384):
         c = zlib.compressobj(6, zlib.DEFLATED, -15)
         body = (c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
         wire.append(bytes([0xC1, 126]) + len(body).to_bytes(2, "big") + body)
@@ -174,7 +165,7 @@ def instructions(path: str, n: int, port: int, tmp: Path) -> int:
         ],
         check=True,
         capture_output=True,
-        env=dict(os.environ, PYTHONHASHSEED="0"),
+        env=dict(os.environ, PYTHONHASHSEED="0", SIGIL_BENCH_DIR=str(ROOT / "bench")),
     )
     match = re.search(r"^summary: (\d+)", out.read_text(), re.M)
     if match is None:

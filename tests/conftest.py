@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -445,12 +446,11 @@ with serve(echo, "127.0.0.1", 0, compression=None, max_size=None, ping_interval=
 """
 
 
-@pytest.fixture(scope="session")
-def ws_echo_process() -> Iterator[str]:
-    """ws://127.0.0.1:PORT of a websockets echo server in a child process: for memory tests,
-    where the in-process reference server's own buffers would count in our RSS (its handler
-    holds the last message until the next one)."""
-    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def child_server(script: str) -> Iterator[str]:
+    """ws://127.0.0.1:PORT of a server run by ``script`` (Python source that prints its port,
+    then serves) in a child process, killed on leaving the block."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -460,6 +460,15 @@ def ws_echo_process() -> Iterator[str]:
         proc.wait(5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def ws_echo_process() -> Iterator[str]:
+    """ws://127.0.0.1:PORT of a websockets echo server in a child process: for memory tests,
+    where the in-process reference server's own buffers would count in our RSS (its handler
+    holds the last message until the next one)."""
+    with child_server(ECHO_SERVER) as url:
+        yield url
 
 
 @dataclass

@@ -21,7 +21,7 @@ import sigil_ws
 import sigil_ws.asyncio
 from sigil_ws import ConcurrencyError, ConnectionClosedOK
 
-from .conftest import RawConnection, RawServer, open_fds, server_frame
+from .conftest import RawConnection, RawServer, child_server, open_fds, server_frame
 
 T = TypeVar("T")
 
@@ -344,17 +344,9 @@ def test_loops_in_threads_read_their_own_bytes(loop_kind: str) -> None:
     # The transport reads into a buffer shared by the connections of one thread: loops in
     # other threads must not read into it (recv_into runs without the GIL, so two threads
     # sharing one buffer overwrite each other's bytes before the engine copies them).
-    import subprocess
-    import sys
-
     import uvloop
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", TAGGED_PUSH_SERVER], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        url = f"ws://127.0.0.1:{int(proc.stdout.readline())}"
+    with child_server(TAGGED_PUSH_SERVER) as url:
         count, size = 3000, 16384
         errors: list[str] = []
 
@@ -385,8 +377,3 @@ def test_loops_in_threads_read_their_own_bytes(loop_kind: str) -> None:
         for thread in threads:
             thread.join(120)
         assert errors == []
-    finally:
-        proc.kill()
-        proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()

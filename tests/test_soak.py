@@ -18,8 +18,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +29,7 @@ import sigil_ws
 import sigil_ws.asyncio
 from sigil_ws import ConnectionClosed
 
-from .conftest import open_fds, rss
+from .conftest import child_server, open_fds, rss
 
 pytestmark = pytest.mark.slow
 
@@ -74,16 +72,8 @@ asyncio.run(main())
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
     """ws://127.0.0.1:PORT of a websockets asyncio echo server in a child process."""
-    proc = subprocess.Popen([sys.executable, "-c", ASYNC_ECHO], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with child_server(ASYNC_ECHO) as url:
+        yield url
 
 
 # ---- the clients, behind one small interface ---------------------------------------------------
