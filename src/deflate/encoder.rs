@@ -17,6 +17,7 @@
 //! RFC 7692 §7.1.2.2: the server inflates our messages with a window of 2^client_max_window_bits
 //! bytes, so no distance here exceeds `window` (checked where a match is taken).
 
+use super::{DISTANCE_BASE, DISTANCE_EXTRA, LENGTH_BASE, LENGTH_EXTRA};
 /// The shortest match we take: a 4-byte hash finds it, and a 3-byte match saves nothing in the
 /// fixed codes once its distance is past a few hundred bytes.
 const MIN_MATCH: usize = 4;
@@ -90,25 +91,6 @@ const END_OF_BLOCK: Code = {
     let (bits, len) = fixed_code(256);
     Code { bits, len }
 };
-
-/// RFC 1951 §3.2.5: the base lengths of symbols 257..285 and their extra bits.
-const LENGTH_BASE: [u32; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258,
-];
-const LENGTH_EXTRA: [u32; 29] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
-];
-
-/// RFC 1951 §3.2.5: the base distances of distance codes 0..29 and their extra bits.
-const DISTANCE_BASE: [u32; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
-];
-const DISTANCE_EXTRA: [u32; 30] = [
-    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
-];
 
 /// Every match length 3..=258 (indexed up to 511, so that `len & 511` needs no bounds check) as one code: the length symbol's fixed code followed by
 /// its extra bits (at most 8 + 5 bits).

@@ -448,12 +448,12 @@ impl Reassembly {
             },
             e => e,
         };
-        deflate
-            .feed(payload, &mut self.message, limit)
-            .map_err(whole)?;
         if header.fin {
-            deflate.finish(&mut self.message, limit).map_err(whole)?;
+            deflate.feed_last(payload, &mut self.message, limit)
+        } else {
+            deflate.feed(payload, &mut self.message, limit)
         }
+        .map_err(whole)?;
         if text {
             if let Some(inflated) = self.message.get(before..) {
                 self.utf8.feed(inflated).map_err(|_| invalid_text())?;
