@@ -26,7 +26,14 @@ from sigil_ws import (
     ProtocolError,
 )
 
-from .conftest import RawConnection, RawServer, run_bounded, server_frame, streaming_server
+from .conftest import (
+    RawConnection,
+    RawServer,
+    child_server,
+    run_bounded,
+    server_frame,
+    streaming_server,
+)
 
 Connect = Callable[..., sigil_ws.Connection]
 
@@ -448,6 +455,62 @@ def test_recv_timeout_holds_while_the_peer_keeps_pinging(
         assert outcome.elapsed > 1.5
     finally:
         stop.set()
+
+
+# Upgrades the first connection, then sends empty pings (2 bytes each: the most decoding per
+# byte) as fast as it can for 15 s, and reads and discards what the client sends. In a child
+# process: a server thread of ours would share the GIL with the test, and its pauses would let
+# the client's socket run dry now and then.
+PING_FLOOD_SERVER = """
+import base64, hashlib, socket, threading, time
+
+def drain(sock):
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+conn, _ = server.accept()
+request = b""
+while b"\\r\\n\\r\\n" not in request:
+    request += conn.recv(4096)
+key = next(
+    line.split(b":", 1)[1].strip()
+    for line in request.split(b"\\r\\n")
+    if line.lower().startswith(b"sec-websocket-key:")
+)
+accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+conn.sendall(
+    b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\n"
+    b"Connection: Upgrade\\r\\nSec-WebSocket-Accept: " + accept + b"\\r\\n\\r\\n"
+)
+threading.Thread(target=drain, args=(conn,), daemon=True).start()
+chunk = b"\\x89\\x00" * 65536
+deadline = time.monotonic() + 15
+try:
+    while time.monotonic() < deadline:
+        conn.sendall(chunk)
+except OSError:
+    pass
+"""
+
+
+@pytest.mark.timeout(30)
+def test_recv_timeout_holds_while_reading_ahead_under_a_ping_flood(connect: Connect) -> None:
+    """The sync client's I/O thread reads ahead while nobody receives; under a ping flood the
+    socket never runs dry, so it never runs out of bytes to read. recv(timeout=2) called then
+    still times out after 2 s (it used to wait for the reader lock with no deadline: until
+    the pings stopped, 15 s here)."""
+    with child_server(PING_FLOOD_SERVER) as url:
+        ws = connect(url)
+        time.sleep(0.3)  # the flood is on: the I/O thread is reading ahead
+        outcome = run_bounded(lambda: ws.recv(timeout=2), 3.5)
+        assert outcome is not None, "recv(timeout=2) still blocked after 3.5 s"
+        assert isinstance(outcome.error, TimeoutError), outcome
+        assert outcome.elapsed > 1.5
 
 
 def ping_flood(count: int = 300_000, batch: int = 1000) -> Iterator[bytes]:

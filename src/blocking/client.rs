@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -142,8 +142,33 @@ pub struct Client {
     /// instead of reporting a second reader when the count is odd or moved since it looked:
     /// then the I/O thread was there, even if it has let go already.
     service_turns: AtomicU64,
+    /// Callers waiting for the reader lock that the I/O thread holds (see [`Wanted`]).
+    reader_wanted: AtomicU32,
+    /// Threads in `flush_now` (writes that never wait), counted from taking the writer lock
+    /// until after letting it go: `finish` waits for them (see `flush_last`).
+    quick_writers: AtomicU32,
     /// `recv()` calls that returned (see `recvs`).
     recvs: AtomicU64,
+}
+
+/// A caller's claim on the reader lock while the I/O thread holds it: the thread's read-ahead
+/// stops at its next read, and its visits leave the reader alone, until the claim is dropped.
+/// Without it, a peer that keeps the socket full keeps the thread reading ahead, and the
+/// caller waiting for the lock, with no deadline (std's mutex is not fair either: a thread
+/// back for its next visit takes the lock before the waiter it just woke).
+struct Wanted<'a>(&'a AtomicU32);
+
+impl<'a> Wanted<'a> {
+    fn raise(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Wanted(count)
+    }
+}
+
+impl Drop for Wanted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Client {
@@ -172,6 +197,8 @@ impl Client {
             terminated: Condvar::new(),
             max_queue: options.max_queue,
             service_turns: AtomicU64::new(0),
+            reader_wanted: AtomicU32::new(0),
+            quick_writers: AtomicU32::new(0),
             recvs: AtomicU64::new(0),
         };
         client
@@ -363,8 +390,32 @@ impl Client {
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
+        self.quick_writers.fetch_add(1, Ordering::AcqRel);
         let mut outbox = outbox;
         let _ = self.write_now(&mut outbox);
+        drop(outbox);
+        self.quick_writers.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// `flush_now` for the last frames before the socket is shut down. When a thread that
+    /// writes without waiting (the I/O thread) holds the writer, it may have looked at the
+    /// engine before the close frame was queued and then shutting down would lose the frame:
+    /// wait for it to let go (it never blocks), then write. A thread that blocks on a peer
+    /// that does not read is not waited for.
+    fn flush_last(&self) {
+        loop {
+            let mut outbox = match self.writer.try_lock() {
+                Ok(outbox) => outbox,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) if self.quick_writers.load(Ordering::Acquire) > 0 => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                Err(TryLockError::WouldBlock) => return,
+            };
+            let _ = self.write_now(&mut outbox);
+            return;
+        }
     }
 
     /// Queues a frame with `queue` (run attached: it may read a Python buffer) and writes it.
@@ -466,13 +517,16 @@ impl Client {
     /// once, which is refused.
     #[inline(always)]
     fn lock_reader<B: Blocking>(&self, blocking: &B) -> Result<MutexGuard<'_, Reader>, Error> {
+        let mut wanted = None;
         loop {
             let turn = self.service_turns.load(Ordering::Acquire);
             match self.reader.try_lock() {
                 Ok(guard) => return Ok(guard),
                 Err(TryLockError::Poisoned(e)) => return Ok(e.into_inner()),
                 Err(TryLockError::WouldBlock) if self.service_was_there(turn) => {
-                    // The I/O thread reads ahead for a moment, without blocking.
+                    // The I/O thread reads ahead, without blocking; claimed, it lets go after
+                    // its current read (held until the lock is ours, see `Wanted`).
+                    wanted.get_or_insert_with(|| Wanted::raise(&self.reader_wanted));
                     blocking.run(|| drop(lock(&self.reader)));
                 }
                 Err(TryLockError::WouldBlock) => {
@@ -616,6 +670,7 @@ impl Client {
             Ok(reader) => reader,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
             Err(TryLockError::WouldBlock) => {
+                let _wanted = Wanted::raise(&self.reader_wanted);
                 blocking.run(|| drop(lock(&self.reader)));
                 return self.end_pieces(blocking);
             }
@@ -858,7 +913,7 @@ impl Client {
     /// Called once the connection is over: writes any last frame without waiting, wakes a
     /// waiting `close()` and shuts the socket down.
     fn finish(&self) {
-        self.flush_now();
+        self.flush_last();
         self.terminated.notify_all();
         self.shutdown();
     }
@@ -910,6 +965,11 @@ impl Client {
         }
     }
 
+    /// A caller waits for the reader lock (see `Wanted`).
+    fn reader_wanted(&self) -> bool {
+        self.reader_wanted.load(Ordering::Acquire) > 0
+    }
+
     /// The I/O thread holds the reader lock, or took it since `turn` was read.
     #[cold]
     fn service_was_there(&self, turn: u64) -> bool {
@@ -919,12 +979,14 @@ impl Client {
     /// The reader lock for `close()`, with the messages read ahead dropped (after `close()`,
     /// `recv()` reports the close); `None` while a `recv()` in another thread holds it.
     fn reader_for_close<B: Blocking>(&self, blocking: &B) -> Option<MutexGuard<'_, Reader>> {
+        let mut wanted = None;
         let mut reader = loop {
             let turn = self.service_turns.load(Ordering::Acquire);
             match self.reader.try_lock() {
                 Ok(reader) => break reader,
                 Err(TryLockError::Poisoned(e)) => break e.into_inner(),
                 Err(TryLockError::WouldBlock) if self.service_was_there(turn) => {
+                    wanted.get_or_insert_with(|| Wanted::raise(&self.reader_wanted));
                     blocking.run(|| drop(lock(&self.reader)));
                 }
                 Err(TryLockError::WouldBlock) => return None,
@@ -956,14 +1018,15 @@ impl Client {
         self.origin + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
     }
 
-    /// Reads what the socket holds and parks the messages it completes, up to `max_queue`.
+    /// Reads what the socket holds and parks the messages it completes, up to `max_queue`;
+    /// stops early when a caller wants the reader (see `Wanted`).
     fn read_ahead(&self, reader: &mut Reader) {
         if reader.paused {
             return;
         }
         let mut buf = [0u8; 16 * 1024];
         loop {
-            if self.park(reader) {
+            if self.park(reader) || self.reader_wanted() {
                 return;
             }
             match self.stream.read_now(&mut buf) {
@@ -1111,7 +1174,10 @@ impl Served for Client {
     fn serve(&self, read: bool) -> Visit {
         let due_now = self.next_due().is_some_and(|d| d <= Instant::now());
         let (mut busy, mut paused) = (false, false);
-        if read || due_now {
+        if self.reader_wanted() {
+            // A caller waits for the reader: it reads the socket itself.
+            busy = true;
+        } else if read || due_now {
             self.service_turns.fetch_add(1, Ordering::AcqRel);
             let reader = match self.reader.try_lock() {
                 Ok(reader) => Some(reader),
