@@ -4,23 +4,29 @@
 //! Why our own and not zlib-rs: a permessage-deflate message is usually short and starts a new
 //! block with its own Huffman codes. zlib builds its decoding tables with a general routine
 //! that costs more than decoding a 1 KiB message, and its state machine is re-entered for the
-//! payload and again for the 4-octet tail. Here the tables are filled by strides, the fixed
-//! codes' tables are kept while blocks keep using them, and a block is decoded in one loop that
-//! takes one table lookup per literal.
+//! payload and again for the 4-octet tail. Here the tables are filled by doubling (each code
+//! written once, the rest memory copies), the fixed codes' tables are kept while blocks keep
+//! using them, and a block is decoded in one loop that takes one table lookup per literal and
+//! up to three literals per refill of its 64-bit bit buffer.
 //!
 //! How input arrives in pieces: the decoder stops only between two items (a literal, a
 //! length/distance pair, a block header, the end of a block), never inside one. What is left of
 //! a frame after its last whole item (a few bytes, or a block header cut by the frame's end) is
 //! kept in `pending`, and the next frame's first bytes are appended to a copy of it until the
 //! item that straddled the two frames is decoded; then decoding goes on in the frame itself.
-//! The main loop reads the input 8 bytes at a time and so stops 8 bytes before the end of a
-//! frame; those last bytes are decoded from `pending` with zeros after them, and an item that
-//! would read into the zeros waits for more input.
+//! The main loop reads the frame 8 bytes at a time and checks nothing inside an item, so it
+//! stops 16 bytes before the frame's end; a loop that checks each item takes over to 8 bytes
+//! before it, and the last bytes are decoded from `pending` with zeros after them, where an item
+//! that would read into the zeros waits for more input.
 //!
 //! The window: distances reach into the output of this frame in the message buffer, and past its
 //! start into `history`, a ring holding the last 32 KiB the decoder produced before this frame
 //! (earlier frames of the message, earlier messages). A frame's output goes to the ring when the
 //! frame has been decoded, because the engine may hand it out (streamed pieces) before the next.
+//!
+//! Every rule of RFC 1951 that zlib enforces is enforced here with zlib's diagnosis (the tests
+//! compare both on valid, damaged and arbitrary data); one more comes from RFC 7692: a message
+//! must end on a block boundary.
 
 use super::{DISTANCE_BASE, DISTANCE_EXTRA, LENGTH_BASE, LENGTH_EXTRA};
 use crate::error::DeflateError;
@@ -43,12 +49,14 @@ const PAD: usize = 8;
 /// longest block header (3 + 14 bits, 19 code length codes of 3 bits, 316 code lengths of at
 /// most 7 bits: 2,286 bits, 286 bytes) and the longest item (48 bits).
 const JOIN: usize = 1024;
-/// A match is copied 16 bytes at a time and may write that much past its end.
-const OVERCOPY: usize = 16;
+/// A match is copied up to 32 bytes at a time and may write that much past its end.
+const OVERCOPY: usize = 32;
 /// The output the main loop makes room for before an item: two literals and a match.
 const ROOM: usize = 2 + 258 + OVERCOPY;
-/// The smallest step by which the output grows.
+/// The smallest step by which the output's capacity grows.
 const GROW: usize = 1024;
+/// The step by which the zeroed output grows (see `Sink::reserve`).
+const ZERO_STEP: usize = 2016;
 
 // A table entry is a u32: bits 0-7 the code's length in bits (the whole code, also in a
 // subtable), bits 8-11 the number of extra bits (or a subtable's index bits), bits 12-15 the
@@ -88,8 +96,9 @@ pub(super) struct Inflater {
     last: bool,
     /// A block with BFINAL set ended and nothing has followed yet.
     ended: bool,
-    lit: Vec<u32>,
-    dist: Vec<u32>,
+    lit: LitTable,
+    dist: DistTable,
+    codelen: Table<{ 1 << CODELEN_ROOT }>,
     /// `lit` and `dist` hold the fixed codes (RFC 1951 §3.2.6).
     fixed: bool,
     /// Bytes of input not yet decoded (the last item's start is in the first byte), and how
@@ -155,18 +164,21 @@ impl Sink {
     #[cold]
     #[inline(never)]
     fn reserve(&self, out: &mut Vec<u8>, need: usize) -> bool {
-        let mut target = self
+        // The capacity grows geometrically, never past the limit's worth of message.
+        let mut capacity = self
             .w
             .saturating_add(need)
             .saturating_add(self.hint.max(self.w - self.start).max(GROW));
         if let Some(limit) = self.limit {
-            // The message's bytes at the limit end here.
-            let cap = self.start + limit.saturating_sub(self.before);
-            target = target.min(cap);
-            if target > out.capacity() {
-                out.reserve_exact(target - out.len());
-            }
+            capacity = capacity.min(self.start + limit.saturating_sub(self.before));
         }
+        if capacity > out.capacity() {
+            out.reserve_exact(capacity - out.len());
+        }
+        // The zeroed length grows by steps under 2 KiB: above that glibc's memset switches to a
+        // string instruction that callgrind counts per byte (it is not faster), and the
+        // zeroing would weigh in bench/callgrind.py's counts far more than it costs.
+        let target = (self.w + need.max(ZERO_STEP)).min(capacity);
         if target > out.len() {
             out.resize(target, 0);
         }
@@ -251,6 +263,13 @@ impl<'a> Reader<'a> {
         self.bitcnt = self.bitcnt.saturating_sub(n);
     }
 
+    /// `consume` where `n <= bitcnt` is known: after `refill_fast`, at most 48 bits.
+    #[inline(always)]
+    fn take(&mut self, n: u32) {
+        self.bitbuf >>= n;
+        self.bitcnt = self.bitcnt.wrapping_sub(n);
+    }
+
     /// The next `n` bits (at most 16), if they lie before `end`.
     fn bits(&mut self, n: u32, end: usize) -> Option<u32> {
         if self.pos() + n as usize > end {
@@ -270,56 +289,130 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reverses the `len` low bits of `code`: Huffman codes are "packed starting with the
-/// most-significant bit of the code" (RFC 1951 §3.1.1), and the table is indexed by the bits
-/// in the order they are read.
+/// Reverses the `len` low bits of `code` (at most 15): Huffman codes are "packed starting with
+/// the most-significant bit of the code" (RFC 1951 §3.1.1), and the table is indexed by the
+/// bits in the order they are read. Two lookups, where `reverse_bits` takes a dozen
+/// instructions on x86-64.
+#[inline(always)]
 fn reverse(code: u32, len: u32) -> usize {
-    ((code as u16).reverse_bits() >> (16 - len)) as usize
+    let low = u32::from(REVERSED_BYTES[(code & 0xff) as usize]);
+    let high = u32::from(REVERSED_BYTES[((code >> 8) & 0xff) as usize]);
+    ((low << 8 | high) >> (16 - len)) as usize
 }
 
-fn entry(alphabet: Alphabet, symbol: usize, len: u32) -> u32 {
-    match alphabet {
-        Alphabet::LitLen => match symbol {
-            0..=255 => (symbol as u32) << 16 | LIT | len,
-            256 => END | len,
-            257..=285 => {
-                let i = symbol - 257;
-                LENGTH_BASE[i] << 16 | LENGTH_EXTRA[i] << 8 | len
-            }
+/// Each byte with its bits in the opposite order.
+const REVERSED_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).reverse_bits();
+        i += 1;
+    }
+    t
+};
+
+/// The table entries of each alphabet's symbols, but for the code length (added when built).
+const LITLEN_ENTRIES: [u32; 288] = {
+    let mut t = [0u32; 288];
+    let mut symbol = 0;
+    while symbol < 288 {
+        t[symbol] = match symbol {
+            0..=255 => (symbol as u32) << 16 | LIT,
+            256 => END,
+            257..=285 => LENGTH_BASE[symbol - 257] << 16 | LENGTH_EXTRA[symbol - 257] << 8,
             // 286 and 287 "will never actually occur in the compressed data" (§3.2.6).
-            _ => BAD | len,
-        },
-        Alphabet::Dist => match symbol {
-            0..=29 => DISTANCE_BASE[symbol] << 16 | DISTANCE_EXTRA[symbol] << 8 | len,
-            // Distance codes 30-31 "will never actually occur in the compressed data" (§3.2.6).
-            _ => BAD | len,
-        },
-        Alphabet::CodeLen => (symbol as u32) << 16 | len,
+            _ => BAD,
+        };
+        symbol += 1;
+    }
+    t
+};
+const DIST_ENTRIES: [u32; 32] = {
+    let mut t = [BAD; 32];
+    let mut symbol = 0;
+    // Distance codes 30-31 "will never actually occur in the compressed data" (§3.2.6).
+    while symbol < 30 {
+        t[symbol] = DISTANCE_BASE[symbol] << 16 | DISTANCE_EXTRA[symbol] << 8;
+        symbol += 1;
+    }
+    t
+};
+const CODELEN_ENTRIES: [u32; 19] = {
+    let mut t = [0u32; 19];
+    let mut symbol = 0;
+    while symbol < 19 {
+        t[symbol] = (symbol as u32) << 16;
+        symbol += 1;
+    }
+    t
+};
+
+impl Alphabet {
+    fn entries(self) -> &'static [u32] {
+        match self {
+            Alphabet::LitLen => &LITLEN_ENTRIES,
+            Alphabet::Dist => &DIST_ENTRIES,
+            Alphabet::CodeLen => &CODELEN_ENTRIES,
+        }
     }
 }
 
+/// A decoding table: `N` entries indexed by the next `log2(N)` bits of input (an array, so that
+/// a lookup needs no bounds check), and the subtables of the longer codes.
+struct Table<const N: usize> {
+    root: [u32; N],
+    sub: Vec<u32>,
+}
+
+impl<const N: usize> Table<N> {
+    const BITS: u32 = N.trailing_zeros();
+
+    fn new() -> Table<N> {
+        Table {
+            root: [BAD; N],
+            sub: Vec::new(),
+        }
+    }
+
+    /// The entry for the next bits: the root table, then a subtable for a longer code.
+    #[inline(always)]
+    fn lookup(&self, bitbuf: u64) -> u32 {
+        let e = self.root[(bitbuf as usize) & (N - 1)];
+        if e & SUB == 0 {
+            return e;
+        }
+        let index = (bitbuf >> Self::BITS) as usize & ((1 << ((e >> 8) & 15)) - 1);
+        self.sub
+            .get((e >> 16) as usize + index)
+            .copied()
+            .unwrap_or(BAD)
+    }
+}
+
+type LitTable = Table<{ 1 << LIT_ROOT }>;
+type DistTable = Table<{ 1 << DIST_ROOT }>;
+
 /// Fills `table` for the canonical Huffman code with these code lengths (RFC 1951 §3.2.2):
-/// `1 << root` entries indexed by the next `root` bits of input, then the subtables of the
-/// longer codes, each sized for the codes that share its first `root` bits.
-fn build(
-    table: &mut Vec<u32>,
+/// the root entries, then the subtables of the longer codes, each sized for the codes that
+/// share its first bits.
+fn build<const N: usize>(
+    table: &mut Table<N>,
     lengths: &[u8],
-    root: u32,
     alphabet: Alphabet,
 ) -> Result<(), &'static str> {
+    let root = Table::<N>::BITS;
+    let entries = alphabet.entries();
     let mut count = [0u16; 16];
     for &len in lengths {
         count[usize::from(len & 15)] += 1;
     }
     count[0] = 0;
-    let root_size = 1usize << root;
-    // Resizing a longer table only cuts it: every root entry is written below.
-    table.truncate(root_size);
-    table.resize(root_size, BAD);
+    let root_size = N;
+    table.sub.clear();
     let Some(max) = (1..16).rev().find(|&len| count[len] != 0) else {
         // No codes at all: only a distance code may be empty (§3.2.7: "One distance code of
         // zero bits means that there are no distance codes used at all"); every lookup fails.
-        table.fill(BAD);
+        table.root.fill(BAD);
         return Ok(());
     };
     let mut left: i32 = 1;
@@ -356,12 +449,14 @@ fn build(
     let mut code: u32 = 0;
     let mut next = 0usize;
     let mut size = 1usize;
-    for len in 1..=(max.min(root as usize)) {
-        table.copy_within(0..size, size);
+    let short = max.min(root as usize);
+    for (len, &n) in count.iter().enumerate().take(short + 1).skip(1) {
+        table.root.copy_within(0..size, size);
         size <<= 1;
-        for _ in 0..count[len] {
-            table[reverse(code, len as u32)] =
-                entry(alphabet, usize::from(sorted[next]), len as u32);
+        for _ in 0..n {
+            table.root[reverse(code, len as u32)] = entries
+                .get(usize::from(sorted[next]))
+                .map_or(BAD, |e| e | len as u32);
             next += 1;
             code += 1;
         }
@@ -369,10 +464,10 @@ fn build(
     }
     if incomplete {
         // The one code is 0: the pattern 1 decodes nothing.
-        table[1] = BAD;
+        table.root[1] = BAD;
     }
     while size < root_size {
-        table.copy_within(0..size, size);
+        table.root.copy_within(0..size, size);
         size <<= 1;
     }
     let mut remaining = count;
@@ -397,17 +492,19 @@ fn build(
                     bits += 1;
                     room <<= 1;
                 }
-                sub_start = table.len();
-                table.resize(sub_start + (1 << bits), BAD);
-                table[low] = (sub_start as u32) << 16 | SUB | bits << 8 | root;
+                sub_start = table.sub.len();
+                table.sub.resize(sub_start + (1 << bits), BAD);
+                table.root[low] = (sub_start as u32) << 16 | SUB | bits << 8 | root;
                 sub_low = low;
                 sub_bits = bits;
             }
-            let e = entry(alphabet, usize::from(sorted[next]), len as u32);
+            let e = entries
+                .get(usize::from(sorted[next]))
+                .map_or(BAD, |e| e | len as u32);
             next += 1;
             let mut i = rev >> root;
             while i < (1 << sub_bits) {
-                table[sub_start + i] = e;
+                table.sub[sub_start + i] = e;
                 i += 1 << (len as u32 - root);
             }
             remaining[len] -= 1;
@@ -418,20 +515,6 @@ fn build(
     Ok(())
 }
 
-/// Looks up the entry for the next bits: the root table, then a subtable for a longer code.
-#[inline(always)]
-fn lookup(table: &[u32], bitbuf: u64, root: u32) -> u32 {
-    let e = table[(bitbuf as usize) & ((1 << root) - 1)];
-    if e & SUB == 0 {
-        return e;
-    }
-    let index = (bitbuf >> root) as usize & ((1 << ((e >> 8) & 15)) - 1);
-    table
-        .get((e >> 16) as usize + index)
-        .copied()
-        .unwrap_or(BAD)
-}
-
 /// The window before the current frame, for the distances that reach past its start.
 struct History<'a> {
     ring: &'a [u8],
@@ -440,18 +523,46 @@ struct History<'a> {
 }
 
 impl History<'_> {
-    /// Copies a match of `len` bytes at `distance` that starts `back` bytes before the frame's
-    /// output (`out[start..]`), `out[w..w + len]` being writable.
-    fn copy(&self, out: &mut [u8], start: usize, w: usize, distance: usize, len: usize) {
+    /// Copies a match of `len` bytes at `distance` that starts before the frame's output
+    /// (`out[start..]`): its first bytes from the ring, the rest (if it runs into the frame's
+    /// output) from `out`. `out[w..w + len]` must be writable; with `room`, 32 bytes more.
+    #[inline(always)]
+    fn copy(
+        &self,
+        out: &mut [u8],
+        start: usize,
+        w: usize,
+        distance: usize,
+        len: usize,
+        room: bool,
+    ) {
         let back = distance - (w - start);
         let from_ring = back.min(len);
-        let mut from = (self.end + WINDOW - back) % WINDOW;
-        for slot in &mut out[w..w + from_ring] {
-            *slot = self.ring[from];
-            from = (from + 1) % WINDOW;
+        let first = (self.end + WINDOW - back) % WINDOW;
+        if room && first + from_ring.next_multiple_of(32) <= WINDOW {
+            // Unbroken in the ring: 32 bytes at a time, past the end into scratch.
+            let (mut from, mut to) = (first, w);
+            while to < w + from_ring {
+                let chunk: [u8; 32] = self.ring[from..from + 32].try_into().unwrap_or_default();
+                out[to..to + 32].copy_from_slice(&chunk);
+                from += 32;
+                to += 32;
+            }
+        } else {
+            let n = from_ring.min(WINDOW - first);
+            out[w..w + n].copy_from_slice(&self.ring[first..first + n]);
+            out[w + n..w + from_ring].copy_from_slice(&self.ring[..from_ring - n]);
         }
-        for i in w + from_ring..w + len {
-            out[i] = out[i - distance];
+        if from_ring < len {
+            // The rest starts at the frame's first byte.
+            let w = w + from_ring;
+            if room {
+                copy_match(out, w, distance, len - from_ring);
+            } else {
+                for i in w..w + len - from_ring {
+                    out[i] = out[i - distance];
+                }
+            }
         }
     }
 }
@@ -504,13 +615,33 @@ enum Stop {
     More,
 }
 
+/// Decodes a match: its length from the length entry `e` (looked up, its bits not yet taken)
+/// and the extra bits, then its distance; None for an invalid distance code. At most 48 bits,
+/// which a refill leaves in `bitbuf` (15 + 5 for the length, 15 + 13 for the distance).
+#[inline(always)]
+fn length_distance(r: &mut Reader<'_>, e: u32, dist: &DistTable) -> Option<(usize, usize)> {
+    let n = e & 0xff;
+    let extra = (e >> 8) & 15;
+    let len = (e >> 16) as usize + ((r.bitbuf >> n) as usize & ((1 << extra) - 1));
+    r.take(n + extra);
+    let d = dist.lookup(r.bitbuf);
+    if d & BAD != 0 {
+        return None;
+    }
+    let n = d & 0xff;
+    let extra = (d >> 8) & 15;
+    let distance = (d >> 16) as usize + ((r.bitbuf >> n) as usize & ((1 << extra) - 1));
+    r.take(n + extra);
+    Some((len, distance))
+}
+
 /// The main loop, over a frame read in place: one refill per item, up to three literals per
 /// refill, no end-of-input checks inside an item. Stops (`Stop::More`) when fewer than 16 bytes
 /// are left to read, or when the output has no room for the next item.
 #[allow(clippy::too_many_arguments)]
 fn codes_fast(
-    lit: &[u32],
-    dist: &[u32],
+    lit: &LitTable,
+    dist: &DistTable,
     history: &History<'_>,
     buf: &[u8],
     pos: usize,
@@ -520,28 +651,39 @@ fn codes_fast(
 ) -> Result<(usize, Stop), Fail> {
     let mut r = Reader::new(buf, pos);
     let mut at = *w;
+    // 16 bytes: the refill here and the one before a length (each advances at most 7).
+    let (Some(last_byte), Some(last_at)) = (buf.len().checked_sub(16), out.len().checked_sub(ROOM))
+    else {
+        return Ok((pos, Stop::More));
+    };
     let result = loop {
-        // 16 bytes: the refill here and the one before a length (each advances at most 7).
-        if r.byte + 16 > buf.len() || at + ROOM > out.len() {
+        if r.byte > last_byte || at > last_at {
             break Ok((r.pos(), Stop::More));
         }
         r.refill_fast();
-        let mut e = lookup(lit, r.bitbuf, LIT_ROOT);
+        let mut e = lit.lookup(r.bitbuf);
         if e & LIT != 0 {
-            // A refill leaves at least 56 bits; a literal takes at most 15.
-            r.consume(e & 0xff);
-            out[at] = (e >> 16) as u8;
-            at += 1;
-            e = lookup(lit, r.bitbuf, LIT_ROOT);
-            if e & LIT != 0 {
-                r.consume(e & 0xff);
-                out[at] = (e >> 16) as u8;
+            // A refill leaves at least 56 bits; a literal takes at most 15. `at + 3` is
+            // within `out` (the room checked above), so one bounds check serves three writes.
+            let three: &mut [u8; 3] = match (&mut out[at..at + 3]).try_into() {
+                Ok(three) => three,
+                Err(_) => break Ok((r.pos(), Stop::More)),
+            };
+            r.take(e & 0xff);
+            three[0] = (e >> 16) as u8;
+            e = lit.lookup(r.bitbuf);
+            if e & LIT == 0 {
                 at += 1;
-                e = lookup(lit, r.bitbuf, LIT_ROOT);
-                if e & LIT != 0 {
-                    r.consume(e & 0xff);
-                    out[at] = (e >> 16) as u8;
-                    at += 1;
+            } else {
+                r.take(e & 0xff);
+                three[1] = (e >> 16) as u8;
+                e = lit.lookup(r.bitbuf);
+                if e & LIT == 0 {
+                    at += 2;
+                } else {
+                    r.take(e & 0xff);
+                    three[2] = (e >> 16) as u8;
+                    at += 3;
                     continue;
                 }
             }
@@ -552,27 +694,18 @@ fn codes_fast(
             if e & BAD != 0 {
                 break Err(Fail::Invalid("invalid literal/length code", r.pos()));
             }
-            r.consume(e & 0xff);
+            r.take(e & 0xff);
             break Ok((r.pos(), Stop::BlockEnd));
         }
-        let n = e & 0xff;
-        let extra = (e >> 8) & 15;
-        let len = (e >> 16) as usize + ((r.bitbuf >> n) as usize & ((1 << extra) - 1));
-        r.consume(n + extra);
-        let d = lookup(dist, r.bitbuf, DIST_ROOT);
-        if d & BAD != 0 {
+        let Some((len, distance)) = length_distance(&mut r, e, dist) else {
             break Err(Fail::Invalid("invalid distance code", r.pos()));
-        }
-        let dn = d & 0xff;
-        let dextra = (d >> 8) & 15;
-        let distance = (d >> 16) as usize + ((r.bitbuf >> dn) as usize & ((1 << dextra) - 1));
-        r.consume(dn + dextra);
+        };
         let have = at - start;
         if distance > have {
             if distance - have > history.len {
                 break Err(Fail::Invalid("invalid distance too far back", r.pos()));
             }
-            history.copy(out, start, at, distance, len);
+            history.copy(out, start, at, distance, len, true);
         } else {
             copy_match(out, at, distance, len);
         }
@@ -587,8 +720,8 @@ fn codes_fast(
 /// when `buf` is the frame itself (`padded` false), fewer than 8 bytes are left to read.
 #[allow(clippy::too_many_arguments)]
 fn codes(
-    lit: &[u32],
-    dist: &[u32],
+    lit: &LitTable,
+    dist: &DistTable,
     history: &History<'_>,
     buf: &[u8],
     pos: usize,
@@ -607,7 +740,7 @@ fn codes(
             break Ok((item, Stop::More));
         }
         r.refill();
-        let e = lookup(lit, r.bitbuf, LIT_ROOT);
+        let e = lit.lookup(r.bitbuf);
         if e & LIT != 0 {
             r.consume(e & 0xff);
             if r.pos() > end {
@@ -637,22 +770,12 @@ fn codes(
             }
             break Ok((r.pos(), Stop::BlockEnd));
         }
-        let n = e & 0xff;
-        let extra = (e >> 8) & 15;
-        let len = (e >> 16) as usize + ((r.bitbuf >> n) as usize & ((1 << extra) - 1));
-        r.consume(n + extra);
-        // At least 56 - 20 bits are left after a refill: enough for the distance (15 + 13).
-        let d = lookup(dist, r.bitbuf, DIST_ROOT);
-        if d & BAD != 0 {
+        let Some((len, distance)) = length_distance(&mut r, e, dist) else {
             if padded && item + 48 > end {
                 break Ok((item, Stop::More));
             }
             break Err(Fail::Invalid("invalid distance code", r.pos()));
-        }
-        let dn = d & 0xff;
-        let dextra = (d >> 8) & 15;
-        let distance = (d >> 16) as usize + ((r.bitbuf >> dn) as usize & ((1 << dextra) - 1));
-        r.consume(dn + dextra);
+        };
         if r.pos() > end {
             break Ok((item, Stop::More));
         }
@@ -667,7 +790,8 @@ fn codes(
             if distance - have > history.len {
                 break Err(Fail::Invalid("invalid distance too far back", r.pos()));
             }
-            history.copy(out, sink.start, w, distance, len);
+            let room = w + len + OVERCOPY <= out.len();
+            history.copy(out, sink.start, w, distance, len, room);
         } else if w + len + OVERCOPY <= out.len() {
             copy_match(out, w, distance, len);
         } else {
@@ -692,8 +816,9 @@ impl Inflater {
             state: State::Header,
             last: false,
             ended: false,
-            lit: Vec::new(),
-            dist: Vec::new(),
+            lit: Table::new(),
+            dist: Table::new(),
+            codelen: Table::new(),
             fixed: false,
             pending: Vec::new(),
             pending_bit: 0,
@@ -728,7 +853,7 @@ impl Inflater {
         limit: Option<usize>,
     ) -> Result<(), DeflateError> {
         let mut sink = self.sink(out, limit, input.len());
-        let result = self.decode(input, out, &mut sink);
+        let result = self.decode(input, out, &mut sink, false);
         self.consumed += input.len() as u64;
         self.settle(out, &sink);
         result?;
@@ -747,27 +872,14 @@ impl Inflater {
         keep: bool,
     ) -> Result<(), DeflateError> {
         let mut sink = self.sink(out, limit, input.len());
-        let result = self.decode(input, out, &mut sink).and_then(|()| {
+        let result = self.decode(input, out, &mut sink, true).and_then(|()| {
             self.consumed += input.len() as u64;
             if self.consumed == 0 {
                 // An empty payload (which §7.2.1 never produces: an empty message is 0x00) is an
                 // empty message: the tail alone would start a stored block of 65,280 bytes.
                 return Ok(());
             }
-            // RFC 7692 §7.2.2: "1. Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of
-            // the payload of the message. 2. Decompress the resulting data using DEFLATE."
-            // Not after a payload that ended right after a block with BFINAL set: that message
-            // is complete, and the tail would start a block of its own.
-            if !(self.ended && self.pending.is_empty()) {
-                self.decode(&TAIL, out, &mut sink)?;
-            }
-            // §7.2.1 makes every message end on a block boundary (the tail completes an empty
-            // stored block): data left inside a block is a truncated message.
-            if self.state != State::Header || !self.pending.is_empty() {
-                self.base = self.consumed;
-                return Err(self.invalid("the message ends inside a deflate block", 0));
-            }
-            Ok(())
+            self.finish_tail(out, &mut sink)
         });
         self.settle(out, &sink);
         result?;
@@ -780,6 +892,37 @@ impl Inflater {
             self.history_end = 0;
         }
         self.begin();
+        Ok(())
+    }
+
+    /// Decodes the pending end of the payload and RFC 7692 §7.2.2's tail: "1. Append 4 octets
+    /// of 0x00 0x00 0xff 0xff to the tail end of the payload of the message. 2. Decompress the
+    /// resulting data using DEFLATE."
+    fn finish_tail(&mut self, out: &mut Vec<u8>, sink: &mut Sink) -> Result<(), DeflateError> {
+        let mut joined = std::mem::take(&mut self.pending);
+        let held = joined.len() * 8;
+        joined.extend_from_slice(&TAIL);
+        let real = joined.len() * 8;
+        joined.resize(joined.len() + PAD, 0);
+        self.base = self.consumed - (held / 8) as u64;
+        let start = usize::from(self.pending_bit);
+        // First the payload's own bits (items that start in them may end in the tail).
+        let mut pos = self.run(&joined, start, real, held, true, out, sink)?;
+        // Not after a payload that ended right after a block with BFINAL set: that message is
+        // complete, and the tail would start a block of its own.
+        let complete = self.ended && pos == held;
+        if !complete && pos >= held {
+            pos = self.run(&joined, pos, real, usize::MAX, true, out, sink)?;
+        }
+        joined.clear();
+        self.pending = joined;
+        self.pending_bit = 0;
+        // §7.2.1 makes every message end on a block boundary (the tail completes an empty
+        // stored block): data left inside a block is a truncated message.
+        if !complete && (pos != real || self.state != State::Header) {
+            self.base = self.consumed;
+            return Err(self.invalid("the message ends inside a deflate block", 0));
+        }
         Ok(())
     }
 
@@ -815,26 +958,26 @@ impl Inflater {
         if self.history.is_empty() {
             self.history = vec![0; WINDOW];
         }
-        if data.len() >= WINDOW {
-            self.history.copy_from_slice(&data[data.len() - WINDOW..]);
-            self.history_end = 0;
-            self.history_len = WINDOW;
-            return;
+        let data = &data[data.len().saturating_sub(WINDOW)..];
+        // By pieces under 2 KiB, for the reason given at `Sink::reserve` (memcpy likewise).
+        for piece in data.chunks(ZERO_STEP) {
+            let first = (WINDOW - self.history_end).min(piece.len());
+            let (head, tail) = piece.split_at(first);
+            self.history[self.history_end..self.history_end + first].copy_from_slice(head);
+            self.history[..tail.len()].copy_from_slice(tail);
+            self.history_end = (self.history_end + piece.len()) % WINDOW;
         }
-        let first = (WINDOW - self.history_end).min(data.len());
-        let (head, tail) = data.split_at(first);
-        self.history[self.history_end..self.history_end + first].copy_from_slice(head);
-        self.history[..tail.len()].copy_from_slice(tail);
-        self.history_end = (self.history_end + data.len()) % WINDOW;
         self.history_len = (self.history_len + data.len()).min(WINDOW);
     }
 
-    /// Decodes what it can of `input` after the pending bytes; keeps the rest pending.
+    /// Decodes what it can of `input` after the pending bytes; keeps the rest pending (in the
+    /// `last` frame, its last bytes without trying them).
     fn decode(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         sink: &mut Sink,
+        last: bool,
     ) -> Result<(), DeflateError> {
         let mut start = 0;
         if !self.pending.is_empty() {
@@ -876,11 +1019,17 @@ impl Inflater {
         self.base = self.consumed;
         let pos = self.run(input, start, end, usize::MAX, false, out, sink)?;
         if pos < end {
-            // The frame's last bytes, with zeros after them.
+            // The frame's last bytes, with zeros after them. In the last frame they wait for
+            // the tail, and are decoded with it.
             let mut rest = std::mem::take(&mut self.pending);
             rest.clear();
             rest.extend_from_slice(&input[pos / 8..]);
             let real = rest.len();
+            if last {
+                self.pending_bit = (pos % 8) as u8;
+                self.pending = rest;
+                return Ok(());
+            }
             rest.resize(real + PAD, 0);
             self.base = self.consumed + (pos / 8) as u64;
             let p = self.run(&rest, pos % 8, real * 8, usize::MAX, true, out, sink)?;
@@ -1054,8 +1203,8 @@ impl Inflater {
         let mut lengths = [8u8; 288];
         lengths[144..256].fill(9);
         lengths[256..280].fill(7);
-        build(&mut self.lit, &lengths, LIT_ROOT, Alphabet::LitLen)?;
-        build(&mut self.dist, &[5; 32], DIST_ROOT, Alphabet::Dist)?;
+        build(&mut self.lit, &lengths, Alphabet::LitLen)?;
+        build(&mut self.dist, &[5; 32], Alphabet::Dist)?;
         self.fixed = true;
         Ok(())
     }
@@ -1079,9 +1228,7 @@ impl Inflater {
             };
             codelen[symbol] = len as u8;
         }
-        // The distance table is rebuilt below: it holds the code length code meanwhile.
-        self.fixed = false;
-        build(&mut self.dist, &codelen, CODELEN_ROOT, Alphabet::CodeLen)
+        build(&mut self.codelen, &codelen, Alphabet::CodeLen)
             .map_err(|_| "invalid code lengths set")?;
         let total = nlit + ndist;
         let mut lengths = [0u8; 316];
@@ -1090,7 +1237,7 @@ impl Inflater {
             if r.bitcnt < 14 {
                 r.refill();
             }
-            let e = self.dist[(r.bitbuf & 0x7f) as usize];
+            let e = self.codelen.lookup(r.bitbuf);
             let len = (e & 0xff) as usize;
             if e & BAD != 0 {
                 if r.pos() + 7 > end {
@@ -1135,15 +1282,11 @@ impl Inflater {
         if lengths[256] == 0 {
             return Err("invalid code -- missing end-of-block");
         }
-        build(&mut self.lit, &lengths[..nlit], LIT_ROOT, Alphabet::LitLen)
+        self.fixed = false;
+        build(&mut self.lit, &lengths[..nlit], Alphabet::LitLen)
             .map_err(|_| "invalid literal/lengths set")?;
-        build(
-            &mut self.dist,
-            &lengths[nlit..total],
-            DIST_ROOT,
-            Alphabet::Dist,
-        )
-        .map_err(|_| "invalid distances set")?;
+        build(&mut self.dist, &lengths[nlit..total], Alphabet::Dist)
+            .map_err(|_| "invalid distances set")?;
         Ok(true)
     }
 }
@@ -1371,7 +1514,7 @@ mod tests {
         let got = inflate(&mut d, payload, &[], false, true, None).unwrap();
         assert!(got == data);
         assert!(
-            d.lit.len() > 1 << LIT_ROOT,
+            !d.lit.sub.is_empty(),
             "no literal/length subtable was built"
         );
     }

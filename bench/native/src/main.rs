@@ -6,7 +6,7 @@
 //!                                    with --deflate it accepts permessage-deflate, echoes
 //!                                    compressed messages and pushes compressed JSON-like text
 //! sigil-bench inflate-push PORT N SIZE   native inflate floor: receives the --deflate server's
-//!                                    push and inflates each message (flate2 over zlib-rs)
+//!                                    push and inflates each message (sigil-ws's decoder)
 //! sigil-bench raw-server [CERT KEY]  raw TCP (or raw TLS): "echo S\n" then message echo;
 //!                                    "push N S\n" then the push stream
 //! sigil-bench pingpong PORT SIZE SECONDS [CA]   ping-pong floor client (TLS with a CA file)
@@ -599,7 +599,8 @@ fn inflate_push(args: &[String]) -> Result<()> {
     if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
         return Err(format!("no permessage-deflate upgrade: {head:?}").into());
     }
-    let mut inflater = deflate::Inflater::new();
+    // The decoder sigil-ws inflates with, as plain Rust.
+    let mut inflater = sigil_ws::deflate::Deflate::new(sigil_ws::deflate::Params::default());
     let (mut payload, mut message) = (Vec::new(), Vec::new());
     let start = Instant::now();
     let cpu_start = cpu_seconds();
@@ -625,7 +626,8 @@ fn inflate_push(args: &[String]) -> Result<()> {
         if h[0] & 0x0f == 0x8 {
             break;
         }
-        inflater.inflate(&payload, &mut message)?;
+        message.clear();
+        inflater.decompress(&payload, &mut message, None)?;
         std::str::from_utf8(&message)?;
         count += 1;
     }
