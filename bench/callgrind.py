@@ -17,7 +17,11 @@ message, start-up excluded. Paths:
                              bench/clients.py's JSON-like market data (64 distinct messages
                              in turn), compressed by our encoder
     deflate-decode-16k       sans-IO receive_messages of those messages compressed by zlib
-                             (level 6, server_no_context_takeover), inflated by zlib-rs
+                             (level 6, server_no_context_takeover), inflated by our decoder
+    deflate-decode-1k        the same for 1 KiB messages with context takeover, as the
+                             deflate-push-1k bench scenario receives them (the 64 messages
+                             compressed in turn, replayed in the same order: each refers only
+                             to the ones before it, within the window)
 """
 
 from __future__ import annotations
@@ -132,6 +136,20 @@ elif path == "deflate-decode-16k":
         wire.append(bytes([0xC1, 126]) + len(body).to_bytes(2, "big") + body)
     for i in range(n):
         p.receive_messages(wire[i % 64])
+elif path == "deflate-decode-1k":
+    import zlib
+
+    p = sigil_ws.Protocol("ws://h/", key=KEY)
+    p.data_to_send()
+    p.receive_messages(negotiated("permessage-deflate"))
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    wire = []
+    for text in market_texts(1024):
+        body = (c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        head = bytes([0xC1, len(body)]) if len(body) < 126 else bytes([0xC1, 126])
+        wire.append(head + (len(body).to_bytes(2, "big") if len(body) >= 126 else b"") + body)
+    for i in range(n):
+        p.receive_messages(wire[i % 64])
 """
 
 PATHS = [
@@ -145,6 +163,7 @@ PATHS = [
     "encode-64",
     "deflate-encode-16k",
     "deflate-decode-16k",
+    "deflate-decode-1k",
 ]
 
 
