@@ -123,31 +123,22 @@ elif path == "deflate-encode-16k":
     for i in range(n):
         p.send_text(texts[i % 64])
         p.data_to_send()
-elif path == "deflate-decode-16k":
+elif path in ("deflate-decode-16k", "deflate-decode-1k"):
     import zlib
 
+    size, keep = {"deflate-decode-16k": (16384, False), "deflate-decode-1k": (1024, True)}[path]
     p = sigil_ws.Protocol("ws://h/", key=KEY)
     p.data_to_send()
-    p.receive_messages(negotiated("permessage-deflate; server_no_context_takeover"))
-    wire = []
-    for text in market_texts(16384):
-        c = zlib.compressobj(6, zlib.DEFLATED, -15)
-        body = (c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
-        wire.append(bytes([0xC1, 126]) + len(body).to_bytes(2, "big") + body)
-    for i in range(n):
-        p.receive_messages(wire[i % 64])
-elif path == "deflate-decode-1k":
-    import zlib
-
-    p = sigil_ws.Protocol("ws://h/", key=KEY)
-    p.data_to_send()
-    p.receive_messages(negotiated("permessage-deflate"))
+    extension = "permessage-deflate" if keep else "permessage-deflate; server_no_context_takeover"
+    p.receive_messages(negotiated(extension))
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
     wire = []
-    for text in market_texts(1024):
+    for text in market_texts(size):
+        if not keep:
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
         body = (c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
-        head = bytes([0xC1, len(body)]) if len(body) < 126 else bytes([0xC1, 126])
-        wire.append(head + (len(body).to_bytes(2, "big") if len(body) >= 126 else b"") + body)
+        length = len(body).to_bytes(2, "big") if len(body) >= 126 else b""
+        wire.append(bytes([0xC1, 126 if length else len(body)]) + length + body)
     for i in range(n):
         p.receive_messages(wire[i % 64])
 """
