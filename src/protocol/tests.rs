@@ -1035,6 +1035,52 @@ mod rfc7692_permessage_deflate {
         expect_failure(&mut p, &f, 1002);
     }
 
+    /// `data` deflated with a sync flush after each offset of `cuts` and at its end: the
+    /// payloads of `cuts.len() + 1` frames of one message (RFC 7692 §7.2.1, tail removed).
+    fn deflated_in_parts(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut deflater = Compress::new(Compression::new(6), false);
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain([&data.len()]) {
+            let mut out = Vec::with_capacity(cut - at + 64);
+            deflater
+                .compress_vec(&data[at..cut], &mut out, FlushCompress::Sync)
+                .unwrap();
+            parts.push(out);
+            at = cut;
+        }
+        let last = parts.last_mut().unwrap();
+        last.truncate(last.len() - 4);
+        parts
+    }
+
+    #[test]
+    fn compressed_text_must_be_utf8() {
+        // RFC 6455 §8.1, after inflating: a message in one frame is proven whole.
+        let bad = deflated_in_parts(b"caf\xc3 au lait", &[])[0].clone();
+        let mut p = negotiated("permessage-deflate", Config::default());
+        let err = expect_failure(&mut p, &compressed(1, true, &bad), 1007);
+        assert!(matches!(err, ProtocolError::InvalidUtf8 { .. }), "{err:?}");
+        // A fragmented one fails with its first bad fragment, before the last arrives.
+        let mut text = vec![0xffu8];
+        text.extend(b"x".repeat(4000));
+        let parts = deflated_in_parts(&text, &[1]);
+        let mut p = negotiated("permessage-deflate", Config::default());
+        expect_failure(&mut p, &compressed(1, false, &parts[0]), 1007);
+        // A character cut between two compressed frames is whole once they are joined.
+        let text = "prix: 3 €, soit 3 €".as_bytes();
+        let cut = text.iter().position(|&b| b == 0xe2).unwrap() + 1;
+        let parts = deflated_in_parts(text, &[cut]);
+        let mut stream = compressed(1, false, &parts[0]);
+        stream.extend(frame(0, true, &parts[1]));
+        let mut p = negotiated("permessage-deflate", Config::default());
+        p.receive_data(&stream, 0.0).unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::Text("prix: 3 €, soit 3 €".into())]
+        );
+    }
+
     #[test]
     fn invalid_deflate_data_fails_with_1007() {
         let mut p = negotiated("permessage-deflate", Config::default());
