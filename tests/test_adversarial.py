@@ -513,6 +513,25 @@ def test_recv_timeout_holds_while_reading_ahead_under_a_ping_flood(connect: Conn
         assert outcome.elapsed > 1.5
 
 
+@pytest.mark.timeout(30)
+def test_a_ping_flood_does_not_starve_other_connections_keepalive(ws_echo_process: str) -> None:
+    """The sync connections share one I/O thread. A peer floods pings faster than its
+    socket can be drained while nobody receives; another idle connection's keepalive still
+    runs: its pings go out and their pongs are measured (the thread used to stay on the
+    flooded socket until the flood ended, 15 s here)."""
+    with child_server(PING_FLOOD_SERVER) as url:
+        flooded = sigil_ws.connect(url, open_timeout=5, close_timeout=0.5)
+        try:
+            time.sleep(0.3)  # the flood is on: the I/O thread is reading ahead
+            with sigil_ws.connect(ws_echo_process, ping_interval=0.2, close_timeout=2) as idle:
+                deadline = time.monotonic() + 3
+                while idle.latency == 0.0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert idle.latency > 0.0, "no keepalive pong measured within 3 s"
+        finally:
+            flooded.close()
+
+
 def ping_flood(count: int = 300_000, batch: int = 1000) -> Iterator[bytes]:
     """``count`` pings with 125-byte payloads, ``batch`` per chunk."""
     chunk = server_frame(9, b"p" * 125) * batch

@@ -45,6 +45,11 @@ const READ_MAX: usize = 1024 * 1024;
 /// its header, so that such a message still arrives in one read.
 const FIRST_READ: usize = 128 * 1024;
 
+/// The I/O thread reads at most this many times (16 KiB each) from one connection per visit,
+/// then serves the others before it comes back: a peer that sends faster than the socket can
+/// be drained (a ping flood) must not keep the thread from the other connections' keepalives.
+const READ_AHEAD_BUDGET: usize = 16;
+
 /// A message the I/O thread read ahead, waiting for `recv()`; or, while a message is
 /// streamed, a piece of it with more to come.
 #[derive(Debug)]
@@ -1019,22 +1024,23 @@ impl Client {
     }
 
     /// Reads what the socket holds and parks the messages it completes, up to `max_queue`;
-    /// stops early when a caller wants the reader (see `Wanted`).
-    fn read_ahead(&self, reader: &mut Reader) {
+    /// stops early when a caller wants the reader (see `Wanted`), and after
+    /// [`READ_AHEAD_BUDGET`] reads: true then, as the socket may hold more.
+    fn read_ahead(&self, reader: &mut Reader) -> bool {
         if reader.paused {
-            return;
+            return false;
         }
         let mut buf = [0u8; 16 * 1024];
-        loop {
+        for _ in 0..READ_AHEAD_BUDGET {
             if self.park(reader) || self.reader_wanted() {
-                return;
+                return false;
             }
             match self.stream.read_now(&mut buf) {
-                Ok(None) => return,
+                Ok(None) => return false,
                 Ok(Some(0)) => {
                     lock(&self.engine).receive_eof();
                     self.park(reader);
-                    return;
+                    return false;
                 }
                 Ok(Some(n)) => {
                     let now = self.now();
@@ -1043,10 +1049,13 @@ impl Client {
                 }
                 Err(_) => {
                     lock(&self.engine).abort();
-                    return;
+                    return false;
                 }
             }
         }
+        // What the last read completed is parked now; the rest waits for the next visit.
+        self.park(reader);
+        true
     }
 
     /// Decodes what the engine holds, parking messages; true once `max_queue` are parked.
@@ -1173,7 +1182,7 @@ impl Served for Client {
     /// blocks.
     fn serve(&self, read: bool) -> Visit {
         let due_now = self.next_due().is_some_and(|d| d <= Instant::now());
-        let (mut busy, mut paused) = (false, false);
+        let (mut busy, mut paused, mut more) = (false, false, false);
         if self.reader_wanted() {
             // A caller waits for the reader: it reads the socket itself.
             busy = true;
@@ -1187,7 +1196,7 @@ impl Served for Client {
             busy = reader.is_none();
             if let Some(mut reader) = reader {
                 // A pong in the socket is fed before the deadline runs.
-                self.read_ahead(&mut reader);
+                more = self.read_ahead(&mut reader);
                 paused = reader.paused;
             }
             self.service_turns.fetch_add(1, Ordering::AcqRel);
@@ -1220,6 +1229,7 @@ impl Served for Client {
             due: next.filter(|_| !ended && !paused).map(|d| self.instant(d)),
             busy,
             ended,
+            more: more && !ended && !paused,
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct Visit {
     pub busy: bool,
     /// The connection is over.
     pub ended: bool,
+    /// Reading stopped at its budget with bytes perhaps left in the socket (which the
+    /// edge-triggered watch will not report again): visit again right after the others.
+    pub more: bool,
 }
 
 /// A connection as the thread knows it.
@@ -212,7 +215,11 @@ impl Service {
         }
         if quiet && !visit.busy {
             entry.busy_visits = 0;
-            entry.due = visit.due;
+            entry.due = if visit.more {
+                Some(Instant::now())
+            } else {
+                visit.due
+            };
             return;
         }
         if entry.armed {
