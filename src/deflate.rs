@@ -25,9 +25,7 @@ mod encoder;
 mod inflate;
 
 use encoder::Encoder;
-use inflate::Inflater;
-#[cfg(test)]
-use inflate::TAIL;
+use inflate::{Inflater, TAIL};
 
 /// The extension's registered name (RFC 7692 §7).
 pub const EXTENSION: &str = "permessage-deflate";
@@ -441,11 +439,7 @@ impl Deflate {
     /// `out` is left as it was.
     pub fn compress(&mut self, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), DeflateError> {
         let params = self.params;
-        let compressor = self.compressor.get_or_insert_with(|| {
-            Box::new(Encoder::new(compress_window_bits(
-                params.client_max_window_bits,
-            )))
-        });
+        let compressor = self.encoder();
         // RFC 7692 §7.2.1: "1. Compress all the octets of the payload of the message using
         // DEFLATE. 2. If the resulting data does not end with an empty DEFLATE block with no
         // compression (the "BTYPE" bits are set to 00), append an empty DEFLATE block with no
@@ -458,6 +452,35 @@ impl Deflate {
             compressor.reset();
         }
         Ok(())
+    }
+
+    /// The compressor, made on first use (an idle connection never holds one).
+    fn encoder(&mut self) -> &mut Encoder {
+        let bits = compress_window_bits(self.params.client_max_window_bits);
+        self.compressor
+            .get_or_insert_with(|| Box::new(Encoder::new(bits)))
+    }
+
+    /// Compresses one fragment of a message sent in pieces, appending its deflate data to
+    /// `out`. The fragments' payloads are one DEFLATE stream (RFC 7692 §6.1 compresses the
+    /// message, then fragments it). Each fragment but the last ends with a whole sync flush (the
+    /// empty stored block with its four length octets), so that everything it holds can be
+    /// inflated before the next fragment comes and the next starts on a byte boundary; the
+    /// last ends as a whole message does (§7.2.1: those four octets removed). An empty fragment
+    /// that is not the last adds nothing. The fragments refer to each other; the context is
+    /// dropped after the last when client_no_context_takeover was agreed (§7.1.1.2).
+    pub fn compress_fragment(&mut self, data: &[u8], fin: bool, out: &mut Vec<u8>) {
+        if data.is_empty() && !fin {
+            return;
+        }
+        let no_context = self.params.client_no_context_takeover;
+        let compressor = self.encoder();
+        compressor.compress(&[data], out);
+        if !fin {
+            out.extend_from_slice(&TAIL);
+        } else if no_context {
+            compressor.reset();
+        }
     }
 
     /// Compresses one message for sending: appends its payload to `out` and returns true, or

@@ -113,6 +113,16 @@ def test_round_trips_with_every_parameter_combination(
             assert ws.recv(timeout=5) == message
     ws.send("not compressed", compress=False)
     assert ws.recv(timeout=5) == "not compressed"
+    # Fragmented messages: one DEFLATE stream over the fragments, inflated by the server.
+    for _ in range(2):
+        text = ["frag", "", "mented " * 500, "é" * 3000, '{"price": 101.25}' * 2000]
+        ws.send(iter(text))
+        assert ws.recv(timeout=5) == "".join(text)
+        data = [b"\x00\x01" * 30000, b"", bytes(range(256)) * 200]
+        ws.send(iter(data))
+        assert ws.recv(timeout=5) == b"".join(data)
+    ws.send(iter(["as ", "it is"]), compress=False)
+    assert ws.recv(timeout=5) == "as it is"
 
 
 def test_compression_none_offers_nothing(raw_server: RawServer, connect: Connect) -> None:
@@ -167,6 +177,34 @@ def test_compress_false_sends_rsv1_clear(raw_server: RawServer, connect: Connect
     # RFC 7692 §7.2.3.1: "Hello" compresses to f2 48 cd c9 c9 07 00, sent with RSV1.
     assert frames[0] == (0xC1, bytes.fromhex("f248cdc9c90700"))
     assert frames[1] == (0x81, b"Hello")
+
+
+def test_fragments_carry_one_deflate_stream_with_rsv1_on_the_first(
+    raw_server: RawServer, connect: Connect
+) -> None:
+    """RFC 7692 §6.1: a fragmented message is compressed, then fragmented; RSV1 is set on its
+    first frame only. Each fragment is flushed, so it inflates as soon as it arrives."""
+    frames: list[tuple[int, bytes]] = []
+
+    def script(conn: RawConnection) -> None:
+        conn.upgrade(DEFLATE)
+        for _ in range(5):
+            frames.append(read_raw_frame(conn))
+        conn.send(server_frame(8, struct.pack("!H", 1000)))
+        conn.expect_close(1000)
+
+    ws = connect(raw_server.serve(script))
+    ws.send(iter(["Hello", ", ", "Hello"]))
+    ws.send(iter([b"as it is"]), compress=False)
+    ws.close()
+    raw_server.done.wait(5)
+    assert [b0 for b0, _ in frames] == [0x41, 0x00, 0x00, 0x80, 0x02]
+    z = zlib.decompressobj(wbits=-15)
+    pieces = [z.decompress(payload) for _, payload in frames[:3]]
+    assert pieces == [b"Hello", b", ", b"Hello"]
+    # The last frame is empty but for the empty stored block's header; the tail completes it.
+    assert z.decompress(frames[3][1] + b"\x00\x00\xff\xff") == b""
+    assert frames[4][1] == b"as it is"
 
 
 # ---- invalid answers and data --------------------------------------------------------------------

@@ -71,7 +71,8 @@ class Connection:
         the iterable produces it.
 
         ``compress=False`` sends it uncompressed when permessage-deflate was negotiated
-        (fragmented messages always go uncompressed).
+        (a fragmented message is compressed as one DEFLATE stream, each fragment flushed as
+        it is sent).
 
         ``timeout`` bounds the wait for a peer that does not read (``TimeoutError``; the
         connection is then failed, since a frame may be half-written); for an iterable, each
@@ -226,9 +227,11 @@ class Protocol:
     def send_binary(self, data: Buffer, compress: bool = True) -> None:
         """Queues a binary message (compressed when permessage-deflate was negotiated)."""
 
-    def send_fragment(self, data: str | Buffer, fin: bool) -> None:
+    def send_fragment(self, data: str | Buffer, fin: bool, *, compress: bool = True) -> None:
         """Queues one fragment of a message sent in pieces: the first starts a text (``str``)
-        or binary message, ``fin=True`` ends it; no other message until then."""
+        or binary message, ``fin=True`` ends it; no other message until then. With
+        permessage-deflate negotiated the message is compressed unless its first fragment
+        is sent with ``compress=False``."""
 
     @property
     def sending_fragments(self) -> bool:

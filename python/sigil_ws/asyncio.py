@@ -746,7 +746,7 @@ class Connection:
         Args:
             message: the message.
             compress: with permessage-deflate negotiated, ``False`` sends this message
-                uncompressed (fragmented messages always go uncompressed).
+                uncompressed.
             timeout: seconds to wait for a peer that does not read (for an iterable, for
                 each fragment); ``None`` waits forever.
 
@@ -768,7 +768,7 @@ class Connection:
                 # Not bytes-like: TypeError, then it may be an iterable of fragments.
                 self._engine.send_binary(message, compress)  # type: ignore[arg-type]
         except TypeError:
-            await self._send_fragments(message, timeout)
+            await self._send_fragments(message, compress, timeout)
             return
         except ConcurrencyError:
             # Another coroutine sends a message in fragments: this one goes after it.
@@ -799,7 +799,7 @@ class Connection:
         while (waiter := self._driver.fragmenting) is not None:
             await asyncio.shield(waiter)
 
-    async def _send_fragments(self, message: object, timeout: float | None) -> None:
+    async def _send_fragments(self, message: object, compress: bool, timeout: float | None) -> None:
         """``send()`` of an iterable or async iterable: one message in fragments, each sent
         (and drained) as it is produced."""
         kind = type(message).__name__
@@ -823,7 +823,7 @@ class Connection:
                 if text is None:
                     text = isinstance(fragment, str)
                 self._check_open()
-                self._engine.send_fragment(fragment, False)
+                self._engine.send_fragment(fragment, False, compress=compress)
                 await self._drain(timeout)
             if text is not None:
                 self._check_open()

@@ -126,6 +126,14 @@ const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
 /// it into the output costs less than the calls that would hand it out in parts.
 pub const STREAM_PAYLOAD: usize = 64 * 1024;
 
+/// The message being sent in fragments ([`Protocol::send_fragment`]).
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    text: bool,
+    /// Its fragments carry one DEFLATE stream; RSV1 was set on the first.
+    compressed: bool,
+}
+
 /// The engine of one client connection.
 pub struct Protocol {
     state: State,
@@ -138,8 +146,8 @@ pub struct Protocol {
     deflate: Option<Box<Deflate>>,
     /// Scratch for compressing a message before framing it.
     deflated: Vec<u8>,
-    /// A message is being sent in fragments: `Some(is_text)` until its last one.
-    sending: Option<bool>,
+    /// A message is being sent in fragments, until its last one.
+    sending: Option<Sending>,
     /// Streaming was armed after frames of the message under way arrived: they are the
     /// next event.
     piece_ready: bool,
@@ -882,22 +890,44 @@ impl Protocol {
     /// Queues one fragment of a message sent in pieces: the first call starts a text (or
     /// binary) message, `fin` ends it. Until then no other message may be sent (RFC 6455
     /// §5.4: "the fragments of one message MUST NOT be interleaved between the fragments of
-    /// another message"); control frames may go in between. The fragments go out
-    /// uncompressed (RFC 7692 lets any message be sent so).
-    pub fn send_fragment(&mut self, text: bool, data: &[u8], fin: bool) -> Result<(), Error> {
+    /// another message"); control frames may go in between. With permessage-deflate
+    /// negotiated and `compress` true on the first fragment, the message is compressed: its
+    /// fragments carry one DEFLATE stream, each fragment's data flushed as it is sent (see
+    /// [`Deflate::compress_fragment`]), and RSV1 is set on the first frame only (RFC 7692
+    /// §6.1). `compress` on later fragments is ignored.
+    pub fn send_fragment(
+        &mut self,
+        text: bool,
+        data: &[u8],
+        fin: bool,
+        compress: bool,
+    ) -> Result<(), Error> {
         self.check_open()?;
-        let opcode = match self.sending {
-            None if text => OpCode::Text,
-            None => OpCode::Binary,
-            Some(t) if t == text => OpCode::Continuation,
+        let (opcode, compressed) = match self.sending {
+            None if text => (OpCode::Text, compress && self.deflate.is_some()),
+            None => (OpCode::Binary, compress && self.deflate.is_some()),
+            Some(s) if s.text == text => (OpCode::Continuation, s.compressed),
             Some(_) => {
                 return Err(Error::InvalidArgument(
                     "a fragmented message cannot mix text and binary fragments".into(),
                 ))
             }
         };
-        self.wire.write_frame_fin(opcode, &[data], false, fin)?;
-        self.sending = if fin { None } else { Some(text) };
+        match self.deflate.as_deref_mut().filter(|_| compressed) {
+            Some(deflate) => {
+                let mut out = std::mem::take(&mut self.deflated);
+                out.clear();
+                deflate.compress_fragment(data, fin, &mut out);
+                let first = opcode != OpCode::Continuation;
+                let result = self.wire.write_frame_fin(opcode, &[&out], first, fin);
+                if out.capacity() <= KEEP_CAPACITY {
+                    self.deflated = out;
+                }
+                result?;
+            }
+            None => self.wire.write_frame_fin(opcode, &[data], false, fin)?,
+        }
+        self.sending = (!fin).then_some(Sending { text, compressed });
         Ok(())
     }
 

@@ -871,6 +871,9 @@ mod rfc7692_permessage_deflate {
     use crate::deflate::{Deflate, Params};
     use flate2::{Compress, Compression, FlushCompress};
 
+    /// The sync flush's last four octets, removed from every compressed message (RFC 7692 §7.2.1).
+    const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
     /// An engine that negotiated permessage-deflate with `extension` as the server's answer.
     fn negotiated(extension: &str, config: Config) -> Protocol {
         let mut p = engine_with(config);
@@ -1052,6 +1055,70 @@ mod rfc7692_permessage_deflate {
         let last = parts.last_mut().unwrap();
         last.truncate(last.len() - 4);
         parts
+    }
+
+    #[test]
+    fn fragmented_messages_are_compressed_as_one_stream_flushed_per_fragment() {
+        use flate2::{Decompress, FlushDecompress};
+        for extension in [
+            "permessage-deflate",
+            "permessage-deflate; client_no_context_takeover",
+        ] {
+            let mut p = negotiated(extension, Config::default());
+            let parts = ["Hello, ", "", "Hello, Hello, world", ""];
+            for (i, part) in parts.iter().enumerate() {
+                p.send_fragment(true, part.as_bytes(), i == parts.len() - 1, true)
+                    .unwrap();
+            }
+            // Then a whole message, which may refer to the fragmented one.
+            p.send_text("Hello, world", true).unwrap();
+            let out = take(&mut p);
+            let mut rsv = Vec::new();
+            let mut at = 0;
+            while at < out.len() {
+                let (h, n) = decode_header(&out[at..]).unwrap().unwrap();
+                rsv.push(h.rsv);
+                at += n + h.payload_len as usize;
+            }
+            // RFC 7692 §6.1: RSV1 on the first frame of each compressed message only.
+            assert_eq!(rsv, [0b100, 0, 0, 0, 0b100], "{extension}");
+            let frames = client_frames(&out);
+            // The server's view: each fragment inflates whole as soon as it arrives.
+            let mut z = Decompress::new(false);
+            let mut inflate = |data: &[u8]| {
+                let mut got = Vec::with_capacity(256);
+                z.decompress_vec(data, &mut got, FlushDecompress::Sync)
+                    .unwrap();
+                String::from_utf8(got).unwrap()
+            };
+            assert_eq!(inflate(&frames[0].2), "Hello, ");
+            assert!(frames[1].2.is_empty(), "an empty fragment adds nothing");
+            assert_eq!(inflate(&frames[2].2), "Hello, Hello, world");
+            let mut last = frames[3].2.clone();
+            last.extend(TAIL);
+            assert_eq!(inflate(&last), "");
+            if extension.ends_with("client_no_context_takeover") {
+                // The next message starts from an empty window (§7.1.1.2).
+                z = Decompress::new(false);
+            }
+            let mut whole = frames[4].2.clone();
+            whole.extend(TAIL);
+            let mut got = Vec::with_capacity(64);
+            z.decompress_vec(&whole, &mut got, FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(got, b"Hello, world", "{extension}");
+        }
+        // `compress=False` on the first fragment: the message goes as it is.
+        let mut p = negotiated("permessage-deflate", Config::default());
+        p.send_fragment(false, b"ab", false, false).unwrap();
+        p.send_fragment(false, b"cd", true, true).unwrap();
+        let out = take(&mut p);
+        assert_eq!(out[0] & 0x40, 0);
+        let frames = client_frames(&out);
+        assert_eq!(
+            (frames[0].2.as_slice(), frames[1].2.as_slice()),
+            (&b"ab"[..], &b"cd"[..])
+        );
     }
 
     #[test]
@@ -1459,7 +1526,7 @@ mod streaming {
     #[test]
     fn fragments_go_out_in_order_and_nothing_interleaves() {
         let mut p = open();
-        p.send_fragment(true, "ab".as_bytes(), false).unwrap();
+        p.send_fragment(true, "ab".as_bytes(), false, true).unwrap();
         assert!(p.sending_fragments());
         assert!(matches!(
             p.send_text("other", true),
@@ -1470,12 +1537,12 @@ mod streaming {
             Err(Error::Concurrency(_))
         ));
         assert!(matches!(
-            p.send_fragment(false, b"x", true),
+            p.send_fragment(false, b"x", true, true),
             Err(Error::InvalidArgument(_))
         ));
         p.send_ping(b"between", 0.0).unwrap();
-        p.send_fragment(true, "cd".as_bytes(), false).unwrap();
-        p.send_fragment(true, b"", true).unwrap();
+        p.send_fragment(true, "cd".as_bytes(), false, true).unwrap();
+        p.send_fragment(true, b"", true, true).unwrap();
         assert!(!p.sending_fragments());
         p.send_binary(b"after", false).unwrap();
         let frames = client_frames(&take(&mut p));
@@ -1498,12 +1565,12 @@ mod streaming {
     #[test]
     fn a_close_ends_a_message_sent_in_fragments() {
         let mut p = open();
-        p.send_fragment(false, b"half", false).unwrap();
+        p.send_fragment(false, b"half", false, true).unwrap();
         p.send_close(Some(1011), "error in fragmented message")
             .unwrap();
         assert!(!p.sending_fragments());
         assert!(matches!(
-            p.send_fragment(false, b"rest", true),
+            p.send_fragment(false, b"rest", true, true),
             Err(Error::Closed(_))
         ));
     }

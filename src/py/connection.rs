@@ -194,7 +194,7 @@ impl PyConnection {
             })
         });
         if refused.borrow().is_some() {
-            return super::streaming::send_fragments(&self.client, py, message, timeout);
+            return super::streaming::send_fragments(&self.client, py, message, compress, timeout);
         }
         result
     }

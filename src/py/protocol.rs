@@ -322,31 +322,37 @@ impl PyProtocol {
 
     /// Queues one fragment of a message sent in pieces (RFC 6455 §5.4): the first call starts
     /// a text message (`str`) or a binary one (bytes-like), `fin=True` ends it. Until then no
-    /// other message can be sent; pings and close can. Fragments go out uncompressed.
+    /// other message can be sent; pings and close can. With permessage-deflate negotiated the
+    /// message is compressed (RSV1 on its first frame, each fragment's data flushed as it is
+    /// sent), unless the first fragment is sent with `compress=False`.
     ///
     /// Raises:
     ///     ConcurrencyError: another message is being sent in fragments (from `send_text`).
     ///     TypeError: the fragment is neither str nor bytes-like, or not of the message's
     ///         type.
-    #[pyo3(signature = (data, fin))]
+    #[pyo3(signature = (data, fin, *, compress=true))]
     fn send_fragment(
         &mut self,
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         fin: bool,
+        compress: bool,
     ) -> PyResult<()> {
         let result = if let Ok(s) = data.cast::<PyString>() {
-            self.engine.send_fragment(true, s.to_str()?.as_bytes(), fin)
+            self.engine
+                .send_fragment(true, s.to_str()?.as_bytes(), fin, compress)
         } else {
-            with_bytes(data, |d| self.engine.send_fragment(false, d, fin)).map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "a fragment must be str or a bytes-like object, not {}",
-                    data.get_type()
-                        .name()
-                        .map(|n| n.to_string())
-                        .unwrap_or_default()
-                ))
-            })?
+            with_bytes(data, |d| self.engine.send_fragment(false, d, fin, compress)).map_err(
+                |_| {
+                    PyTypeError::new_err(format!(
+                        "a fragment must be str or a bytes-like object, not {}",
+                        data.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ))
+                },
+            )?
         };
         result.map_err(|e| match e {
             Error::InvalidArgument(reason) => PyTypeError::new_err(reason),

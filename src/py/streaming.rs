@@ -125,6 +125,7 @@ pub(super) fn send_fragments(
     client: &Client,
     py: Python<'_>,
     message: &Bound<'_, PyAny>,
+    compress: bool,
     timeout: Option<Duration>,
 ) -> PyResult<()> {
     let not_a_message = || -> PyResult<PyErr> {
@@ -152,7 +153,7 @@ pub(super) fn send_fragments(
         let Some(item) = item else { break };
         let first = text.is_none();
         let is_text = *text.get_or_insert_with(|| item.is_instance_of::<PyString>());
-        match send_one_fragment(client, py, &item, is_text, first, false, timeout)? {
+        match send_one_fragment(client, py, &item, is_text, first, compress, false, timeout)? {
             true => {}
             false => {
                 let kind = item.get_type().name()?;
@@ -172,18 +173,21 @@ pub(super) fn send_fragments(
             } else {
                 PyBytes::new(py, b"").into_any()
             };
-            send_one_fragment(client, py, &empty, is_text, false, true, timeout).map(drop)
+            send_one_fragment(client, py, &empty, is_text, false, compress, true, timeout).map(drop)
         }
     }
 }
 
-/// Sends one fragment; `Ok(false)` when it is not of the message's type.
+/// Sends one fragment; `Ok(false)` when it is not of the message's type. `compress` counts on
+/// the first fragment only (the engine decides for the whole message there).
+#[allow(clippy::too_many_arguments)]
 fn send_one_fragment(
     client: &Client,
     py: Python<'_>,
     fragment: &Bound<'_, PyAny>,
     text: bool,
     first: bool,
+    compress: bool,
     fin: bool,
     timeout: Option<Duration>,
 ) -> PyResult<bool> {
@@ -194,7 +198,7 @@ fn send_one_fragment(
         let piece: PyBackedStr = s.clone().try_into()?;
         with_signals(py, |signals, blocking| {
             client.send_fragment(blocking, signals, timeout, first, |e, _| {
-                e.send_fragment(true, piece.as_bytes(), fin)
+                e.send_fragment(true, piece.as_bytes(), fin, compress)
             })
         })?;
         return Ok(true);
@@ -209,7 +213,9 @@ fn send_one_fragment(
             signals,
             timeout,
             first,
-            |engine, _| match with_bytes(fragment, |data| engine.send_fragment(false, data, fin)) {
+            |engine, _| match with_bytes(fragment, |data| {
+                engine.send_fragment(false, data, fin, compress)
+            }) {
                 Ok(result) => result,
                 Err(_) => {
                     *refused.borrow_mut() = true;
