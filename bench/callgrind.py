@@ -22,6 +22,10 @@ message, start-up excluded. Paths:
                              deflate-push-1k bench scenario receives them (the 64 messages
                              compressed in turn, replayed in the same order: each refers only
                              to the ones before it, within the window)
+    deflate-push-1k          sync client: `for msg in ws` over the native server's compressed
+                             push of 1 KiB JSON-like text (`ws-server --deflate`), the stream
+                             of run.py's deflate-push-1k: inflating, UTF-8 and the `str`
+    asyncio-deflate-push-1k  the asyncio client over the same stream
 """
 
 from __future__ import annotations
@@ -70,6 +74,21 @@ if path.startswith("push-"):
     with sigil_ws.connect(f"ws://127.0.0.1:{port}/push?n={n}&size={size}") as ws:
         for _ in ws:
             pass
+elif path == "deflate-push-1k":
+    with sigil_ws.connect(f"ws://127.0.0.1:{port}/push?n={n}&size=1024") as ws:
+        for _ in ws:
+            pass
+elif path == "asyncio-deflate-push-1k":
+    import asyncio
+    import sigil_ws.asyncio
+
+    async def main():
+        url = f"ws://127.0.0.1:{port}/push?n={n}&size=1024"
+        async with sigil_ws.asyncio.connect(url) as ws:
+            async for _ in ws:
+                pass
+
+    asyncio.run(main())
 elif path == "asyncio-push-64":
     import asyncio
     import sigil_ws.asyncio
@@ -155,6 +174,8 @@ PATHS = [
     "deflate-encode-16k",
     "deflate-decode-16k",
     "deflate-decode-1k",
+    "deflate-push-1k",
+    "asyncio-deflate-push-1k",
 ]
 
 
@@ -192,20 +213,28 @@ def main() -> int:
         subprocess.run(
             ["cargo", "build", "--release", "-q"], cwd=ROOT / "bench" / "native", check=True
         )
-    server = subprocess.Popen([str(NATIVE), "ws-server"], stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    port = int(server.stdout.readline())
+    servers = [
+        subprocess.Popen([str(NATIVE), *args], stdout=subprocess.PIPE, text=True)
+        for args in (["ws-server"], ["ws-server", "--deflate"])
+    ]
+    ports = []
+    for server in servers:
+        assert server.stdout is not None
+        ports.append(int(server.stdout.readline()))
+    port, deflate_port = ports
     rows = ["| path | instructions per message |", "|---|---:|"]
     try:
         with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
             for path in args.only or PATHS:
                 print(f"[callgrind] {path}", flush=True)
-                base = instructions(path, 0, port, Path(tmp))
-                full = instructions(path, args.messages, port, Path(tmp))
+                on = deflate_port if "deflate-push" in path else port
+                base = instructions(path, 0, on, Path(tmp))
+                full = instructions(path, args.messages, on, Path(tmp))
                 rows.append(f"| {path} | {(full - base) / args.messages:,.0f} |")
     finally:
-        server.kill()
-        server.wait()
+        for server in servers:
+            server.kill()
+            server.wait()
     print("\n".join(rows))
     return 0
 
