@@ -69,32 +69,21 @@ def frames(count, size):
     head = bytes([0x82, size]) if size < 126 else bytes([0x82, 126]) + size.to_bytes(2, "big")
     return (head + b"x" * size) * count
 
-if path.startswith("push-"):
-    size = {"push-64": 64, "push-16k": 16384}[path]
-    with sigil_ws.connect(f"ws://127.0.0.1:{port}/push?n={n}&size={size}") as ws:
+# The push paths: the payload size the server pushes (the deflate ones go to the server that
+# compresses, chosen in main()).
+PUSH = {"push-64": 64, "push-16k": 16384, "deflate-push-1k": 1024}
+ASYNCIO_PUSH = {"asyncio-push-64": 64, "asyncio-deflate-push-1k": 1024}
+
+if path in PUSH:
+    with sigil_ws.connect(f"ws://127.0.0.1:{port}/push?n={n}&size={PUSH[path]}") as ws:
         for _ in ws:
             pass
-elif path == "deflate-push-1k":
-    with sigil_ws.connect(f"ws://127.0.0.1:{port}/push?n={n}&size=1024") as ws:
-        for _ in ws:
-            pass
-elif path == "asyncio-deflate-push-1k":
+elif path in ASYNCIO_PUSH:
     import asyncio
     import sigil_ws.asyncio
 
     async def main():
-        url = f"ws://127.0.0.1:{port}/push?n={n}&size=1024"
-        async with sigil_ws.asyncio.connect(url) as ws:
-            async for _ in ws:
-                pass
-
-    asyncio.run(main())
-elif path == "asyncio-push-64":
-    import asyncio
-    import sigil_ws.asyncio
-
-    async def main():
-        url = f"ws://127.0.0.1:{port}/push?n={n}&size=64"
+        url = f"ws://127.0.0.1:{port}/push?n={n}&size={ASYNCIO_PUSH[path]}"
         async with sigil_ws.asyncio.connect(url) as ws:
             async for _ in ws:
                 pass
