@@ -126,6 +126,18 @@ const RESERVE_AHEAD: usize = 16 * 1024 * 1024;
 /// it into the output costs less than the calls that would hand it out in parts.
 pub const STREAM_PAYLOAD: usize = 64 * 1024;
 
+/// Runs `f` with the engine's compression scratch (`scratch`, emptied), then keeps the buffer
+/// for the next compressed message unless it grew past [`KEEP_CAPACITY`].
+#[inline(always)]
+fn with_scratch<R>(scratch: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    scratch.clear();
+    let result = f(scratch);
+    if scratch.capacity() > KEEP_CAPACITY {
+        *scratch = Vec::new();
+    }
+    result
+}
+
 /// The message being sent in fragments ([`Protocol::send_fragment`]).
 #[derive(Debug, Clone, Copy)]
 struct Sending {
@@ -829,18 +841,15 @@ impl Protocol {
             return self.wire.write_frame(opcode, &[data]);
         };
         // RFC 7692 §6: a compressed message is sent with RSV1 set on its first frame.
-        let mut out = std::mem::take(&mut self.deflated);
-        out.clear();
         let binary = opcode == OpCode::Binary;
-        let result = match deflate.compress_message(data, binary, &mut out) {
-            Ok(true) => self.wire.write_frame_rsv1(opcode, &[&out], true),
-            Ok(false) => self.wire.write_frame(opcode, &[data]),
-            Err(e) => Err(Error::Protocol(e.into())),
-        };
-        if out.capacity() <= KEEP_CAPACITY {
-            self.deflated = out;
-        }
-        result
+        let wire = &mut self.wire;
+        with_scratch(&mut self.deflated, |out| {
+            match deflate.compress_message(data, binary, out) {
+                Ok(true) => wire.write_frame_rsv1(opcode, &[out], true),
+                Ok(false) => wire.write_frame(opcode, &[data]),
+                Err(e) => Err(Error::Protocol(e.into())),
+            }
+        })
     }
 
     /// Queues a message whose payload the driver keeps, unchanged and alive, until it is
@@ -915,15 +924,12 @@ impl Protocol {
         };
         match self.deflate.as_deref_mut().filter(|_| compressed) {
             Some(deflate) => {
-                let mut out = std::mem::take(&mut self.deflated);
-                out.clear();
-                deflate.compress_fragment(data, fin, &mut out);
                 let first = opcode != OpCode::Continuation;
-                let result = self.wire.write_frame_fin(opcode, &[&out], first, fin);
-                if out.capacity() <= KEEP_CAPACITY {
-                    self.deflated = out;
-                }
-                result?;
+                let wire = &mut self.wire;
+                with_scratch(&mut self.deflated, |out| {
+                    deflate.compress_fragment(data, fin, out);
+                    wire.write_frame_fin(opcode, &[out], first, fin)
+                })?;
             }
             None => self.wire.write_frame_fin(opcode, &[data], false, fin)?,
         }
