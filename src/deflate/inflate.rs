@@ -1249,8 +1249,16 @@ impl Inflater {
                 return Ok(false);
             }
             r.consume(len as u32);
-            let (value, repeat) = match e >> 16 {
-                symbol @ 0..=15 => (symbol as u8, 1),
+            // `lengths` starts as zeros and each entry is written once: a run of zeros (17, 18)
+            // only moves on, and a repeat (16) writes its 3 to 6 entries one by one (a `fill`
+            // of a variable length is a call to memset, dearer than the run itself).
+            let repeat = match e >> 16 {
+                symbol @ 0..=15 => {
+                    if let Some(slot) = lengths.get_mut(n) {
+                        *slot = symbol as u8;
+                    }
+                    1
+                }
                 16 => {
                     let Some(&previous) = lengths[..n].last() else {
                         return Err("invalid bit length repeat");
@@ -1258,26 +1266,29 @@ impl Inflater {
                     let Some(x) = r.bits(2, end) else {
                         return Ok(false);
                     };
-                    (previous, 3 + x as usize)
+                    let repeat = 3 + x as usize;
+                    for slot in lengths.iter_mut().skip(n).take(repeat) {
+                        *slot = previous;
+                    }
+                    repeat
                 }
                 17 => {
                     let Some(x) = r.bits(3, end) else {
                         return Ok(false);
                     };
-                    (0, 3 + x as usize)
+                    3 + x as usize
                 }
                 _ => {
                     let Some(x) = r.bits(7, end) else {
                         return Ok(false);
                     };
-                    (0, 11 + x as usize)
+                    11 + x as usize
                 }
             };
-            if n + repeat > total {
+            n += repeat;
+            if n > total {
                 return Err("invalid bit length repeat");
             }
-            lengths[n..n + repeat].fill(value);
-            n += repeat;
         }
         if lengths[256] == 0 {
             return Err("invalid code -- missing end-of-block");
