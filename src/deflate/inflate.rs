@@ -392,19 +392,38 @@ impl<const N: usize> Table<N> {
 type LitTable = Table<{ 1 << LIT_ROOT }>;
 type DistTable = Table<{ 1 << DIST_ROOT }>;
 
-/// Fills `table` for the canonical Huffman code with these code lengths (RFC 1951 §3.2.2):
-/// the root entries, then the subtables of the longer codes, each sized for the codes that
-/// share its first bits.
-fn build<const N: usize>(
+/// `build` from every code length of an alphabet, zeros included.
+fn build_lengths<const N: usize>(
     table: &mut Table<N>,
     lengths: &[u8],
+    alphabet: Alphabet,
+) -> Result<(), &'static str> {
+    let mut used = [0u16; 288];
+    let mut k = 0;
+    for (symbol, &len) in lengths.iter().enumerate() {
+        if len != 0 {
+            used[k] = (symbol as u16) << 4 | u16::from(len & 15);
+            k += 1;
+        }
+    }
+    build(table, &used[..k], 0, alphabet)
+}
+
+/// Fills `table` for the canonical Huffman code (RFC 1951 §3.2.2) whose used symbols are
+/// `used`, each `(symbol + base) << 4 | length`, by increasing symbol (a dynamic block uses a
+/// fraction of its 288 + 32 symbols: the others cost nothing here): the root entries, then the
+/// subtables of the longer codes, each sized for the codes that share its first bits.
+fn build<const N: usize>(
+    table: &mut Table<N>,
+    used: &[u16],
+    base: usize,
     alphabet: Alphabet,
 ) -> Result<(), &'static str> {
     let root = Table::<N>::BITS;
     let entries = alphabet.entries();
     let mut count = [0u16; 16];
-    for &len in lengths {
-        count[usize::from(len & 15)] += 1;
+    for &u in used {
+        count[usize::from(u & 15)] += 1;
     }
     count[0] = 0;
     let root_size = N;
@@ -435,12 +454,10 @@ fn build<const N: usize>(
         offsets[len + 1] = offsets[len] + count[len];
     }
     let mut sorted = [0u16; 320];
-    for (symbol, &len) in lengths.iter().enumerate() {
-        let len = usize::from(len & 15);
-        if len != 0 {
-            sorted[usize::from(offsets[len])] = symbol as u16;
-            offsets[len] += 1;
-        }
+    for &u in used {
+        let len = usize::from(u & 15);
+        sorted[usize::from(offsets[len])] = (usize::from(u >> 4) - base) as u16;
+        offsets[len] += 1;
     }
     // Codes up to `root` bits, by doubling: once the codes of `len` bits are written,
     // `table[..1 << len]` is right for every code of at most `len` bits (an entry whose code is
@@ -639,6 +656,7 @@ fn length_distance(r: &mut Reader<'_>, e: u32, dist: &DistTable) -> Option<(usiz
 /// refill, no end-of-input checks inside an item. Stops (`Stop::More`) when fewer than 16 bytes
 /// are left to read, or when the output has no room for the next item.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn codes_fast(
     lit: &LitTable,
     dist: &DistTable,
@@ -1203,14 +1221,15 @@ impl Inflater {
         let mut lengths = [8u8; 288];
         lengths[144..256].fill(9);
         lengths[256..280].fill(7);
-        build(&mut self.lit, &lengths, Alphabet::LitLen)?;
-        build(&mut self.dist, &[5; 32], Alphabet::Dist)?;
+        build_lengths(&mut self.lit, &lengths, Alphabet::LitLen)?;
+        build_lengths(&mut self.dist, &[5; 32], Alphabet::Dist)?;
         self.fixed = true;
         Ok(())
     }
 
     /// Reads the code lengths of a block with dynamic codes (§3.2.7) and builds its tables;
     /// false when the input ends first.
+    #[inline(never)]
     fn dynamic_codes(&mut self, r: &mut Reader<'_>, end: usize) -> Result<bool, &'static str> {
         let (Some(hlit), Some(hdist), Some(hclen)) =
             (r.bits(5, end), r.bits(5, end), r.bits(4, end))
@@ -1228,10 +1247,15 @@ impl Inflater {
             };
             codelen[symbol] = len as u8;
         }
-        build(&mut self.codelen, &codelen, Alphabet::CodeLen)
+        build_lengths(&mut self.codelen, &codelen, Alphabet::CodeLen)
             .map_err(|_| "invalid code lengths set")?;
         let total = nlit + ndist;
-        let mut lengths = [0u8; 316];
+        // The used symbols as `build` takes them, literal/length and distance symbols in one
+        // sequence (a repeat may run from one into the other, §3.2.7: "the code length repeat
+        // codes can cross from HLIT + 257 to the HDIST + 1 code lengths").
+        let mut used = [0u16; 316];
+        let mut k = 0;
+        let mut previous = None;
         let mut n = 0;
         while n < total {
             if r.bitcnt < 14 {
@@ -1249,54 +1273,63 @@ impl Inflater {
                 return Ok(false);
             }
             r.consume(len as u32);
-            // `lengths` starts as zeros and each entry is written once: a run of zeros (17, 18)
-            // only moves on, and a repeat (16) writes its 3 to 6 entries one by one (a `fill`
-            // of a variable length is a call to memset, dearer than the run itself).
-            let repeat = match e >> 16 {
+            let (value, repeat) = match e >> 16 {
                 symbol @ 0..=15 => {
-                    if let Some(slot) = lengths.get_mut(n) {
-                        *slot = symbol as u8;
-                    }
-                    1
+                    // The common case, without a branch: written always, kept when not 0
+                    // (`k <= n < total <= 316`, so the `min` never changes `k`).
+                    let value = symbol as u16;
+                    used[k.min(315)] = (n as u16) << 4 | value;
+                    k += usize::from(value != 0);
+                    previous = Some(value);
+                    n += 1;
+                    continue;
                 }
                 16 => {
-                    let Some(&previous) = lengths[..n].last() else {
+                    let Some(previous) = previous else {
                         return Err("invalid bit length repeat");
                     };
                     let Some(x) = r.bits(2, end) else {
                         return Ok(false);
                     };
-                    let repeat = 3 + x as usize;
-                    for slot in lengths.iter_mut().skip(n).take(repeat) {
-                        *slot = previous;
-                    }
-                    repeat
+                    (previous, 3 + x as usize)
                 }
                 17 => {
                     let Some(x) = r.bits(3, end) else {
                         return Ok(false);
                     };
-                    3 + x as usize
+                    (0, 3 + x as usize)
                 }
                 _ => {
                     let Some(x) = r.bits(7, end) else {
                         return Ok(false);
                     };
-                    11 + x as usize
+                    (0, 11 + x as usize)
                 }
             };
-            n += repeat;
-            if n > total {
+            if n + repeat > total {
                 return Err("invalid bit length repeat");
             }
+            if value != 0 {
+                // Each symbol once, so `k <= n`.
+                for symbol in n..n + repeat {
+                    if let Some(slot) = used.get_mut(k) {
+                        *slot = (symbol as u16) << 4 | value;
+                    }
+                    k += 1;
+                }
+            }
+            previous = Some(value);
+            n += repeat;
         }
-        if lengths[256] == 0 {
+        let used = &used[..k.min(used.len())];
+        let lit = used.partition_point(|&u| usize::from(u >> 4) < nlit);
+        if used[..lit].binary_search_by_key(&256, |&u| u >> 4).is_err() {
             return Err("invalid code -- missing end-of-block");
         }
         self.fixed = false;
-        build(&mut self.lit, &lengths[..nlit], Alphabet::LitLen)
+        build(&mut self.lit, &used[..lit], 0, Alphabet::LitLen)
             .map_err(|_| "invalid literal/lengths set")?;
-        build(&mut self.dist, &lengths[nlit..total], Alphabet::Dist)
+        build(&mut self.dist, &used[lit..], nlit, Alphabet::Dist)
             .map_err(|_| "invalid distances set")?;
         Ok(true)
     }
