@@ -1253,15 +1253,18 @@ impl Inflater {
         // The used symbols as `build` takes them, literal/length and distance symbols in one
         // sequence (a repeat may run from one into the other, §3.2.7: "the code length repeat
         // codes can cross from HLIT + 257 to the HDIST + 1 code lengths").
-        let mut used = [0u16; 316];
+        let mut used = [0u16; 512];
         let mut k = 0;
-        let mut previous = None;
+        let mut previous = 0;
         let mut n = 0;
+        let mut left = end as isize - r.pos() as isize;
         while n < total {
             if r.bitcnt < 14 {
                 r.refill();
             }
-            let e = self.codelen.lookup(r.bitbuf);
+            // Code length codes are at most 7 bits (§3.2.7: "3 bits each"), the root's size:
+            // no subtables.
+            let e = self.codelen.root[(r.bitbuf as usize) & ((1 << CODELEN_ROOT) - 1)];
             let len = (e & 0xff) as usize;
             if e & BAD != 0 {
                 if r.pos() + 7 > end {
@@ -1269,25 +1272,27 @@ impl Inflater {
                 }
                 return Err("invalid code lengths set");
             }
-            if r.pos() + len > end {
+            // `left`: the bits before `end`, kept without recomputing the position.
+            left -= len as isize;
+            if left < 0 {
                 return Ok(false);
             }
             r.consume(len as u32);
             let (value, repeat) = match e >> 16 {
                 symbol @ 0..=15 => {
                     // The common case, without a branch: written always, kept when not 0
-                    // (`k <= n < total <= 316`, so the `min` never changes `k`).
+                    // (`k <= n < total <= 316`: the mask only spares a bounds check).
                     let value = symbol as u16;
-                    used[k.min(315)] = (n as u16) << 4 | value;
+                    used[k & 511] = (n as u16) << 4 | value;
                     k += usize::from(value != 0);
-                    previous = Some(value);
+                    previous = value;
                     n += 1;
                     continue;
                 }
                 16 => {
-                    let Some(previous) = previous else {
+                    if n == 0 {
                         return Err("invalid bit length repeat");
-                    };
+                    }
                     let Some(x) = r.bits(2, end) else {
                         return Ok(false);
                     };
@@ -1318,8 +1323,9 @@ impl Inflater {
                     k += 1;
                 }
             }
-            previous = Some(value);
+            previous = value;
             n += repeat;
+            left = end as isize - r.pos() as isize;
         }
         let used = &used[..k.min(used.len())];
         let lit = used.partition_point(|&u| usize::from(u >> 4) < nlit);
