@@ -708,8 +708,14 @@ class Connection:
     async def __anext__(self) -> Data:
         """The next message; the iteration ends on a normal close (1000/1001)."""
         driver = self._driver
-        if driver.messages:  # the hot path: no further coroutine
-            return driver.pop_message()
+        messages = driver.messages
+        if messages:
+            # The hot path: no further coroutine, and pop_message() inlined (a Python call
+            # is about 1 % of a compressed 1 KiB message's cost here).
+            message = messages.popleft()
+            if not messages and driver.reading_paused:
+                driver.refill(messages)
+            return message
         try:
             return await self.recv()
         except ConnectionClosedOK:
