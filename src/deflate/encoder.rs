@@ -7,12 +7,12 @@
 //! Why our own and not zlib's level 1, which codes the same way: zlib keeps a hash table of 2^16
 //! window offsets (zlib-rs whatever memLevel says) and slides all of it each time its window
 //! fills, so with a 9-bit window (Autobahn 13.3, 13.5) it rewrites 128 KiB of table every 256
-//! bytes of input and costs twice what a 15-bit window does. Here the table, sized to the
-//! window, is only a hint: it holds the low 16 bits of positions in the history, a candidate
-//! is taken only when it lies in the history, within the window, and its bytes are compared,
-//! so a stale or wrong hint costs a missed match, never a wrong one. Nothing slides, a reset
-//! clears the history only, and a window of 8 bits is honoured exactly instead of being
-//! rounded up to zlib's 9.
+//! bytes of input and costs twice what a 15-bit window does. Here the table (2^14 slots, of
+//! which a window uses two per byte) is only a hint: it holds the low 16 bits of positions in
+//! the history, a candidate is taken only when it lies in the history, within the window, and
+//! its bytes are compared, so a stale or wrong hint costs a missed match, never a wrong one.
+//! Nothing slides, a reset clears the history only, and a window of 8 bits is honoured exactly
+//! instead of being rounded up to zlib's 9.
 //!
 //! RFC 7692 §7.1.2.2: the server inflates our messages with a window of 2^client_max_window_bits
 //! bytes, so no distance here exceeds `window` (checked where a match is taken).
@@ -24,6 +24,9 @@ const MIN_MATCH: usize = 4;
 
 /// The longest match DEFLATE can code (RFC 1951 §3.2.5: lengths 3..258).
 const MAX_MATCH: usize = 258;
+
+/// The hash table's size: two slots per byte of the largest window (2^15).
+const TABLE_SLOTS: usize = 1 << 14;
 
 /// Input is appended to the history and coded this much at a time, so the history never holds
 /// more than the window plus two chunks, whatever the size of a message.
@@ -230,9 +233,11 @@ pub(super) struct Encoder {
     /// kept) followed by the part of the current message coded so far.
     history: Vec<u8>,
     /// Per hash of 4 bytes, where in `history` they last started, modulo 2^16: a hint, checked
-    /// before use. 2 bytes a slot keep the table within the L1 cache.
-    table: Box<[u16]>,
-    /// `32 - log2(table.len())`.
+    /// before use. 2 bytes a slot keep the table within the L1 cache. Its first
+    /// 2^(32 - `shift`) slots are used; the type's fixed size lets the hot loop index it
+    /// without a bounds check (a hash shifted right by at least 18 bits is below 2^14).
+    table: Box<[u16; TABLE_SLOTS]>,
+    /// `32 - log2(used slots)`, at least 18.
     shift: u32,
 }
 
@@ -242,10 +247,13 @@ impl Encoder {
         let bits = u32::from(bits.clamp(8, 15));
         // Two slots per window byte, at most 2^14 (32 KiB).
         let table_bits = (bits + 1).clamp(10, 14);
+        let table = vec![0u16; TABLE_SLOTS].into_boxed_slice();
         Encoder {
             window: 1 << bits,
             history: Vec::new(),
-            table: vec![0; 1 << table_bits].into_boxed_slice(),
+            table: table
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("TABLE_SLOTS long")),
             shift: 32 - table_bits,
         }
     }
@@ -330,7 +338,8 @@ impl Encoder {
         let history = self.history.as_slice();
         let end = history.len();
         let window = self.window;
-        let shift = self.shift;
+        // `max`: the compiler then knows every hash is below TABLE_SLOTS (it is anyway).
+        let shift = self.shift.max(32 - TABLE_SLOTS.trailing_zeros());
         let table = &mut *self.table;
         let mut i = begin;
         // A hash needs 4 bytes: the last 3 positions go as literals.
@@ -338,9 +347,7 @@ impl Encoder {
             let v = load32(history, i);
             let h = (v.wrapping_mul(0x9e37_79b1) >> shift) as usize;
             let here = i as u16;
-            let hint = table
-                .get_mut(h)
-                .map_or(here, |slot| std::mem::replace(slot, here));
+            let hint = std::mem::replace(&mut table[h], here);
             // The candidate is `back` bytes behind: a hint older than 2^16 bytes, or left by a
             // message the history no longer holds, may point anywhere, so it must lie in the
             // history (back <= i), within the window, and its 4 bytes must equal these. Back 0
