@@ -374,8 +374,8 @@ impl Encoder {
                 );
                 i += len;
             } else {
-                let literal = history.get(i).copied().unwrap_or(0);
-                bits.put(LITERALS[usize::from(literal)], out);
+                // The byte at `i` is the low byte of `v` (read little-endian).
+                bits.put(LITERALS[(v & 0xff) as usize], out);
                 i += 1;
             }
         }
