@@ -235,7 +235,7 @@ pub(super) struct Encoder {
     /// Per hash of 4 bytes, where in `history` they last started, modulo 2^16: a hint, checked
     /// before use. 2 bytes a slot keep the table within the L1 cache. Its first
     /// 2^(32 - `shift`) slots are used; the type's fixed size lets the hot loop index it
-    /// without a bounds check (a hash shifted right by at least 18 bits is below 2^14).
+    /// with a mask, without a bounds check.
     table: Box<[u16; TABLE_SLOTS]>,
     /// `32 - log2(used slots)`, at least 18.
     shift: u32,
@@ -338,14 +338,14 @@ impl Encoder {
         let history = self.history.as_slice();
         let end = history.len();
         let window = self.window;
-        // `max`: the compiler then knows every hash is below TABLE_SLOTS (it is anyway).
-        let shift = self.shift.max(32 - TABLE_SLOTS.trailing_zeros());
+        let shift = self.shift;
         let table = &mut *self.table;
         let mut i = begin;
         // A hash needs 4 bytes: the last 3 positions go as literals.
         while i + MIN_MATCH <= end {
             let v = load32(history, i);
-            let h = (v.wrapping_mul(0x9e37_79b1) >> shift) as usize;
+            // The mask changes nothing (`shift` is at least 18); it tells the compiler so.
+            let h = (v.wrapping_mul(0x9e37_79b1) >> shift) as usize & (TABLE_SLOTS - 1);
             let here = i as u16;
             let hint = std::mem::replace(&mut table[h], here);
             // The candidate is `back` bytes behind: a hint older than 2^16 bytes, or left by a
