@@ -431,11 +431,26 @@ fn load32(data: &[u8], i: usize) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
+/// Eight bytes at `i`, little-endian; callers keep `i + 8 <= data.len()` (else 0).
+#[inline(always)]
+fn load64(data: &[u8], i: usize) -> u64 {
+    data.get(i..i + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
 /// How many bytes from `a` equal those from `b`, at most `max - 4` (the 4 already compared);
 /// `a < b` and `b + max - 4 <= data.len()`.
 #[inline(always)]
 fn common_prefix(data: &[u8], a: usize, b: usize, max: usize) -> usize {
     let limit = max - MIN_MATCH;
+    // Most matches end within the next 8 bytes: one comparison, before setting up the loop.
+    if limit >= 8 {
+        let (x, y) = (load64(data, a), load64(data, b));
+        if x != y {
+            return ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+    }
     let (Some(x), Some(y)) = (data.get(a..a + limit), data.get(b..b + limit)) else {
         return 0;
     };
