@@ -17,6 +17,20 @@ pub fn offered(value: &str) -> bool {
         .any(|ext| ext.split(';').next().map(str::trim) == Some("permessage-deflate"))
 }
 
+/// Whether the first permessage-deflate offer of a request's Sec-WebSocket-Extensions value
+/// asks for server_no_context_takeover (RFC 7692 §7.1.1.1: a server accepts it by including the
+/// parameter in its response, and then compresses every message on its own).
+pub fn asks_server_no_context_takeover(value: &str) -> bool {
+    value
+        .split(',')
+        .find(|ext| ext.split(';').next().map(str::trim) == Some("permessage-deflate"))
+        .is_some_and(|ext| {
+            ext.split(';')
+                .skip(1)
+                .any(|param| param.trim() == "server_no_context_takeover")
+        })
+}
+
 pub struct Deflater(Compress);
 
 impl Deflater {
@@ -46,6 +60,11 @@ impl Deflater {
         }
         out.truncate(out.len() - TAIL.len());
         Ok(())
+    }
+
+    /// Forgets the window: the next message refers to nothing before it.
+    pub fn reset(&mut self) {
+        self.0.reset();
     }
 }
 

@@ -140,19 +140,25 @@ async fn ws_main(deflate: bool, cert: Option<String>, key: Option<String>) -> Re
 async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, deflate: bool) -> Result<()> {
     let mut path = String::new();
     let mut compressed = false;
+    let mut no_context = false;
     let config = WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None);
     let callback = |req: &Request, mut resp: Response| {
         path = req.uri().to_string();
         let offer = req.headers().get("sec-websocket-extensions");
-        if deflate
-            && offer
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(deflate::offered)
-        {
-            // Context takeover both ways, 15-bit windows: every parameter left at its default.
-            let value = "permessage-deflate".parse().expect("a valid header value");
+        let offer = offer.and_then(|v| v.to_str().ok());
+        if deflate && offer.is_some_and(deflate::offered) {
+            // Context takeover both ways, 15-bit windows: every parameter left at its default,
+            // unless the client asks for server_no_context_takeover (websocket-rs does), which
+            // is accepted by echoing it (RFC 7692 §7.1.1.1).
+            no_context = offer.is_some_and(deflate::asks_server_no_context_takeover);
+            let value = if no_context {
+                "permessage-deflate; server_no_context_takeover"
+            } else {
+                "permessage-deflate"
+            };
+            let value = value.parse().expect("a valid header value");
             resp.headers_mut().insert("sec-websocket-extensions", value);
             compressed = true;
         }
@@ -163,7 +169,7 @@ async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, deflate: bo
     if compressed {
         // tungstenite has no permessage-deflate: frames go over the socket directly (the client
         // sends nothing before it has the whole 101 answer, so tungstenite buffered nothing).
-        return deflate_connection(ws.get_mut(), &path).await;
+        return deflate_connection(ws.get_mut(), &path, no_context).await;
     }
     if let Some(query) = path.strip_prefix("/push?") {
         let mut n = 0;
@@ -231,6 +237,7 @@ const FIN_RSV1_TEXT: u8 = 0x80 | 0x40 | 0x1;
 async fn deflate_connection<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     path: &str,
+    no_context: bool,
 ) -> Result<()> {
     if let Some(query) = path.strip_prefix("/push?") {
         let (n, size) = push_params(query)?;
@@ -241,6 +248,9 @@ async fn deflate_connection<S: AsyncRead + AsyncWrite + Unpin>(
         for seq in 0..256 {
             payload.clear();
             deflater.compress(&deflate::market_message(&mut rng, seq, size), &mut payload)?;
+            if no_context {
+                deflater.reset();
+            }
             server_header(FIN_RSV1_TEXT, payload.len(), &mut batch);
             batch.extend_from_slice(&payload);
             ends.push(batch.len());
@@ -326,6 +336,9 @@ async fn deflate_connection<S: AsyncRead + AsyncWrite + Unpin>(
         };
         payload.clear();
         deflater.compress(data, &mut payload)?;
+        if no_context {
+            deflater.reset();
+        }
         out.clear();
         server_header(0x80 | 0x40 | opcode, payload.len(), &mut out);
         out.extend_from_slice(&payload);
