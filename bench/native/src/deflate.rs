@@ -10,25 +10,21 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Whether a request's Sec-WebSocket-Extensions value offers permessage-deflate.
-pub fn offered(value: &str) -> bool {
-    value
-        .split(',')
-        .any(|ext| ext.split(';').next().map(str::trim) == Some("permessage-deflate"))
-}
-
-/// Whether the first permessage-deflate offer of a request's Sec-WebSocket-Extensions value
-/// asks for server_no_context_takeover (RFC 7692 §7.1.1.1: a server accepts it by including the
-/// parameter in its response, and then compresses every message on its own).
-pub fn asks_server_no_context_takeover(value: &str) -> bool {
+/// The first permessage-deflate offer of a request's Sec-WebSocket-Extensions value, if any.
+pub fn offer(value: &str) -> Option<&str> {
     value
         .split(',')
         .find(|ext| ext.split(';').next().map(str::trim) == Some("permessage-deflate"))
-        .is_some_and(|ext| {
-            ext.split(';')
-                .skip(1)
-                .any(|param| param.trim() == "server_no_context_takeover")
-        })
+}
+
+/// Whether an offer asks for server_no_context_takeover (RFC 7692 §7.1.1.1: a server accepts
+/// it by including the parameter in its response, and then compresses every message on its
+/// own).
+pub fn asks_server_no_context_takeover(offer: &str) -> bool {
+    offer
+        .split(';')
+        .skip(1)
+        .any(|param| param.trim() == "server_no_context_takeover")
 }
 
 pub struct Deflater(Compress);
@@ -144,6 +140,21 @@ pub fn next(state: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_deflate_offer_and_its_context_parameter() {
+        // websocket-rs 0.7.10's offer.
+        let rs = "permessage-deflate; client_no_context_takeover; server_no_context_takeover";
+        assert!(offer(rs).is_some_and(asks_server_no_context_takeover));
+        // websockets' offer: the server keeps its window.
+        let ws = "permessage-deflate; client_max_window_bits";
+        assert!(offer(ws).is_some_and(|o| !asks_server_no_context_takeover(o)));
+        // Only the first permessage-deflate offer counts; other extensions are skipped.
+        let two = "x-foo; server_no_context_takeover, permessage-deflate, \
+                   permessage-deflate; server_no_context_takeover";
+        assert!(offer(two).is_some_and(|o| !asks_server_no_context_takeover(o)));
+        assert_eq!(offer("x-webkit-deflate-frame"), None);
+    }
 
     #[test]
     fn round_trip_with_context_takeover() {

@@ -146,13 +146,16 @@ async fn ws_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, deflate: bo
         .max_frame_size(None);
     let callback = |req: &Request, mut resp: Response| {
         path = req.uri().to_string();
-        let offer = req.headers().get("sec-websocket-extensions");
-        let offer = offer.and_then(|v| v.to_str().ok());
-        if deflate && offer.is_some_and(deflate::offered) {
+        let offer = req
+            .headers()
+            .get("sec-websocket-extensions")
+            .and_then(|v| v.to_str().ok())
+            .and_then(deflate::offer);
+        if let (true, Some(offer)) = (deflate, offer) {
             // Context takeover both ways, 15-bit windows: every parameter left at its default,
             // unless the client asks for server_no_context_takeover (websocket-rs does), which
             // is accepted by echoing it (RFC 7692 §7.1.1.1).
-            no_context = offer.is_some_and(deflate::asks_server_no_context_takeover);
+            no_context = deflate::asks_server_no_context_takeover(offer);
             let value = if no_context {
                 "permessage-deflate; server_no_context_takeover"
             } else {
