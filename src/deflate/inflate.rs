@@ -217,12 +217,19 @@ impl<'a> Reader<'a> {
         self.byte * 8 - self.bitcnt as usize
     }
 
-    /// At least 56 bits in `bitbuf`; 8 bytes must be left to read.
+    /// At least 56 bits in `bitbuf`, for the main loop: the 8 bytes are read without a bounds
+    /// check (the loop checks its input once per item; 3 of its instructions per item).
+    ///
+    /// # Safety
+    ///
+    /// `self.byte + 8 <= self.buf.len()`.
     #[inline(always)]
-    fn refill_fast(&mut self) {
-        let word: [u8; 8] = self.buf[self.byte..self.byte + 8]
-            .try_into()
-            .unwrap_or_default();
+    #[allow(unsafe_code)]
+    unsafe fn refill_fast(&mut self) {
+        debug_assert!(self.byte + 8 <= self.buf.len());
+        // SAFETY: the caller guarantees that the 8 bytes at `byte` lie in `buf`; an array of
+        // `u8` has alignment 1.
+        let word = unsafe { self.buf.as_ptr().add(self.byte).cast::<[u8; 8]>().read() };
         self.bitbuf |= u64::from_le_bytes(word) << self.bitcnt;
         self.byte += (63 - self.bitcnt as usize) >> 3;
         self.bitcnt |= 56;
@@ -377,10 +384,22 @@ impl<const N: usize> Table<N> {
     /// The entry for the next bits: the root table, then a subtable for a longer code.
     #[inline(always)]
     fn lookup(&self, bitbuf: u64) -> u32 {
-        let e = self.root[(bitbuf as usize) & (N - 1)];
+        let e = self.root(bitbuf);
         if e & SUB == 0 {
             return e;
         }
+        self.sub(e, bitbuf)
+    }
+
+    /// The root table's entry for the next bits: the code's own entry, or a subtable's (`SUB`).
+    #[inline(always)]
+    fn root(&self, bitbuf: u64) -> u32 {
+        self.root[(bitbuf as usize) & (N - 1)]
+    }
+
+    /// The entry for the next bits in the subtable that the root entry `e` names.
+    #[inline(always)]
+    fn sub(&self, e: u32, bitbuf: u64) -> u32 {
         let index = (bitbuf >> Self::BITS) as usize & ((1 << ((e >> 8) & 15)) - 1);
         self.sub
             .get((e >> 16) as usize + index)
@@ -657,6 +676,7 @@ fn length_distance(r: &mut Reader<'_>, e: u32, dist: &DistTable) -> Option<(usiz
 /// are left to read, or when the output has no room for the next item.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
+#[allow(unsafe_code)]
 fn codes_fast(
     lit: &LitTable,
     dist: &DistTable,
@@ -678,8 +698,12 @@ fn codes_fast(
         if r.byte > last_byte || at > last_at {
             break Ok((r.pos(), Stop::More));
         }
-        r.refill_fast();
-        let mut e = lit.lookup(r.bitbuf);
+        // SAFETY: `byte <= last_byte`, which is 16 bytes before the end of `buf`.
+        unsafe { r.refill_fast() };
+        // Literals first, from the root table alone (a root entry is a literal's or a
+        // subtable's, never both): most items of text and images are literals of codes of 10
+        // bits or fewer.
+        let mut e = lit.root(r.bitbuf);
         if e & LIT != 0 {
             // A refill leaves at least 56 bits; a literal takes at most 15. `at + 3` is
             // within `out` (the room checked above), so one bounds check serves three writes.
@@ -689,13 +713,13 @@ fn codes_fast(
             };
             r.take(e & 0xff);
             three[0] = (e >> 16) as u8;
-            e = lit.lookup(r.bitbuf);
+            e = lit.root(r.bitbuf);
             if e & LIT == 0 {
                 at += 1;
             } else {
                 r.take(e & 0xff);
                 three[1] = (e >> 16) as u8;
-                e = lit.lookup(r.bitbuf);
+                e = lit.root(r.bitbuf);
                 if e & LIT == 0 {
                     at += 2;
                 } else {
@@ -706,7 +730,22 @@ fn codes_fast(
                 }
             }
             // A length and distance take up to 48 bits (the entry's bits stay in place).
-            r.refill_fast();
+            // SAFETY: the refill above moved `byte` at most 7 bytes past `last_byte`, so 9 are
+            // left after it.
+            unsafe { r.refill_fast() };
+        }
+        if e & SUB != 0 {
+            // A code longer than the root's bits: its entry is in a subtable.
+            e = lit.sub(e, r.bitbuf);
+            if e & LIT != 0 {
+                let Some(slot) = out.get_mut(at) else {
+                    break Ok((r.pos(), Stop::More));
+                };
+                r.take(e & 0xff);
+                *slot = (e >> 16) as u8;
+                at += 1;
+                continue;
+            }
         }
         if e & (END | BAD) != 0 {
             if e & BAD != 0 {
