@@ -208,8 +208,7 @@ impl Bits {
     /// Adds a code of at most 32 bits (with `len < 8` before, at most 39 are pending).
     #[inline(always)]
     fn put(&mut self, code: Code, out: &mut [u8]) {
-        self.buf |= u64::from(code.bits) << self.len;
-        self.len += code.len;
+        self.add(code);
         // `room` left 8 bytes past every position that the codes announced to it can reach.
         if let Some(dst) = out.get_mut(self.pos..self.pos + 8) {
             dst.copy_from_slice(&self.buf.to_le_bytes());
@@ -230,8 +229,7 @@ impl Bits {
             self.pos + 8 <= out.len(),
             "Bits::room was asked for too little"
         );
-        self.buf |= u64::from(code.bits) << self.len;
-        self.len += code.len;
+        self.add(code);
         // SAFETY: the caller guarantees that the 8 bytes at `pos` lie in `out`; an array of `u8`
         // has alignment 1.
         unsafe {
@@ -241,6 +239,13 @@ impl Bits {
                 .write(self.buf.to_le_bytes());
         }
         self.advance();
+    }
+
+    /// Appends `code` to the pending bits.
+    #[inline(always)]
+    fn add(&mut self, code: Code) {
+        self.buf |= u64::from(code.bits) << self.len;
+        self.len += code.len;
     }
 
     /// Moves `pos` past the whole bytes stored.
