@@ -200,8 +200,8 @@ def main() -> int:
         f"CPU: client {client_cpu:.1f} s, fuzzing server {server_cpu:.1f} s "
         f"(client = {100 * share:.1f} % of the server)"
     )
-    # The kernel's part moves with how the two processes' timing interleaves (wake-ups, polls
-    # that find nothing), more than the user part does: shown apart, for judging a change.
+    # Shown apart, to tell a change in the kernel's part (wake-ups, polls) from one in the
+    # process's own work when the share moves.
     print(
         f"     user + system: client {client_user:.1f} + {client_system:.1f} s, "
         f"fuzzing server {server_user:.1f} + {server_system:.1f} s"
