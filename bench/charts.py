@@ -28,6 +28,7 @@ FLOORS = (
     "native-ws-pingpong",
     "native-wss-pingpong",
     "native-inflate",
+    "native-inflate-zlib",
     "raw",
     "pyobj",
 )
