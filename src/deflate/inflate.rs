@@ -191,6 +191,7 @@ impl Sink {
 ///
 /// `bitbuf` holds the next bits, `bitcnt` of them counted as read from `buf`; the bits above
 /// `bitcnt` are those of `buf[byte..]` or zeros, so a refill may OR them in again.
+#[derive(Clone, Copy)]
 struct Reader<'a> {
     buf: &'a [u8],
     byte: usize,
@@ -248,12 +249,14 @@ impl<'a> Reader<'a> {
             self.byte += (63 - self.bitcnt as usize) >> 3;
             self.bitcnt |= 56;
         } else {
-            self.refill_slowly();
+            *self = self.refill_slowly();
         }
     }
 
+    /// By value, so that a caller's reader may live in registers: only this cold call needs it
+    /// in memory.
     #[cold]
-    fn refill_slowly(&mut self) {
+    fn refill_slowly(mut self) -> Self {
         while self.bitcnt <= 56 {
             let Some(&b) = self.buf.get(self.byte) else {
                 break;
@@ -262,6 +265,7 @@ impl<'a> Reader<'a> {
             self.byte += 1;
             self.bitcnt += 8;
         }
+        self
     }
 
     #[inline(always)]
@@ -1293,79 +1297,12 @@ impl Inflater {
         // sequence (a repeat may run from one into the other, §3.2.7: "the code length repeat
         // codes can cross from HLIT + 257 to the HDIST + 1 code lengths").
         let mut used = [0u16; 512];
-        let mut k = 0;
-        let mut previous = 0;
-        let mut n = 0;
-        let mut left = end as isize - r.pos() as isize;
-        while n < total {
-            if r.bitcnt < 14 {
-                r.refill();
-            }
-            // Code length codes are at most 7 bits (§3.2.7: "3 bits each"), the root's size:
-            // no subtables.
-            let e = self.codelen.root[(r.bitbuf as usize) & ((1 << CODELEN_ROOT) - 1)];
-            let len = (e & 0xff) as usize;
-            if e & BAD != 0 {
-                if r.pos() + 7 > end {
-                    return Ok(false);
-                }
-                return Err("invalid code lengths set");
-            }
-            // `left`: the bits before `end`, kept without recomputing the position.
-            left -= len as isize;
-            if left < 0 {
-                return Ok(false);
-            }
-            r.consume(len as u32);
-            let (value, repeat) = match e >> 16 {
-                symbol @ 0..=15 => {
-                    // The common case, without a branch: written always, kept when not 0
-                    // (`k <= n < total <= 316`: the mask only spares a bounds check).
-                    let value = symbol as u16;
-                    used[k & 511] = (n as u16) << 4 | value;
-                    k += usize::from(value != 0);
-                    previous = value;
-                    n += 1;
-                    continue;
-                }
-                16 => {
-                    if n == 0 {
-                        return Err("invalid bit length repeat");
-                    }
-                    let Some(x) = r.bits(2, end) else {
-                        return Ok(false);
-                    };
-                    (previous, 3 + x as usize)
-                }
-                17 => {
-                    let Some(x) = r.bits(3, end) else {
-                        return Ok(false);
-                    };
-                    (0, 3 + x as usize)
-                }
-                _ => {
-                    let Some(x) = r.bits(7, end) else {
-                        return Ok(false);
-                    };
-                    (0, 11 + x as usize)
-                }
-            };
-            if n + repeat > total {
-                return Err("invalid bit length repeat");
-            }
-            if value != 0 {
-                // Each symbol once, so `k <= n`.
-                for symbol in n..n + repeat {
-                    if let Some(slot) = used.get_mut(k) {
-                        *slot = (symbol as u16) << 4 | value;
-                    }
-                    k += 1;
-                }
-            }
-            previous = value;
-            n += repeat;
-            left = end as isize - r.pos() as isize;
-        }
+        // The reader by value, so that its state stays in registers through the loop.
+        let (after, read) = code_lengths(&self.codelen.root, *r, end, total, &mut used);
+        *r = after;
+        let Some(k) = read? else {
+            return Ok(false);
+        };
         let used = &used[..k.min(used.len())];
         let lit = used.partition_point(|&u| usize::from(u >> 4) < nlit);
         if used[..lit].binary_search_by_key(&256, |&u| u >> 4).is_err() {
@@ -1378,6 +1315,93 @@ impl Inflater {
             .map_err(|_| "invalid distances set")?;
         Ok(true)
     }
+}
+
+/// Reads the `total` code lengths of a dynamic block (§3.2.7) with the code length code
+/// `codelen`, writing each used symbol to `used` as `build` takes them; with the reader after
+/// them, the number of used symbols, or None when the input (`end`) ends first.
+#[inline(always)]
+fn code_lengths<'a>(
+    codelen: &[u32; 1 << CODELEN_ROOT],
+    mut r: Reader<'a>,
+    end: usize,
+    total: usize,
+    used: &mut [u16; 512],
+) -> (Reader<'a>, Result<Option<usize>, &'static str>) {
+    let mut k = 0;
+    let mut previous = 0;
+    let mut n = 0;
+    let mut left = end as isize - r.pos() as isize;
+    while n < total {
+        if r.bitcnt < 14 {
+            r.refill();
+        }
+        // Code length codes are at most 7 bits (§3.2.7: "3 bits each"), the root's size:
+        // no subtables.
+        let e = codelen[(r.bitbuf as usize) & ((1 << CODELEN_ROOT) - 1)];
+        let len = (e & 0xff) as usize;
+        if e & BAD != 0 {
+            if r.pos() + 7 > end {
+                return (r, Ok(None));
+            }
+            return (r, Err("invalid code lengths set"));
+        }
+        // `left`: the bits before `end`, kept without recomputing the position.
+        left -= len as isize;
+        if left < 0 {
+            return (r, Ok(None));
+        }
+        r.consume(len as u32);
+        let (value, repeat) = match e >> 16 {
+            symbol @ 0..=15 => {
+                // The common case, without a branch: written always, kept when not 0
+                // (`k <= n < total <= 316`: the mask only spares a bounds check).
+                let value = symbol as u16;
+                used[k & 511] = (n as u16) << 4 | value;
+                k += usize::from(value != 0);
+                previous = value;
+                n += 1;
+                continue;
+            }
+            16 => {
+                if n == 0 {
+                    return (r, Err("invalid bit length repeat"));
+                }
+                let Some(x) = r.bits(2, end) else {
+                    return (r, Ok(None));
+                };
+                (previous, 3 + x as usize)
+            }
+            17 => {
+                let Some(x) = r.bits(3, end) else {
+                    return (r, Ok(None));
+                };
+                (0, 3 + x as usize)
+            }
+            _ => {
+                let Some(x) = r.bits(7, end) else {
+                    return (r, Ok(None));
+                };
+                (0, 11 + x as usize)
+            }
+        };
+        if n + repeat > total {
+            return (r, Err("invalid bit length repeat"));
+        }
+        if value != 0 {
+            // Each symbol once, so `k <= n`.
+            for symbol in n..n + repeat {
+                if let Some(slot) = used.get_mut(k) {
+                    *slot = (symbol as u16) << 4 | value;
+                }
+                k += 1;
+            }
+        }
+        previous = value;
+        n += repeat;
+        left = end as isize - r.pos() as isize;
+    }
+    (r, Ok(Some(k)))
 }
 
 #[cfg(test)]
