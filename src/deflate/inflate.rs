@@ -490,13 +490,15 @@ fn build<const N: usize>(
     let mut next = 0usize;
     let mut size = 1usize;
     let short = max.min(root as usize);
-    for (len, &n) in count.iter().enumerate().take(short + 1).skip(1) {
+    // (Not `enumerate().skip(1)`: its skip is an out-of-line call.)
+    for (&n, len) in count[1..=short].iter().zip(1u32..) {
         table.root.copy_within(0..size, size);
         size <<= 1;
         for _ in 0..n {
-            table.root[reverse(code, len as u32)] = entries
+            // A code of `len <= root` bits reversed is below `N`: the mask only spares a check.
+            table.root[reverse(code, len) & (N - 1)] = entries
                 .get(usize::from(sorted[next]))
-                .map_or(BAD, |e| e | len as u32);
+                .map_or(BAD, |e| e | len);
             next += 1;
             code += 1;
         }
