@@ -546,8 +546,11 @@ impl Deflate {
 
     /// Inflates the payload of a frame of the message that is not its last, appending to `out`.
     ///
-    /// `out` receives the message's output (the engine's message buffer); the bytes before are
-    /// never looked at, so the engine may hand out and drain what earlier frames produced.
+    /// `out` receives the message's output (the engine's message buffer). What earlier frames
+    /// of the message appended may still be at its end, whole or with a front part taken away
+    /// (the engine may hand out and drain what earlier frames produced): the decoder copies a
+    /// match from there when it can, and from its window otherwise. Nothing else may have been
+    /// appended or changed after it; bytes before the message's output are never looked at.
     /// `limit` bounds the decompressed size of the whole message: past it the call fails with
     /// [`DeflateError::TooBig`], and `out` was never reallocated past the limit's worth of the
     /// message (spare capacity it already had may be filled).

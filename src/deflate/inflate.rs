@@ -131,6 +131,9 @@ impl std::fmt::Debug for Inflater {
 struct Sink {
     /// Where this call's output starts in the buffer (the window before it is in the ring).
     start: usize,
+    /// Where the message's output still in the buffer starts (`start` less what earlier calls
+    /// produced and the caller left there): a match within it is copied from the buffer.
+    kept: usize,
     /// The write position (the buffer's length beyond it is scratch, cut off on return).
     w: usize,
     /// Bytes of the message produced before this call.
@@ -691,6 +694,7 @@ fn codes_fast(
     pos: usize,
     out: &mut [u8],
     start: usize,
+    kept: usize,
     w: &mut usize,
 ) -> Result<(usize, Stop), Fail> {
     let mut r = Reader::new(buf, pos);
@@ -763,8 +767,10 @@ fn codes_fast(
         let Some((len, distance)) = length_distance(&mut r, e, dist) else {
             break Err(Fail::Invalid("invalid distance code", r.pos()));
         };
-        let have = at - start;
-        if distance > have {
+        if distance > at - kept {
+            // Before the message's output in `out`: from the ring, which holds everything
+            // before this call's output (`start`).
+            let have = at - start;
             if distance - have > history.len {
                 break Err(Fail::Invalid("invalid distance too far back", r.pos()));
             }
@@ -848,8 +854,8 @@ fn codes(
                 break Err(Fail::Limit(e));
             }
         }
-        let have = w - sink.start;
-        if distance > have {
+        if distance > w - sink.kept {
+            let have = w - sink.start;
             if distance - have > history.len {
                 break Err(Fail::Invalid("invalid distance too far back", r.pos()));
             }
@@ -906,7 +912,7 @@ impl Inflater {
     }
 
     /// Inflates the payload of a frame of the message that is not its last, appending to `out`
-    /// (whose bytes before are not looked at). `limit` bounds the decompressed size of the
+    /// (which may end with the message's earlier output, see `Deflate::feed`). `limit` bounds the decompressed size of the
     /// whole message: past it the call fails with [`DeflateError::TooBig`], and `out` never
     /// grew past the limit's worth of message.
     pub(super) fn feed(
@@ -992,6 +998,9 @@ impl Inflater {
     fn sink(&self, out: &[u8], limit: Option<usize>, input: usize) -> Sink {
         Sink {
             start: out.len(),
+            // The caller keeps the message's earlier output at the end of `out`, or a suffix of
+            // it (`Deflate::feed`): at most `produced` bytes of it.
+            kept: out.len() - self.produced.min(out.len()),
             w: out.len(),
             before: self.produced,
             limit,
@@ -1170,6 +1179,7 @@ impl Inflater {
                             pos,
                             out,
                             sink.start,
+                            sink.kept,
                             &mut sink.w,
                         );
                         match fast {
@@ -1480,7 +1490,9 @@ mod tests {
     }
 
     /// Inflates one message in frames cut at `cuts`, handing each frame's output out (draining
-    /// the buffer, as the engine does when it streams) unless `drain` is false.
+    /// the buffer but for a suffix, as the engine does when it streams) unless `drain` is
+    /// false; then the output goes after bytes of another message, which the decoder must
+    /// never copy from.
     fn inflate(
         d: &mut Inflater,
         payload: &[u8],
@@ -1493,7 +1505,8 @@ mod tests {
         bounds.sort_unstable();
         bounds.push(payload.len());
         let mut got = Vec::new();
-        let mut out = Vec::new();
+        let foreign = if drain { 0 } else { 300 };
+        let mut out = vec![0xa5; foreign];
         let mut from = 0;
         d.begin();
         for (i, &to) in bounds.iter().enumerate() {
@@ -1504,11 +1517,14 @@ mod tests {
                 d.feed(frame, &mut out, limit)?;
             }
             if drain {
-                got.append(&mut out);
+                // As the engine hands out pieces: all but a suffix (a text piece's cut
+                // character), which the next frame's matches may copy from.
+                let rest = out.len() - out.len() / 3;
+                got.extend(out.drain(..rest));
             }
             from = to;
         }
-        got.append(&mut out);
+        got.extend_from_slice(&out[foreign.min(out.len())..]);
         Ok(got)
     }
 
