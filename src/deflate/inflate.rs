@@ -912,9 +912,9 @@ impl Inflater {
     }
 
     /// Inflates the payload of a frame of the message that is not its last, appending to `out`
-    /// (which may end with the message's earlier output, see `Deflate::feed`). `limit` bounds the decompressed size of the
-    /// whole message: past it the call fails with [`DeflateError::TooBig`], and `out` never
-    /// grew past the limit's worth of message.
+    /// (which may end with the message's earlier output, see `Deflate::feed`). `limit` bounds
+    /// the decompressed size of the whole message: past it the call fails with
+    /// [`DeflateError::TooBig`], and `out` never grew past the limit's worth of message.
     pub(super) fn feed(
         &mut self,
         input: &[u8],
