@@ -131,9 +131,6 @@ impl std::fmt::Debug for Inflater {
 struct Sink {
     /// Where this call's output starts in the buffer (the window before it is in the ring).
     start: usize,
-    /// Where the message's output still in the buffer starts (`start` less what earlier calls
-    /// produced and the caller left there): a match within it is copied from the buffer.
-    kept: usize,
     /// The write position (the buffer's length beyond it is scratch, cut off on return).
     w: usize,
     /// Bytes of the message produced before this call.
@@ -144,6 +141,14 @@ struct Sink {
 }
 
 impl Sink {
+    /// Where the message's output still in the buffer starts: the caller keeps what earlier
+    /// calls produced at the end of the buffer, or a suffix of it (`Deflate::feed`), so at most
+    /// `before` bytes before `start`. A match within it is copied from the buffer.
+    #[inline(always)]
+    fn kept(&self) -> usize {
+        self.start - self.before.min(self.start)
+    }
+
     /// Makes `need` bytes writable at the write position, or fails when the message would pass
     /// the limit. The buffer never grows past the limit's worth of message.
     #[cold]
@@ -803,6 +808,7 @@ fn codes(
     let mut r = Reader::new(buf, pos);
     let stop = end.min(stop_at);
     let mut w = sink.w;
+    let kept = sink.kept();
     let result = loop {
         let item = r.pos();
         if item >= stop || (!padded && r.byte + 8 > buf.len()) {
@@ -854,7 +860,7 @@ fn codes(
                 break Err(Fail::Limit(e));
             }
         }
-        if distance > w - sink.kept {
+        if distance > w - kept {
             let have = w - sink.start;
             if distance - have > history.len {
                 break Err(Fail::Invalid("invalid distance too far back", r.pos()));
@@ -998,9 +1004,6 @@ impl Inflater {
     fn sink(&self, out: &[u8], limit: Option<usize>, input: usize) -> Sink {
         Sink {
             start: out.len(),
-            // The caller keeps the message's earlier output at the end of `out`, or a suffix of
-            // it (`Deflate::feed`): at most `produced` bytes of it.
-            kept: out.len() - self.produced.min(out.len()),
             w: out.len(),
             before: self.produced,
             limit,
@@ -1179,7 +1182,7 @@ impl Inflater {
                             pos,
                             out,
                             sink.start,
-                            sink.kept,
+                            sink.kept(),
                             &mut sink.w,
                         );
                         match fast {
