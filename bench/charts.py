@@ -28,7 +28,6 @@ FLOORS = (
     "native-ws-pingpong",
     "native-wss-pingpong",
     "native-inflate",
-    "native-inflate-zlib",
     "raw",
     "pyobj",
 )
