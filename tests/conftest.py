@@ -14,11 +14,14 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -431,6 +434,41 @@ def rss() -> int:
         trim(0)
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def heap_in_use() -> int:
+    """Bytes that glibc's malloc has handed out and not taken back, in every arena, mmapped
+    chunks included (``malloc_info``), after ``malloc_trim``: what the process holds in the C
+    heap, not what the allocator keeps free for reuse. sigil-ws's Rust core allocates there;
+    so do Python objects above 512 bytes on a GIL build, while a free-threaded build puts every
+    Python object in its own allocator (mimalloc), which this does not see: pair it with
+    ``tracemalloc`` for the Python side."""
+    libc = ctypes.CDLL(None)
+    libc.malloc_trim(0)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    with tempfile.NamedTemporaryFile("r", suffix=".xml") as report:
+        stream = libc.fopen(report.name.encode(), b"w")
+        if not stream or libc.malloc_info(0, stream) != 0:
+            raise OSError("malloc_info failed")
+        libc.fclose(stream)
+        xml = report.read()
+    # The totals over every arena follow the last per-arena <heap> element.
+    totals = xml[xml.rfind("</heap>") :]
+
+    def field(kind: str, name: str) -> int:
+        found = re.search(rf'<{kind} type="{name}"(?: count="\d+")? size="(\d+)"', totals)
+        if found is None:
+            raise LookupError(f"malloc_info has no {kind} {name}: {totals[:200]!r}")
+        return int(found.group(1))
+
+    free = field("total", "fast") + field("total", "rest")
+    return field("system", "current") - free + field("total", "mmap")
 
 
 ECHO_SERVER = """

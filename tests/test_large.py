@@ -18,7 +18,7 @@ import pytest
 from sigil_ws import ConnectionClosedError
 from sigil_ws.tls import TLSConfig
 
-from .conftest import Certs, RawConnection, RawServer, server_frame
+from .conftest import FREE_THREADED, Certs, RawConnection, RawServer, server_frame
 
 Connect = Callable[..., Any]
 
@@ -179,7 +179,7 @@ def test_large_frame_over_max_size_fails_before_its_payload(
 
 
 PEAK_RSS = """
-import asyncio, sys
+import asyncio, sys, tracemalloc
 import sigil_ws, sigil_ws.asyncio
 
 def rss(field):
@@ -200,25 +200,25 @@ def reset_peak():
 if driver == "sync":
     ws = sigil_ws.connect(url, max_size=None)
     ws.send(b"warm"); ws.recv()
-    reset_peak(); idle = rss("VmRSS")
+    reset_peak(); idle = rss("VmRSS"); tracemalloc.start()
     for _ in range(rounds):
         ws.send(payload)
         assert len(ws.recv()) == size
-    peak = rss("VmHWM")
+    peak = rss("VmHWM"); objects = tracemalloc.get_traced_memory()[1]
     ws.close()
 else:
     async def main():
         ws = await sigil_ws.asyncio.connect(url, max_size=None)
         await ws.send(b"warm"); await ws.recv()
-        reset_peak(); idle = rss("VmRSS")
+        reset_peak(); idle = rss("VmRSS"); tracemalloc.start()
         for _ in range(rounds):
             await ws.send(payload)
             assert len(await ws.recv()) == size
-        peak = rss("VmHWM")
+        peak = rss("VmHWM"); objects = tracemalloc.get_traced_memory()[1]
         await ws.close()
-        return idle, peak
-    idle, peak = asyncio.run(main())
-print(idle, peak)
+        return idle, peak, objects
+    idle, peak, objects = asyncio.run(main())
+print(idle, peak, objects)
 """
 
 
@@ -231,7 +231,14 @@ def test_peak_memory_while_echoing_16_mib_messages(ws_echo_process: str, driver:
 
     asyncio hands the transport the frame in parts masked from the caller's bytes as it
     drains: no copy of the frame is held at all (2.7x before; then 1x, or 2x when the
-    allocator kept the freed copy and the echo did not fit in it)."""
+    allocator kept the freed copy and the echo did not fit in it).
+
+    Python objects (tracemalloc) peak at one message on every interpreter. RSS counts the
+    allocators too: the sync client masks the outgoing frame into one buffer of the Rust
+    core's (glibc's malloc), and on free-threaded CPython the received message lives in the
+    interpreter's own allocator, which keeps the previous message's pages for the next one
+    while glibc maps the frame: two allocators that do not share freed memory, so RSS peaks
+    at two messages there, with one live at a time."""
     size = 16 * MIB
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, ws_echo_process, driver, str(size), "4"],
@@ -240,8 +247,11 @@ def test_peak_memory_while_echoing_16_mib_messages(ws_echo_process: str, driver:
         timeout=60,
         check=True,
     )
-    idle, peak = map(int, out.stdout.split())
-    assert peak - idle <= 1.5 * size, f"{(peak - idle) / MIB:.1f} MiB above idle"
+    idle, peak, objects = map(int, out.stdout.split())
+    assert objects <= 1.25 * size, f"Python objects peaked at {objects / MIB:.1f} MiB"
+    two_allocators = FREE_THREADED and driver == "sync"
+    limit = 2.25 if two_allocators else 1.5
+    assert peak - idle <= limit * size, f"{(peak - idle) / MIB:.1f} MiB above idle"
 
 
 def test_asyncio_close_reply_follows_a_large_message_still_being_written(

@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -484,7 +485,7 @@ class _Driver(asyncio.BufferedProtocol):
         self.mark_terminated()
 
 
-async def _async_items(items: Iterable[Any]) -> AsyncIterator[Any]:
+async def _async_items(items: Iterable[Any]) -> AsyncGenerator[Any, None]:
     for item in items:
         yield item
 
@@ -814,10 +815,14 @@ class Connection:
                 "message must be str, a bytes-like object or an (async) iterable of them, "
                 f"not {kind}"
             )
+        # A generator of ours over a plain iterable is closed here, not left to the loop's
+        # finaliser: a failed send would otherwise leave it for a later collection, which may
+        # come after the loop has closed (seen on free-threaded CPython).
+        own: AsyncGenerator[Any, None] | None = None
         if isinstance(message, AsyncIterable):
             items: AsyncIterator[Any] = aiter(message)
         else:
-            items = _async_items(message)
+            items = own = _async_items(message)
         await self._fragments_sent()
         driver = self._driver
         driver.fragmenting = driver.loop.create_future()
@@ -842,6 +847,8 @@ class Connection:
                 driver.flush()
             raise
         finally:
+            if own is not None:
+                await own.aclose()
             waiter, driver.fragmenting = driver.fragmenting, None
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
