@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Build the publishable distributions into dist/:
 #   - manylinux2014 (glibc 2.17) abi3 wheels for x86_64 and aarch64, stripped, linked with zig;
+#   - beside each, a cp314t wheel for free-threaded CPython 3.14 (the stable ABI has no
+#     free-threaded form before 3.15), built with the interpreter scripts/python-ft.sh finds;
+#     without one the cp314t wheels are skipped with one line saying why, unless
+#     DIST_REQUIRE_FT=1 (scripts/release.sh), which then fails;
 #   - an sdist, checked by building a wheel from it with pip and nothing but a Rust toolchain.
 # Each is checked: auditwheel must report manylinux_2_17, `twine check` must pass, the sdist
 # must hold what a build needs and none of the repository's bulk (bench/, target/, ...).
@@ -51,11 +55,27 @@ quietly() {
     rm -f "$log"
 }
 
+python_ft=""
+if why=$(bash scripts/python-ft.sh 2>&1 >/dev/null); then
+    python_ft=$(bash scripts/python-ft.sh)
+elif [ "${DIST_REQUIRE_FT:-0}" = 1 ]; then
+    echo "build-dist: no free-threaded CPython for the cp314t wheels: $why" >&2
+    exit 1
+else
+    echo "== cp314t wheels SKIPPED: $why"
+fi
+
 rm -rf dist
 for target in "${TARGETS[@]}"; do
     echo "== wheel for $target (maturin --zig, manylinux2014)"
     quietly maturin build --release --zig --compatibility manylinux2014 --strip \
         --target "$target" -o dist
+    if [ -n "$python_ft" ]; then
+        echo "== cp314t wheel for $target (free-threaded CPython $("$python_ft" -c \
+            'import platform; print(platform.python_version())'))"
+        quietly maturin build --release --zig --compatibility manylinux2014 --strip \
+            --target "$target" -i "$python_ft" -o dist
+    fi
 done
 echo "== sdist"
 quietly maturin sdist -o dist
@@ -63,8 +83,10 @@ quietly maturin sdist -o dist
 shopt -s nullglob
 wheels=(dist/*.whl)
 sdists=(dist/*.tar.gz)
-if [ "${#wheels[@]}" -ne "${#TARGETS[@]}" ] || [ "${#sdists[@]}" -ne 1 ]; then
-    echo "build-dist: expected ${#TARGETS[@]} wheels and one sdist, got:" >&2
+expected=${#TARGETS[@]}
+[ -z "$python_ft" ] || expected=$((2 * expected))
+if [ "${#wheels[@]}" -ne "$expected" ] || [ "${#sdists[@]}" -ne 1 ]; then
+    echo "build-dist: expected $expected wheels and one sdist, got:" >&2
     ls -l dist >&2
     exit 1
 fi
@@ -74,9 +96,10 @@ for wheel in "${wheels[@]}"; do
     report=$(auditwheel show "$wheel")
     echo "$report" | sed "s/^/    /"
     case "$wheel" in
-        *-cp311-abi3-*manylinux_2_17_*.whl) ;;
+        *-cp311-abi3-*manylinux_2_17_*.whl | *-cp314-cp314t-*manylinux_2_17_*.whl) ;;
         *)
-            echo "build-dist: $wheel is not tagged cp311-abi3 manylinux_2_17" >&2
+            echo "build-dist: $wheel is tagged neither cp311-abi3 nor cp314-cp314t" \
+                "manylinux_2_17" >&2
             exit 1
             ;;
     esac
@@ -116,11 +139,13 @@ tar -xzf "${sdists[0]}" -C "$scratch"
 "$PYTHON" -m venv "$scratch/venv"
 # A clean PATH: the system's and cargo's, without .venv-dist (so no zig, no maturin of ours:
 # pip fetches the build backend that pyproject.toml names). The build reuses a target directory
-# of its own so that later runs are incremental; the sources it compiles are the sdist's.
+# of its own so that later runs are incremental; the sources it compiles are the sdist's. It
+# proves that the sdist builds, not how fast the result runs: no LTO, parallel codegen.
 clean_path=$(tr ':' '\n' <<<"$PATH" | grep -v -e "/.venv" -e "/.pyenv/shims" | paste -sd:)
 (
     cd "$scratch"
     PATH="$clean_path" CARGO_TARGET_DIR="$repo/target/sdist-check" \
+        CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         "$scratch/venv/bin/python" -m pip wheel -q --no-deps -w "$scratch/wheel" "$scratch"/sigil_ws-*/
 )
 "$scratch/venv/bin/python" -m pip install -q --no-index "$scratch"/wheel/*.whl

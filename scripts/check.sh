@@ -23,5 +23,5 @@ echo "== Autobahn|Testsuite, fast profile"
 for client in sync asyncio uvloop; do
     python conformance/run.py --profile fast --client "$client"
 done
-echo "== pytest"
-python -m pytest -q tests
+echo "== pytest (${PYTEST_WORKERS:-4} workers)"
+python -m pytest -q -n "${PYTEST_WORKERS:-4}" tests
