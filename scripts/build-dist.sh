@@ -73,8 +73,12 @@ for target in "${TARGETS[@]}"; do
     if [ -n "$python_ft" ]; then
         echo "== cp314t wheel for $target (free-threaded CPython $("$python_ft" -c \
             'import platform; print(platform.python_version())'))"
+        # The host's interpreter gives its own sysconfig (an x86_64 extension suffix); for
+        # another target, maturin's bundled sysconfig of that target is the right one.
+        interpreter=python3.14t
+        [ "$target" != "$(rustc -vV | sed -n 's/^host: //p')" ] || interpreter=$python_ft
         quietly maturin build --release --zig --compatibility manylinux2014 --strip \
-            --target "$target" -i "$python_ft" -o dist
+            --target "$target" -i "$interpreter" -o dist
     fi
 done
 echo "== sdist"
@@ -108,6 +112,20 @@ for wheel in "${wheels[@]}"; do
         echo "build-dist: auditwheel does not find $wheel consistent with manylinux_2_17" >&2
         exit 1
     fi
+done
+
+echo "== extension modules named for their platform"
+for wheel in "${wheels[@]}"; do
+    arch=$(sed -E 's/.*_(x86_64|aarch64)\.whl$/\1/' <<<"$wheel")
+    module=$(python3 -m zipfile -l "$wheel" | grep -oE 'sigil_ws/_core\.[^ ]+\.so')
+    case "$wheel:$module" in
+        *-abi3-*:sigil_ws/_core.abi3.so | *-cp314t-*:sigil_ws/_core.cpython-314t-"$arch"-linux-gnu.so)
+            echo "    $(basename "$wheel"): $module" ;;
+        *)
+            echo "build-dist: $wheel holds $module, which its interpreter would not load" >&2
+            exit 1
+            ;;
+    esac
 done
 
 echo "== twine check"
