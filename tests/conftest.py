@@ -471,6 +471,81 @@ def heap_in_use() -> int:
     return field("system", "current") - free + field("total", "mmap")
 
 
+ECHO_PEAK = """
+import asyncio, sys, tracemalloc
+import sigil_ws, sigil_ws.asyncio
+
+def rss(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+url, driver, size, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+fresh = sys.argv[5] == "fresh"
+payload = b"x" * size
+
+def message(i):
+    return bytes([i]) * size if fresh else payload
+
+def reset_peak():
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+if fresh:
+    del payload
+
+if driver == "sync":
+    ws = sigil_ws.connect(url, max_size=None)
+    ws.send(b"warm"); ws.recv()
+    reset_peak(); idle = rss("VmRSS"); tracemalloc.start()
+    for i in range(rounds):
+        ws.send(message(i))
+        assert len(ws.recv()) == size
+    peak = rss("VmHWM"); objects = tracemalloc.get_traced_memory()[1]
+    ws.close()
+else:
+    async def main():
+        ws = await sigil_ws.asyncio.connect(url, max_size=None)
+        await ws.send(b"warm"); await ws.recv()
+        reset_peak(); idle = rss("VmRSS"); tracemalloc.start()
+        for i in range(rounds):
+            await ws.send(message(i))
+            assert len(await ws.recv()) == size
+        peak = rss("VmHWM"); objects = tracemalloc.get_traced_memory()[1]
+        await ws.close()
+        return idle, peak, objects
+    idle, peak, objects = asyncio.run(main())
+print(idle, peak, objects)
+"""
+
+
+def echo_peak(url: str, driver: str, size: int, rounds: int, *, fresh: bool) -> list[int]:
+    """Echoes ROUNDS messages of SIZE bytes in a fresh process and returns its RSS when idle,
+    its peak RSS, and the peak of its Python objects (tracemalloc), in bytes. With ``fresh``
+    each message is made in its round and dropped after it; else one payload, made before
+    idle, is sent every round."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ECHO_PEAK,
+            url,
+            driver,
+            str(size),
+            str(rounds),
+            "fresh" if fresh else "same",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=True,
+    )
+    return [int(n) for n in out.stdout.split()]
+
+
 ECHO_SERVER = """
 from websockets.sync.server import serve
 

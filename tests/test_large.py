@@ -18,7 +18,7 @@ import pytest
 from sigil_ws import ConnectionClosedError
 from sigil_ws.tls import TLSConfig
 
-from .conftest import FREE_THREADED, Certs, RawConnection, RawServer, server_frame
+from .conftest import FREE_THREADED, Certs, RawConnection, RawServer, echo_peak, server_frame
 
 Connect = Callable[..., Any]
 
@@ -178,50 +178,6 @@ def test_large_frame_over_max_size_fails_before_its_payload(
     assert "exceeds the limit" in str(info.value.__cause__)
 
 
-PEAK_RSS = """
-import asyncio, sys, tracemalloc
-import sigil_ws, sigil_ws.asyncio
-
-def rss(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    raise LookupError(field)
-
-url, driver, size, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-payload = b"x" * size
-
-def reset_peak():
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-if driver == "sync":
-    ws = sigil_ws.connect(url, max_size=None)
-    ws.send(b"warm"); ws.recv()
-    reset_peak(); idle = rss("VmRSS"); tracemalloc.start()
-    for _ in range(rounds):
-        ws.send(payload)
-        assert len(ws.recv()) == size
-    peak = rss("VmHWM"); objects = tracemalloc.get_traced_memory()[1]
-    ws.close()
-else:
-    async def main():
-        ws = await sigil_ws.asyncio.connect(url, max_size=None)
-        await ws.send(b"warm"); await ws.recv()
-        reset_peak(); idle = rss("VmRSS"); tracemalloc.start()
-        for _ in range(rounds):
-            await ws.send(payload)
-            assert len(await ws.recv()) == size
-        peak = rss("VmHWM"); objects = tracemalloc.get_traced_memory()[1]
-        await ws.close()
-        return idle, peak, objects
-    idle, peak, objects = asyncio.run(main())
-print(idle, peak, objects)
-"""
-
-
 @pytest.mark.parametrize("driver", ["sync", "asyncio"])
 def test_peak_memory_while_echoing_16_mib_messages(ws_echo_process: str, driver: str) -> None:
     """Above idle (the payload already allocated), a client echoing 16 MiB messages peaks
@@ -240,14 +196,7 @@ def test_peak_memory_while_echoing_16_mib_messages(ws_echo_process: str, driver:
     while glibc maps the frame: two allocators that do not share freed memory, so RSS peaks
     at two messages there, with one live at a time."""
     size = 16 * MIB
-    out = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, ws_echo_process, driver, str(size), "4"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    idle, peak, objects = map(int, out.stdout.split())
+    idle, peak, objects = echo_peak(ws_echo_process, driver, size, 4, fresh=False)
     assert objects <= 1.25 * size, f"Python objects peaked at {objects / MIB:.1f} MiB"
     two_allocators = FREE_THREADED and driver == "sync"
     limit = 2.25 if two_allocators else 1.5

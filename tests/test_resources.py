@@ -5,8 +5,6 @@ from __future__ import annotations
 import gc
 import itertools
 import resource
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
@@ -18,6 +16,7 @@ import sigil_ws
 
 from .conftest import (
     RawServer,
+    echo_peak,
     heap_in_use,
     open_fds,
     rss,
@@ -102,49 +101,6 @@ def test_memory_returns_after_one_large_message(ws_echo_process: str, connect: C
     assert held_python < 2**20, f"Python objects hold {held_python / 2**20:.1f} MiB more"
 
 
-CONSECUTIVE = """
-import asyncio, sys
-import sigil_ws, sigil_ws.asyncio
-
-def rss(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    raise LookupError(field)
-
-url, driver, size, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS (Linux >= 4.0)
-        f.write("5")
-
-async def main():
-    ws = await sigil_ws.asyncio.connect(url, max_size=None)
-    await ws.send(b"warm"); await ws.recv()
-    reset_peak(); idle = rss("VmRSS")
-    for i in range(rounds):
-        await ws.send(bytes([i]) * size)
-        assert len(await ws.recv()) == size
-    peak = rss("VmHWM")
-    await ws.close()
-    return idle, peak
-
-if driver == "sync":
-    ws = sigil_ws.connect(url, max_size=None)
-    ws.send(b"warm"); ws.recv()
-    reset_peak(); idle = rss("VmRSS")
-    for i in range(rounds):
-        ws.send(bytes([i]) * size)
-        assert len(ws.recv()) == size
-    peak = rss("VmHWM")
-    ws.close()
-else:
-    idle, peak = asyncio.run(main())
-print(idle, peak)
-"""
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("driver", ["sync", "asyncio"])
 def test_consecutive_large_messages_reuse_memory(ws_echo_process: str, driver: str) -> None:
@@ -154,14 +110,7 @@ def test_consecutive_large_messages_reuse_memory(ws_echo_process: str, driver: s
     reuses them for the next message. Either way memory is reused, never piled up (ten
     messages would be 10x)."""
     size = 64 * 2**20
-    out = subprocess.run(
-        [sys.executable, "-c", CONSECUTIVE, ws_echo_process, driver, str(size), "10"],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=True,
-    )
-    idle, peak = map(int, out.stdout.split())
+    idle, peak, _ = echo_peak(ws_echo_process, driver, size, 10, fresh=True)
     assert peak - idle <= 2.25 * size, f"{(peak - idle) / 2**20:.0f} MiB above idle"
 
 
