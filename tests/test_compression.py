@@ -188,7 +188,7 @@ def test_fragments_carry_one_deflate_stream_with_rsv1_on_the_first(
 
     def script(conn: RawConnection) -> None:
         conn.upgrade(DEFLATE)
-        for _ in range(5):
+        for _ in range(6):  # the second message ends with an empty frame too
             frames.append(read_raw_frame(conn))
         conn.send(server_frame(8, struct.pack("!H", 1000)))
         conn.expect_close(1000)
@@ -198,13 +198,14 @@ def test_fragments_carry_one_deflate_stream_with_rsv1_on_the_first(
     ws.send(iter([b"as it is"]), compress=False)
     ws.close()
     raw_server.done.wait(5)
-    assert [b0 for b0, _ in frames] == [0x41, 0x00, 0x00, 0x80, 0x02]
+    assert [b0 for b0, _ in frames] == [0x41, 0x00, 0x00, 0x80, 0x02, 0x80]
     z = zlib.decompressobj(wbits=-15)
     pieces = [z.decompress(payload) for _, payload in frames[:3]]
     assert pieces == [b"Hello", b", ", b"Hello"]
     # The last frame is empty but for the empty stored block's header; the tail completes it.
     assert z.decompress(frames[3][1] + b"\x00\x00\xff\xff") == b""
     assert frames[4][1] == b"as it is"
+    assert frames[5][1] == b""
 
 
 # ---- invalid answers and data --------------------------------------------------------------------

@@ -85,19 +85,27 @@ def test_pieces_arrive_before_the_message_ends(
 def test_binary_pieces_and_whole_messages_after(
     connect: Callable[..., Any], raw_server: RawServer
 ) -> None:
+    """Each frame that has arrived is a piece; the empty last frame ends the iteration without
+    an empty piece. The server sends each frame once the client has answered the piece before,
+    so no two frames can arrive in one read."""
+
     def script(c: RawConnection) -> None:
         c.upgrade()
         c.send(server_frame(2, b"ab", fin=False))
-        time.sleep(0.05)
+        assert c.recv_frame()[2] == b"1"
         c.send(server_frame(0, b"cd", fin=False))
-        time.sleep(0.05)
+        assert c.recv_frame()[2] == b"2"
         c.send(server_frame(0, b"", fin=True) + server_frame(2, b"whole"))
         c.expect_close(1000)
 
     ws = connect(raw_server.serve(script), compression=None)
-    got = pieces(ws)
-    assert b"".join(got) == b"abcd"  # type: ignore[arg-type]
-    assert got == [b"ab", b"cd"], "no empty last piece"
+    got, it = first_piece(ws)
+    ws.send(b"1")
+    second = next_piece(ws, it)
+    ws.send(b"2")
+    with pytest.raises((StopIteration, StopAsyncIteration)):
+        next_piece(ws, it)
+    assert [got, second] == [b"ab", b"cd"], "no empty last piece"
     # A message of one frame is its own one piece; streaming ended with the message.
     assert pieces(ws) == [b"whole"]
     ws.close()
