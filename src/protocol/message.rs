@@ -356,7 +356,18 @@ impl Reassembly {
             self.streamed = 0;
             self.max_size = self.limit;
             let done = self.complete(text)?;
-            return Ok(if skip { None } else { Some(done) });
+            if skip {
+                // Nothing is handed out: the dropped rest leaves the buffer now, not on the
+                // next call, since the next message may be reassembled (or inflated) into the
+                // buffer within this same call.
+                self.delivered = false;
+                self.message.clear();
+                if self.message.capacity() > KEEP_CAPACITY {
+                    self.message = Vec::new();
+                }
+                return Ok(None);
+            }
+            return Ok(Some(done));
         }
         // A text piece ends on a character boundary: the unfinished character's bytes (the
         // validator holds them too) wait for the next frame.

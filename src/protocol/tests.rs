@@ -1058,6 +1058,33 @@ mod rfc7692_permessage_deflate {
     }
 
     #[test]
+    fn the_dropped_rest_of_a_streamed_message_stays_out_of_the_next() {
+        // Each message is its own DEFLATE stream (no context takeover), so that each can be
+        // deflated on its own here.
+        let mut p = negotiated(
+            "permessage-deflate; server_no_context_takeover",
+            Config::default(),
+        );
+        p.stream_message();
+        let first = deflated_in_parts(b"first middle rest", &[6, 13]);
+        p.receive_data(&compressed(1, false, &first[0]), 0.0)
+            .unwrap();
+        assert_eq!(
+            events(&mut p).unwrap(),
+            vec![Ev::TextPiece("first ".into())]
+        );
+        p.stop_streaming();
+        // The rest and the next message arrive in one read: the rest is dropped within the
+        // call that reassembles the next one into the same buffer.
+        let mut rest = frame(0, false, &first[1]);
+        rest.extend(frame(0, true, &first[2]));
+        let after = deflated_in_parts(b"after", &[]);
+        rest.extend(compressed(1, true, &after[0]));
+        p.receive_data(&rest, 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Text("after".into())]);
+    }
+
+    #[test]
     fn fragmented_messages_are_compressed_as_one_stream_flushed_per_fragment() {
         use flate2::{Decompress, FlushDecompress};
         for extension in [
@@ -1480,6 +1507,20 @@ mod streaming {
         whole.extend(frame(0, true, b"pt"));
         p.receive_data(&whole, 0.0).unwrap();
         assert_eq!(events(&mut p).unwrap(), vec![Ev::Binary(b"kept".to_vec())]);
+    }
+
+    #[test]
+    fn the_dropped_rest_stays_out_of_a_fragmented_next_message() {
+        let mut p = open();
+        p.stream_message();
+        p.receive_data(&frame(1, false, b"seen "), 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::TextPiece("seen ".into())]);
+        p.stop_streaming();
+        let mut rest = frame(0, true, b"dropped");
+        rest.extend(frame(2, false, b"ne"));
+        rest.extend(frame(0, true, b"xt"));
+        p.receive_data(&rest, 0.0).unwrap();
+        assert_eq!(events(&mut p).unwrap(), vec![Ev::Binary(b"next".to_vec())]);
     }
 
     #[test]
