@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 
 import pytest
 
@@ -154,3 +155,26 @@ def test_argument_errors() -> None:
         p.send_ping(b"x" * 126)
     with pytest.raises(ValueError, match="invalid close code 1005"):
         p.send_close(1005)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ in Python needs 3.12")
+@pytest.mark.timeout(10)
+def test_a_call_from_inside_a_call_raises_instead_of_deadlocking() -> None:
+    """Calls are serialised by a lock; code that runs inside a call (here the buffer of the
+    object sent, as a finaliser could) and calls the same Protocol gets a RuntimeError, and
+    the outer call goes on."""
+    p = opened()
+    inner: list[BaseException] = []
+
+    class Payload:
+        def __buffer__(self, flags: int) -> memoryview:
+            try:
+                p.state  # noqa: B018 (the read is the test)
+            except RuntimeError as e:
+                inner.append(e)
+            return memoryview(b"payload")
+
+    p.send_binary(Payload())
+    assert len(inner) == 1 and "inside one of its own calls" in str(inner[0])
+    assert unmask(p.data_to_send()) == [(2, b"payload")]
+    assert p.state is State.OPEN

@@ -160,6 +160,10 @@ class Protocol:
     Creating it queues the upgrade request. Feed what the socket reads to ``receive_data()``
     (and ``receive_eof()`` at end of stream), collect ``events()``, and after every call write
     ``data_to_send()`` to the socket. It does no I/O and starts no threads.
+
+    Threads may share one: its calls are serialised, each running whole (a thread that finds
+    another inside a call waits for it). A call made while the same thread is inside a call
+    already (a finaliser that runs during it) raises ``RuntimeError``.
     """
 
     def __new__(

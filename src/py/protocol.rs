@@ -1,10 +1,14 @@
 //! `sigil_ws.Protocol`: the sans-IO engine for drivers written in Python (asyncio, trio,
 //! gevent, custom loops).
 
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::error::Error;
@@ -25,8 +29,21 @@ use super::options::{connect_options, ConnectArgs};
 /// Creating it queues the upgrade request. Feed what the socket reads to `receive_data()`
 /// (and `receive_eof()` at end of stream), collect `events()`, and after every call write
 /// `data_to_send()` to the socket. It does no I/O and starts no threads.
-#[pyclass(weakref, name = "Protocol", module = "sigil_ws")]
+///
+/// Threads may share one: its calls are serialised, each running whole (a thread that finds
+/// another inside a call waits for it). A call made while the same thread is inside a call
+/// already (a finaliser that runs during it) raises `RuntimeError`.
+#[pyclass(frozen, weakref, name = "Protocol", module = "sigil_ws")]
 pub struct PyProtocol {
+    /// The engine and the driver's state: one call at a time, from any thread.
+    inner: Mutex<Inner>,
+    /// The thread inside a call ([`thread_token`]), 0 when none: a call from inside a call
+    /// of the same thread (a finaliser that runs there) is refused, not left to deadlock.
+    owner: AtomicUsize,
+}
+
+/// What a [`PyProtocol`] holds behind its lock.
+struct Inner {
     engine: Protocol,
     origin: Instant,
     /// An error found after some events were already collected, raised by the next call.
@@ -43,6 +60,73 @@ pub struct PyProtocol {
     streamed: Option<Py<PyAny>>,
 }
 
+/// A number for the calling thread, distinct from every other live thread's (the address of
+/// a thread-local) and never 0.
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| std::ptr::from_ref(t) as usize)
+}
+
+/// A call's hold on a [`PyProtocol`]'s state.
+struct Held<'a> {
+    inner: MutexGuard<'a, Inner>,
+    owner: &'a AtomicUsize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Before the guard unlocks (fields drop after this): no other thread can be the
+        // owner yet.
+        self.owner.store(0, Ordering::Release);
+    }
+}
+
+impl Deref for Held<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl PyProtocol {
+    /// The state, once no other call holds it. Calls from several threads are serialised:
+    /// a thread that must wait does so detached from the interpreter (so that, on a GIL
+    /// build, the thread inside a call can take the GIL back). A call made by the thread
+    /// that is inside a call already raises `RuntimeError`. A call that panicked left the
+    /// state as a `&mut` call would have: it stays usable.
+    fn lock(&self, py: Python<'_>) -> PyResult<Held<'_>> {
+        let me = thread_token();
+        let inner = match self.inner.try_lock() {
+            Ok(inner) => inner,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                if self.owner.load(Ordering::Acquire) == me {
+                    return Err(PyRuntimeError::new_err(
+                        "sigil_ws.Protocol called from inside one of its own calls \
+                         (a finaliser or callback that runs during the call)",
+                    ));
+                }
+                self.inner
+                    .lock_py_attached(py)
+                    .unwrap_or_else(PoisonError::into_inner)
+            }
+        };
+        self.owner.store(me, Ordering::Release);
+        Ok(Held {
+            inner,
+            owner: &self.owner,
+        })
+    }
+}
+
 /// The bytes of a streamed payload: a `bytes` object's, or a `str`'s UTF-8 (read as such when
 /// it was sent, so this does not fail).
 fn payload_of<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
@@ -52,7 +136,7 @@ fn payload_of<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     }
 }
 
-impl PyProtocol {
+impl Inner {
     fn now(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }
@@ -191,27 +275,35 @@ impl PyProtocol {
         let options = connect_options(py, args)?;
         let engine = Protocol::client(url, &options, key).map_err(|e| to_pyerr(py, e))?;
         Ok(PyProtocol {
-            engine,
-            origin: Instant::now(),
-            deferred: None,
-            large: None,
-            spill: Vec::new(),
-            spill_pos: 0,
-            streamed: None,
+            inner: Mutex::new(Inner {
+                engine,
+                origin: Instant::now(),
+                deferred: None,
+                large: None,
+                spill: Vec::new(),
+                spill_pos: 0,
+                streamed: None,
+            }),
+            owner: AtomicUsize::new(0),
         })
     }
 
     /// Feeds bytes read from the socket.
-    fn receive_data(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.abandon_large();
-        let now = self.now();
-        with_bytes(data, |d| self.engine.receive_data(d, now))?.map_err(|e| to_pyerr(py, e))
+    fn receive_data(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        this.abandon_large();
+        let now = this.now();
+        with_bytes(data, |d| this.engine.receive_data(d, now))?.map_err(|e| to_pyerr(py, e))
     }
 
     /// Signals that the socket reached end of stream.
-    fn receive_eof(&mut self) {
-        self.abandon_large();
-        self.engine.receive_eof();
+    fn receive_eof(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        this.abandon_large();
+        this.engine.receive_eof();
+        Ok(())
     }
 
     /// Every event the received bytes complete: `Message`, `Ping`, `Pong` and `Close`.
@@ -219,19 +311,21 @@ impl PyProtocol {
     /// Raises:
     ///     HandshakeError: the upgrade was refused or malformed.
     ///     ProtocolError: the peer broke RFC 6455; the close frame is in `data_to_send()`.
-    fn events<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        if let Some(e) = self.deferred.take() {
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        if let Some(e) = this.deferred.take() {
             return Err(to_pyerr(py, e));
         }
-        self.abandon_large();
+        this.abandon_large();
         let list = PyList::empty(py);
         loop {
-            match self.engine.next_event() {
+            match this.engine.next_event() {
                 Ok(Some(event)) => list.append(event_object(py, &event)?)?,
                 Ok(None) => return Ok(list),
                 Err(e) if list.is_empty() => return Err(to_pyerr(py, e)),
                 Err(e) => {
-                    self.deferred = Some(e);
+                    this.deferred = Some(e);
                     return Ok(list);
                 }
             }
@@ -256,15 +350,17 @@ impl PyProtocol {
     ///     TLSError: the TLS handshake failed.
     #[pyo3(signature = (data, limit=None, defer_failure=false))]
     fn receive_messages<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         data: &Bound<'py, PyAny>,
         limit: Option<usize>,
         defer_failure: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let now = self.now();
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        let now = this.now();
         let list = PyList::empty(py);
-        let (engine, large) = (&mut self.engine, &mut self.large);
+        let (engine, large) = (&mut this.engine, &mut this.large);
         let whole = with_bytes(data, |d| match large {
             // A large payload under way takes the bytes first (see py/large.rs).
             Some(large) => large.feed(engine, d, now),
@@ -272,30 +368,30 @@ impl PyProtocol {
         })?
         .map_err(|e| to_pyerr(py, e))?;
         if whole {
-            if let Some(message) = self.large.take().and_then(|l| l.finish(&mut self.engine)) {
+            if let Some(message) = this.large.take().and_then(|l| l.finish(&mut this.engine)) {
                 list.append(message)?;
             }
         }
-        while self.large.is_none() && limit.is_none_or(|l| list.len() < l) {
-            self.engine
+        while this.large.is_none() && limit.is_none_or(|l| list.len() < l) {
+            this.engine
                 .set_defer_failure(defer_failure || !list.is_empty());
-            match self.engine.next_event() {
+            match this.engine.next_event() {
                 Ok(Some(Event::Message(message))) => list.append(message_object(py, message))?,
                 Ok(Some(Event::Fragment(message))) => list.append(fragment_object(py, message)?)?,
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    self.large = PendingLarge::begin(py, &mut self.engine);
+                    this.large = PendingLarge::begin(py, &mut this.engine);
                     break;
                 }
                 Err(Error::Protocol(_)) => break,
                 Err(e) => {
-                    self.engine.set_defer_failure(false);
+                    this.engine.set_defer_failure(false);
                     return Err(to_pyerr(py, e));
                 }
             }
         }
-        self.engine.set_defer_failure(false);
-        self.engine.trim();
+        this.engine.set_defer_failure(false);
+        this.engine.trim();
         Ok(list)
     }
 
@@ -304,20 +400,27 @@ impl PyProtocol {
     /// last (`receive_messages()` a `Fragment` and then `str`/`bytes`). Text pieces end on
     /// character boundaries; UTF-8 and `max_size` apply to the whole message. The message
     /// after it is reported whole again.
-    fn stream_message(&mut self) {
-        self.engine.stream_message();
+    fn stream_message(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        this.engine.stream_message();
+        Ok(())
     }
 
     /// Stops streaming: when pieces of the message under way were reported, the rest of it is
     /// dropped as it arrives (still checked); otherwise it is reported whole.
-    fn stop_streaming(&mut self) {
-        self.engine.stop_streaming();
+    fn stop_streaming(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        this.engine.stop_streaming();
+        Ok(())
     }
 
     /// True while a message is being sent in fragments (`send_fragment` without `fin` yet).
     #[getter]
-    fn sending_fragments(&self) -> bool {
-        self.engine.sending_fragments()
+    fn sending_fragments(&self, py: Python<'_>) -> PyResult<bool> {
+        let this = self.lock(py)?;
+        Ok(this.engine.sending_fragments())
     }
 
     /// Queues one fragment of a message sent in pieces (RFC 6455 §5.4): the first call starts
@@ -332,17 +435,19 @@ impl PyProtocol {
     ///         type.
     #[pyo3(signature = (data, fin, *, compress=true))]
     fn send_fragment(
-        &mut self,
+        &self,
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         fin: bool,
         compress: bool,
     ) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
         let result = if let Ok(s) = data.cast::<PyString>() {
-            self.engine
+            this.engine
                 .send_fragment(true, s.to_str()?.as_bytes(), fin, compress)
         } else {
-            with_bytes(data, |d| self.engine.send_fragment(false, d, fin, compress)).map_err(
+            with_bytes(data, |d| this.engine.send_fragment(false, d, fin, compress)).map_err(
                 |_| {
                     PyTypeError::new_err(format!(
                         "a fragment must be str or a bytes-like object, not {}",
@@ -362,77 +467,92 @@ impl PyProtocol {
 
     /// True when a frame that breaks the protocol waits unread (see `receive_messages`).
     #[getter]
-    fn failure_deferred(&self) -> bool {
-        self.engine.failure_deferred()
+    fn failure_deferred(&self, py: Python<'_>) -> PyResult<bool> {
+        let this = self.lock(py)?;
+        Ok(this.engine.failure_deferred())
     }
 
     /// Bytes received and not decoded yet.
     #[getter]
-    fn buffered(&self) -> usize {
-        self.engine.buffered_len()
+    fn buffered(&self, py: Python<'_>) -> PyResult<usize> {
+        let this = self.lock(py)?;
+        Ok(this.engine.buffered_len())
     }
 
     /// Seconds from now until `handle_timer()` has work (0.0 when it is due), or `None`: the
     /// next keepalive ping, or the end of the wait for its pong.
-    fn next_timer(&self) -> Option<f64> {
-        let due = self.engine.next_deadline()?;
-        Some((due - self.now()).max(0.0))
+    fn next_timer(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        let this = self.lock(py)?;
+        Ok(this
+            .engine
+            .next_deadline()
+            .map(|due| (due - this.now()).max(0.0)))
     }
 
     /// Runs the keepalive: queues the ping that is due (write `data_to_send()`), or fails the
     /// connection with 1011 ("keepalive ping timeout") when its pong is overdue and nothing
     /// arrived since it was sent. Feed what the socket holds first, and do not call it while
     /// reading is paused because the application is behind.
-    fn handle_timer(&mut self, py: Python<'_>) -> PyResult<()> {
-        let now = self.now();
-        self.engine
+    fn handle_timer(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        let now = this.now();
+        this.engine
             .handle_deadline(now)
             .map_err(|e| to_pyerr(py, e))
     }
 
     /// The transport failed or the driver gave up waiting (close timeout): the connection is
     /// closed with 1006 unless it already ended. Messages already received are still returned.
-    fn abort(&mut self) {
-        self.engine.abort();
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        this.engine.abort();
+        Ok(())
     }
 
     /// The `ConnectionClosedOK`/`ConnectionClosedError` that describes how the connection
     /// ended (with the protocol error as `__cause__`), or `None` while it has not.
-    fn closed_exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.engine
+    fn closed_exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let this = self.lock(py)?;
+        Ok(this
+            .engine
             .termination()
-            .map(|t| closed_error(py, t).into_value(py).into_any())
+            .map(|t| closed_error(py, t).into_value(py).into_any()))
     }
 
     /// The exception a send on a closing or closed connection raises, or `None` while open.
-    fn send_exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        match self.engine.state() {
+    fn send_exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let this = self.lock(py)?;
+        Ok(match this.engine.state() {
             State::Closing | State::Closed => Some(
-                closed_error(py, &self.engine.closed_info())
+                closed_error(py, &this.engine.closed_info())
                     .into_value(py)
                     .into_any(),
             ),
             _ => None,
-        }
+        })
     }
 
     /// Queues a text message (compressed when permessage-deflate was negotiated, unless
     /// `compress` is false).
     #[pyo3(signature = (text, compress=true))]
     fn send_text(
-        &mut self,
+        &self,
         py: Python<'_>,
         text: &Bound<'_, PyString>,
         compress: bool,
     ) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
         let utf8 = text.to_str()?;
         if utf8.len() < STREAM_PAYLOAD {
-            return self
+            return this
                 .engine
                 .send_text(utf8, compress)
                 .map_err(|e| to_pyerr(py, e));
         }
-        self.send_kept(py, true, utf8.as_bytes(), compress, || {
+        this.send_kept(py, true, utf8.as_bytes(), compress, || {
             text.clone().into_any().unbind()
         })
     }
@@ -440,60 +560,64 @@ impl PyProtocol {
     /// Queues a binary message (compressed when permessage-deflate was negotiated, unless
     /// `compress` is false).
     #[pyo3(signature = (data, compress=true))]
-    fn send_binary(
-        &mut self,
-        py: Python<'_>,
-        data: &Bound<'_, PyAny>,
-        compress: bool,
-    ) -> PyResult<()> {
+    fn send_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>, compress: bool) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let payload = bytes.as_bytes();
             if payload.len() < STREAM_PAYLOAD {
-                return self
+                return this
                     .engine
                     .send_binary(payload, compress)
                     .map_err(|e| to_pyerr(py, e));
             }
-            return self.send_kept(py, false, payload, compress, || {
+            return this.send_kept(py, false, payload, compress, || {
                 bytes.clone().into_any().unbind()
             });
         }
-        with_bytes(data, |d| self.engine.send_binary(d, compress))?.map_err(|e| to_pyerr(py, e))
+        with_bytes(data, |d| this.engine.send_binary(d, compress))?.map_err(|e| to_pyerr(py, e))
     }
 
     /// The negotiated extensions, e.g. `[("permessage-deflate", {})]`; `[]` when none.
     #[getter]
     fn extensions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        extensions_object(py, self.engine.extensions())
+        let this = self.lock(py)?;
+        extensions_object(py, this.engine.extensions())
     }
 
     /// Queues a ping (at most 125 bytes: str, bytes or any bytes-like object); its pong
     /// updates `latency`.
     #[pyo3(signature = (data=None))]
-    fn send_ping(&mut self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let now = self.now();
+    fn send_ping(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        let now = this.now();
         let payload = payload_bytes(data)?;
-        self.engine
+        this.engine
             .send_ping(&payload, now)
             .map_err(|e| to_pyerr(py, e))
     }
 
     /// Queues a pong (at most 125 bytes).
     #[pyo3(signature = (data=None))]
-    fn send_pong(&mut self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn send_pong(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
         let payload = payload_bytes(data)?;
-        self.engine.send_pong(&payload).map_err(|e| to_pyerr(py, e))
+        this.engine.send_pong(&payload).map_err(|e| to_pyerr(py, e))
     }
 
     /// Starts the closing handshake; does nothing once closing (the arguments are still
     /// checked).
     #[pyo3(signature = (code=Some(1000), reason=""), text_signature = "(self, code=1000, reason='')")]
-    fn send_close(&mut self, py: Python<'_>, code: Option<i64>, reason: &str) -> PyResult<()> {
+    fn send_close(&self, py: Python<'_>, code: Option<i64>, reason: &str) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
         let code = code
             .map(close_code)
             .transpose()
             .map_err(|e| to_pyerr(py, e))?;
-        self.engine
+        this.engine
             .send_close(code, reason)
             .map_err(|e| to_pyerr(py, e))
     }
@@ -507,97 +631,111 @@ impl PyProtocol {
     /// but masked part by part from the object sent.
     #[pyo3(signature = (max_bytes=None))]
     fn data_to_send<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         max_bytes: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
         if max_bytes == Some(0) {
             return Err(to_pyerr(
                 py,
                 Error::InvalidArgument("max_bytes must be at least 1".into()),
             ));
         }
-        if self.spill.is_empty() && self.streamed.is_none() {
+        if this.spill.is_empty() && this.streamed.is_none() {
             match max_bytes {
-                None => return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out))),
-                Some(max) if self.engine.pending_output() <= max => {
-                    return Ok(self.engine.drain_data_to_send(|out| PyBytes::new(py, out)))
+                None => return Ok(this.engine.drain_data_to_send(|out| PyBytes::new(py, out))),
+                Some(max) if this.engine.pending_output() <= max => {
+                    return Ok(this.engine.drain_data_to_send(|out| PyBytes::new(py, out)))
                 }
                 Some(_) => {}
             }
         }
-        self.next_part(py, max_bytes)
+        this.next_part(py, max_bytes)
     }
 
     /// True while the peer's close frame is awaited: arm a close timeout.
-    fn close_expected(&self) -> bool {
-        self.engine.close_expected()
+    fn close_expected(&self, py: Python<'_>) -> PyResult<bool> {
+        let this = self.lock(py)?;
+        Ok(this.engine.close_expected())
     }
 
     /// `sigil_ws.State`.
     #[getter]
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        state_object(py, self.engine.state())
+        let this = self.lock(py)?;
+        state_object(py, this.engine.state())
     }
 
     /// True once the upgrade succeeded.
     #[getter]
-    fn handshake_complete(&self) -> bool {
-        self.engine.handshake_complete()
+    fn handshake_complete(&self, py: Python<'_>) -> PyResult<bool> {
+        let this = self.lock(py)?;
+        Ok(this.engine.handshake_complete())
     }
 
     /// The subprotocol the server chose, or `None`.
     #[getter]
-    fn subprotocol(&self) -> Option<String> {
-        self.engine.subprotocol().map(str::to_string)
+    fn subprotocol(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let this = self.lock(py)?;
+        Ok(this.engine.subprotocol().map(str::to_string))
     }
 
     /// The headers of the 101 response.
     #[getter]
     fn response_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        headers_object(py, self.engine.response_headers())
+        let this = self.lock(py)?;
+        headers_object(py, this.engine.response_headers())
     }
 
     /// The close code once closed, else `None`.
     #[getter]
-    fn close_code(&self) -> Option<u16> {
-        self.engine.termination().map(|t| t.code)
+    fn close_code(&self, py: Python<'_>) -> PyResult<Option<u16>> {
+        let this = self.lock(py)?;
+        Ok(this.engine.termination().map(|t| t.code))
     }
 
     /// The close reason once closed, else `None`.
     #[getter]
-    fn close_reason(&self) -> Option<String> {
-        self.engine.termination().map(|t| t.reason.clone())
+    fn close_reason(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let this = self.lock(py)?;
+        Ok(this.engine.termination().map(|t| t.reason.clone()))
     }
 
     /// Seconds of the last ping/pong round trip; 0.0 before any.
     #[getter]
-    fn latency(&self) -> f64 {
-        self.engine.latency()
+    fn latency(&self, py: Python<'_>) -> PyResult<f64> {
+        let this = self.lock(py)?;
+        Ok(this.engine.latency())
     }
 
     /// The URL, normalised (`ws://host:port/path?query`).
     #[getter]
-    fn url(&self) -> String {
-        self.engine.url().to_string()
+    fn url(&self, py: Python<'_>) -> PyResult<String> {
+        let this = self.lock(py)?;
+        Ok(this.engine.url().to_string())
     }
 
     /// The host of the URL.
     #[getter]
-    fn host(&self) -> String {
-        self.engine.url().host.clone()
+    fn host(&self, py: Python<'_>) -> PyResult<String> {
+        let this = self.lock(py)?;
+        Ok(this.engine.url().host.clone())
     }
 
     /// The port of the URL.
     #[getter]
-    fn port(&self) -> u16 {
-        self.engine.url().port
+    fn port(&self, py: Python<'_>) -> PyResult<u16> {
+        let this = self.lock(py)?;
+        Ok(this.engine.url().port)
     }
 
     /// The resource name: path and query.
     #[getter]
-    fn path(&self) -> String {
-        self.engine.url().resource.clone()
+    fn path(&self, py: Python<'_>) -> PyResult<String> {
+        let this = self.lock(py)?;
+        Ok(this.engine.url().resource.clone())
     }
 
     // ---- for a driver's log ------------------------------------------------------------
@@ -605,43 +743,53 @@ impl PyProtocol {
     /// Starts recording notes for a log: keepalive pings and the latency of pongs, and, when
     /// `frames`, the header of every frame received and sent (never a payload). Take them
     /// with `take_notes()`. Without it nothing is recorded.
-    fn set_journal(&mut self, frames: bool) {
-        self.engine.set_journal(frames);
+    fn set_journal(&self, py: Python<'_>, frames: bool) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        this.engine.set_journal(frames);
+        Ok(())
     }
 
     /// True once `set_journal()` was called.
     #[getter]
-    fn has_journal(&self) -> bool {
-        self.engine.has_journal()
+    fn has_journal(&self, py: Python<'_>) -> PyResult<bool> {
+        let this = self.lock(py)?;
+        Ok(this.engine.has_journal())
     }
 
     /// The notes recorded since the last call, oldest first, as tuples:
     /// `("frame", incoming, opcode, fin, rsv, length)`, `("keepalive_ping",)`,
     /// `("pong", latency, keepalive)`, and `("dropped", count)` first when more than 1024
     /// notes waited.
-    fn take_notes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        notes_object(py, &self.engine.take_notes())
+    fn take_notes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut guard = self.lock(py)?;
+        let this = &mut *guard;
+        notes_object(py, &this.engine.take_notes())
     }
 
     /// Who ended the connection once it is closed, else `None`: `"us"` (we started the
     /// closing handshake), `"peer"`, `"failure"` (we failed it: a protocol or TLS error, a
     /// keepalive timeout) or `"lost"` (no closing handshake: 1006).
     #[getter]
-    fn closer(&self) -> Option<&'static str> {
-        self.engine.closer().map(|c| c.as_str())
+    fn closer(&self, py: Python<'_>) -> PyResult<Option<&'static str>> {
+        let this = self.lock(py)?;
+        Ok(this.engine.closer().map(|c| c.as_str()))
     }
 
     /// The close frame we sent, `(code, reason)`, or `None`.
     #[getter]
-    fn close_sent(&self) -> Option<(u16, String)> {
-        self.engine.close_sent().map(|(c, r)| (c, r.to_string()))
+    fn close_sent(&self, py: Python<'_>) -> PyResult<Option<(u16, String)>> {
+        let this = self.lock(py)?;
+        Ok(this.engine.close_sent().map(|(c, r)| (c, r.to_string())))
     }
 
     /// The close frame the peer sent, `(code, reason)`, or `None`.
     #[getter]
-    fn close_received(&self) -> Option<(u16, String)> {
-        self.engine
+    fn close_received(&self, py: Python<'_>) -> PyResult<Option<(u16, String)>> {
+        let this = self.lock(py)?;
+        Ok(this
+            .engine
             .close_received()
-            .map(|(c, r)| (c, r.to_string()))
+            .map(|(c, r)| (c, r.to_string())))
     }
 }
