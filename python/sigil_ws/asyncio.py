@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -110,6 +111,7 @@ class _Driver(asyncio.BufferedProtocol):
         "messages",
         "opened",
         "pieces",
+        "pieces_abandoned",
         "read_buffer",
         "reading_paused",
         "recv_in_progress",
@@ -153,6 +155,9 @@ class _Driver(asyncio.BufferedProtocol):
         # messages after it), and `messages` stays empty.
         self.streaming = False
         self.pieces = _NO_PIECES
+        # The iteration was collected unfinished (see abandon_later): its message is dropped
+        # on the loop, before anything else receives.
+        self.pieces_abandoned = False
         # Set while a message is sent in fragments: other sends wait for it.
         self.fragmenting: asyncio.Future[None] | None = None
         # The keepalive's next wake-up (engine.next_timer()), while the connection is open.
@@ -245,6 +250,21 @@ class _Driver(asyncio.BufferedProtocol):
         self.engine.stop_streaming()
         self.end_pieces()
         self.after_input()
+
+    def abandon_later(self) -> None:
+        """A ``recv_streaming()`` iteration was finalised before its message ended. That runs
+        in whatever thread collects it, maybe in the middle of the driver's own code (a
+        collection inside an allocation): the rest is dropped later, on the loop, by
+        ``reap_pieces()``, as soon as the loop turns or something receives."""
+        self.pieces_abandoned = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing reads anymore
+            self.loop.call_soon_threadsafe(self.reap_pieces)
+
+    def reap_pieces(self) -> None:
+        """On the loop: drops the message of an iteration finalised unfinished."""
+        if self.pieces_abandoned:
+            self.pieces_abandoned = False
+            self.abandon_pieces()
 
     def pop_piece(self) -> Data | Fragment:
         pieces = self.pieces
@@ -510,6 +530,8 @@ class _Pieces:
         connection = self._connection
         driver = connection._driver
         if self._state == "new":
+            if driver.pieces_abandoned:
+                driver.reap_pieces()
             if driver.streaming:
                 raise ConcurrencyError("another recv_streaming() iteration is under way")
             if driver.messages:
@@ -549,7 +571,9 @@ class _Pieces:
         self._state = "done"
 
     def __del__(self) -> None:
-        self._stop()
+        if self._state in ("armed", "started"):
+            self._state = "done"
+            self._connection._driver.abandon_later()
 
 
 class Connection:
@@ -598,6 +622,10 @@ class Connection:
         driver = self._driver
         if driver.messages:
             return driver.pop_message()
+        if driver.pieces_abandoned:
+            driver.reap_pieces()
+            if driver.messages:
+                return driver.pop_message()
         if driver.recv_in_progress:
             raise ConcurrencyError(
                 "cannot call recv() while another coroutine is already running recv()"
