@@ -7,7 +7,10 @@ Three charts, written beside the JSON they come from (``latest.json`` gives
   to the fastest peer of each scenario, for the scenarios a reader compares first;
 - throughput: one panel per scenario, messages/s (KiB per idle connection for idle-rss) of every
   client and floor;
-- cpu: one panel per scenario, client CPU µs per message.
+- cpu: one panel per scenario, client CPU µs per message;
+- threads: one panel per threads scenario and per scenario run on both interpreters, messages/s
+  of each library on the GIL build beside the same library on the free-threaded 3.14t (clients
+  named ``...@3.14t``), the floor as a dashed line (drawn only when the run has such rows).
 
 The SVGs are deterministic for a given table (fixed hash salt, no date), so re-rendering an
 unchanged JSON leaves them byte for byte as they were.
@@ -20,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-OURS = ("sigil-ws", "sigil-ws-asyncio")
+FT = "@3.14t"  # the suffix of a client run on the free-threaded interpreter (bench/run.py)
+OURS = ("sigil-ws", "sigil-ws-asyncio", f"sigil-ws{FT}", f"sigil-ws-asyncio{FT}")
 # Runs written before the table marked its floors ("floor": true) name them here.
 FLOORS = (
     "native-pingpong",
@@ -61,6 +65,8 @@ COLOURS = {
     "aiohttp": "#0d9488",
 }
 OUR_COLOUR, PEER_COLOUR, FLOOR_COLOUR = "#c2410c", "#94a3b8", "#1e293b"
+# The free-threaded bars of the threads chart: the same hues, lighter and hatched.
+OUR_FT_COLOUR, PEER_FT_COLOUR = "#fdba74", "#e2e8f0"
 
 Row = dict[str, Any]
 
@@ -68,7 +74,8 @@ Row = dict[str, Any]
 def chart_paths(json_path: Path) -> dict[str, Path]:
     """Where the charts of ``json_path`` go: beside it, named after it."""
     stem = json_path.with_suffix("")
-    return {kind: Path(f"{stem}-{kind}.svg") for kind in ("headline", "throughput", "cpu")}
+    kinds = ("headline", "throughput", "cpu", "threads")
+    return {kind: Path(f"{stem}-{kind}.svg") for kind in kinds}
 
 
 def render_charts(table: list[Row], meta: dict[str, Any], json_path: Path) -> list[Path]:
@@ -104,7 +111,10 @@ def render_charts(table: list[Row], meta: dict[str, Any], json_path: Path) -> li
         "client CPU µs per message (median; lower is better)",
         lambda row: float(row["cpu_us"]),
     )
-    return list(paths.values())
+    written = [paths["headline"], paths["throughput"], paths["cpu"]]
+    if interpreters(table, subtitle, paths["threads"]):
+        written.append(paths["threads"])
+    return written
 
 
 def by_scenario(table: list[Row]) -> dict[str, dict[str, Row]]:
@@ -152,10 +162,93 @@ def is_floor(row: Row) -> bool:
     return bool(row.get("floor", row["client"] in FLOORS))
 
 
-def best_peer(rows: dict[str, Row]) -> tuple[str, float] | None:
-    """The fastest client that is neither ours nor a floor: (name, messages/s)."""
-    peers = [(c, float(r["rate"])) for c, r in rows.items() if c not in OURS and not is_floor(r)]
+def best_peer(rows: dict[str, Row], ft: bool = False) -> tuple[str, float] | None:
+    """The fastest client that is neither ours nor a floor, on the GIL build (or with FT, on
+    the free-threaded interpreter): (name, messages/s)."""
+    peers = [
+        (c, float(r["rate"]))
+        for c, r in rows.items()
+        if c not in OURS and not is_floor(r) and c.endswith(FT) == ft
+    ]
     return max(peers, key=lambda p: p[1]) if peers else None
+
+
+def interpreters(table: list[Row], subtitle: str, path: Path) -> bool:
+    """Each library's messages/s on the GIL build beside the free-threaded 3.14t, one panel per
+    threads scenario or scenario run on both; False (nothing drawn) when the run has none."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
+
+    rows = by_scenario(table)
+    names = [n for n in rows if n.startswith("threads-") or any(c.endswith(FT) for c in rows[n])]
+    if not names:
+        return False
+    cols = 2
+    nrows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(10, 2.8 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        clients = [c for c, r in rows[name].items() if not is_floor(r)]
+        libraries = list(dict.fromkeys(c.removesuffix(FT) for c in clients))
+        floors = [(c, float(r["rate"])) for c, r in rows[name].items() if is_floor(r)]
+        rates = [float(r["rate"]) for r in rows[name].values() if float(r["rate"]) > 0]
+        top, bottom = max(rates, default=1.0), min(rates, default=1.0)
+        # Libraries differ by a factor of 100 in the push rows: a log axis keeps every bar
+        # readable.
+        log = top > 30 * bottom
+        if log:
+            ax.set_xscale("log")
+        for i, library in enumerate(libraries):
+            ours = library in OURS
+            for offset, client, colour, hatch in (
+                (-0.2, library, OUR_COLOUR if ours else PEER_COLOUR, None),
+                (0.2, f"{library}{FT}", OUR_FT_COLOUR if ours else PEER_FT_COLOUR, "///"),
+            ):
+                row = rows[name].get(client)
+                if row is None:
+                    continue
+                rate = float(row["rate"])
+                bar = ax.barh(
+                    [i + offset], [rate], height=0.4, color=colour, hatch=hatch, edgecolor="#475569"
+                )
+                label = short(rate)
+                if row.get("vs_gil") is not None:
+                    label += f" ({row['vs_gil']:.2f}x)"
+                ax.bar_label(bar, labels=[label], padding=2, fontsize=6)
+        # Each floor a dashed line, labelled in a row of its own above the bars.
+        for j, (client, rate) in enumerate(floors):
+            ax.axvline(rate, color=FLOOR_COLOUR, linewidth=0.8, linestyle="--")
+            ax.text(rate, -0.7 - 0.45 * j, f" {client} {short(rate)}", fontsize=6, va="center")
+        ax.set_yticks(range(len(libraries)), libraries, fontsize=7)
+        for tick, library in zip(ax.get_yticklabels(), libraries, strict=True):
+            if library in OURS:
+                tick.set_fontweight("bold")
+        ax.set_ylim(len(libraries) - 0.4, -0.5 - 0.45 * max(len(floors), 1))
+        if log:
+            ax.set_xlim(bottom / 2, top * 6)
+        else:
+            ax.set_xlim(0, top * 1.35)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short(v) if v >= 1e4 else f"{v:g}"))
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    handles = [
+        Patch(facecolor=PEER_COLOUR, edgecolor="#475569", label="GIL build"),
+        Patch(
+            facecolor=PEER_FT_COLOUR, edgecolor="#475569", hatch="///", label="free-threaded 3.14t"
+        ),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.suptitle(
+        "messages/s (median): each library on the GIL build and on the free-threaded 3.14t "
+        "(ratio to the GIL build in brackets); floors dashed, sigil-ws in orange\n"
+        f"{subtitle}",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    save(fig, path)
+    return True
 
 
 def panels(

@@ -2,7 +2,9 @@
 
 Prints one JSON line: ``count`` (messages, round trips or connections), ``seconds`` (wall time
 of the timed part), ``cpu`` (user + system seconds of this process during the timed part),
-``rss_kb`` (peak RSS), and ``per_conn_kb`` for the idle scenario.
+``rss_kb`` (peak RSS), ``gil`` (whether the GIL was on at the end: always on a GIL build; on a
+free-threaded one, an extension module without free-threading support turns it on), and
+``per_conn_kb`` for the idle scenario.
 
 Scenarios (every client gets the same semantics: compression off, keepalive off, no size
 limit, binary messages, each message delivered to Python as an object):
@@ -11,6 +13,12 @@ limit, binary messages, each message delivered to Python as an object):
     push URL N SIZE               receive N messages of SIZE bytes pushed by the server
     setup URL SECONDS             connect + handshake + close, for SECONDS
     threads URL K N SIZE          K threads, each with its own connection, each receiving a push
+                                  of N messages and timing itself from just before its first
+                                  receive to its last message: ``seconds`` runs from the first
+                                  worker's start to the last one's end, ``cpu`` is the process's
+                                  CPU over that span, ``workers`` has each worker's count,
+                                  seconds, CPU (its own thread's) and start (from the first),
+                                  ``overlap`` the share of the span when all of them ran
     idle URL K [HOLD]             hold K open connections; RSS per connection; with HOLD
                                   seconds, the CPU while they stay idle (with
                                   ``BENCH_KEEPALIVE=SECONDS``, each client's own keepalive
@@ -23,8 +31,8 @@ server's compressed JSON-like text.
 
 The floors are clients too: ``raw`` (a plain socket reading the push stream into one reused
 buffer, against the raw server; ``URL`` is then ``tcp://127.0.0.1:PORT``; with ``threads``, K
-such sockets in K threads) and ``pyobj`` (a C-level iterator yielding a new bytes object per
-message, with the same loop). The native floors are in ``bench/native``.
+such sockets in K threads, timed like the clients') and ``pyobj`` (a C-level iterator yielding a
+new bytes object per message, with the same loop). The native floors are in ``bench/native``.
 """
 
 from __future__ import annotations
@@ -97,6 +105,12 @@ def ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=CA_FILE)
 
 
+def gil_enabled() -> bool:
+    """Whether the GIL is on now (an extension without free-threading support turns it on)."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return True if is_enabled is None else bool(is_enabled())
+
+
 def cpu() -> float:
     """User + system CPU seconds of this process (all threads), at nanosecond resolution."""
     return time.process_time()
@@ -132,6 +146,7 @@ def report(count: int, timer: Timer, **extra: Any) -> None:
         "seconds": timer.seconds,
         "cpu": timer.cpu,
         "rss_kb": peak_rss_kb(),
+        "gil": gil_enabled(),
         **extra,
     }
     print(json.dumps(result), flush=True)
@@ -268,25 +283,91 @@ def sync_setup(connect: Callable[[str], Any], url: str, seconds: float) -> None:
 
 
 def sync_threads(connect: Callable[[str], Any], url: str, k: int, n: int, size: int) -> None:
+    """K threads, each receiving its own push over its own connection, each timing itself."""
+    clocks = [WorkerClock() for _ in range(k)]
     counts = [0] * k
-    barrier = threading.Barrier(k + 1)
+    barrier = threading.Barrier(k)
 
     def worker(i: int) -> None:
         ws = connect(f"{url}/push?n={n}&size={size}")
         barrier.wait()
+        clock = clocks[i]
+        clock.start()
+        count = 0
         for _msg in ws:
-            counts[i] += 1
+            count += 1
+        clock.stop()
+        counts[i] = count
         ws.close()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
+    run_workers(worker, k, barrier)
+    assert counts == [n] * k, counts
+    report_workers(counts, clocks)
+
+
+class WorkerClock:
+    """One worker's own start and end: wall clock, this thread's CPU and the process's CPU.
+
+    The scenario's span is from the first worker's start to the last one's end; the process CPU
+    read at those two moments covers every thread, the libraries' own background threads too.
+    """
+
+    def start(self) -> None:
+        self.t0, self.thread0, self.process0 = time.perf_counter(), time.thread_time(), cpu()
+
+    def stop(self) -> None:
+        self.t1, self.thread1, self.process1 = time.perf_counter(), time.thread_time(), cpu()
+
+
+def run_workers(worker: Callable[[int], None], k: int, barrier: threading.Barrier) -> None:
+    """Run worker(0..K-1) in K threads; a worker's exception fails the measurement (and breaks
+    the barrier the others wait at)."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            worker(i)
+        except BaseException as e:
+            errors.append(e)
+            barrier.abort()
+            raise
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(k)]
     for t in threads:
         t.start()
-    barrier.wait()
-    with Timer() as timer:
-        for t in threads:
-            t.join()
-    assert counts == [n] * k, counts
-    report(sum(counts), timer)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def report_workers(counts: list[int], clocks: list[WorkerClock]) -> None:
+    """The aggregate over the span from the first start to the last end, and each worker."""
+    first = min(clocks, key=lambda c: c.t0)
+    last = max(clocks, key=lambda c: c.t1)
+    span = last.t1 - first.t0
+    workers = [
+        {
+            "count": count,
+            "seconds": c.t1 - c.t0,
+            "cpu": c.thread1 - c.thread0,
+            "start": c.t0 - first.t0,
+        }
+        for count, c in zip(counts, clocks, strict=True)
+    ]
+    result = {
+        "count": sum(counts),
+        "seconds": span,
+        "cpu": last.process1 - first.process0,
+        "rss_kb": peak_rss_kb(),
+        "workers": workers,
+        # All workers running at once: the share of the span from the last start to the first
+        # end (1.0 when they start and end together, 0 or less when one ends before another
+        # starts).
+        "overlap": (min(c.t1 for c in clocks) - max(c.t0 for c in clocks)) / span,
+        "gil": gil_enabled(),
+    }
+    print(json.dumps(result), flush=True)
 
 
 def sync_idle(connect: Callable[[str], Any], url: str, k: int, hold: float = 0.0) -> None:
@@ -567,14 +648,19 @@ async def async_idle(client: AsyncClient, url: str, k: int, hold: float = 0.0) -
 # ---- floors ---------------------------------------------------------------------------------
 
 
-def raw_receive(url: str, n: int, size: int) -> None:
-    """Read the raw server's push stream of N frames of SIZE bytes into one reused buffer."""
+def raw_connect(url: str, n: int, size: int) -> socket.socket:
+    """Ask the raw server for its push stream of N frames of SIZE bytes."""
     host, port = url.removeprefix("tcp://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"push {n} {size}\n".encode())
+    return sock
+
+
+def raw_read(sock: socket.socket, n: int, size: int) -> None:
+    """Read the push stream to its end into one reused buffer."""
     frame = len(frame_header(size)) + size
     view = memoryview(bytearray(1 << 20))
     total = 0
-    sock = socket.create_connection((host, int(port)))
-    sock.sendall(f"push {n} {size}\n".encode())
     while True:
         got = sock.recv_into(view)
         if not got:
@@ -586,19 +672,25 @@ def raw_receive(url: str, n: int, size: int) -> None:
 
 def raw_push(url: str, n: int, size: int) -> None:
     with Timer() as timer:
-        raw_receive(url, n, size)
+        raw_read(raw_connect(url, n, size), n, size)
     report(n, timer)
 
 
 def raw_threads(url: str, k: int, n: int, size: int) -> None:
-    """K threads, each reading its own push stream (recv_into releases the GIL)."""
-    threads = [threading.Thread(target=raw_receive, args=(url, n, size)) for _ in range(k)]
-    with Timer() as timer:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    report(k * n, timer)
+    """K threads, each reading its own push stream (recv_into releases the GIL), each timing
+    itself like the clients' threads scenario."""
+    clocks = [WorkerClock() for _ in range(k)]
+    barrier = threading.Barrier(k)
+
+    def worker(i: int) -> None:
+        sock = raw_connect(url, n, size)
+        barrier.wait()
+        clocks[i].start()
+        raw_read(sock, n, size)
+        clocks[i].stop()
+
+    run_workers(worker, k, barrier)
+    report_workers([n] * k, clocks)
 
 
 def frame_header(size: int) -> bytes:
