@@ -1366,3 +1366,53 @@ def test_sync_recv_streaming_left_mid_message_drops_its_rest(
     finally:
         sent.set()
         ws.close()
+
+
+# ---- 7. a bytearray rewritten by another thread while it is sent -----------------------------
+
+
+def unmasked_payload(frame: bytes) -> bytes:
+    """The payload of one masked binary frame of 64 KiB or more (quickly: as integers)."""
+    assert frame[0] == 0x82 and frame[1] == 0x80 | 127, frame[:2]
+    (n,) = struct.unpack("!Q", frame[2:10])
+    mask, body = frame[10:14], frame[14:]
+    assert len(body) == n and n % 4 == 0
+    key = int.from_bytes(mask * (n // 4))
+    return (int.from_bytes(body) ^ key).to_bytes(n)
+
+
+@pytest.mark.timeout(60)
+def test_a_bytearray_rewritten_while_sent_is_framed_whole() -> None:
+    """Thread B rewrites a 256 KiB bytearray in place (slice assignment, all one byte then all
+    another) while thread A sends it with ``Protocol.send_binary``, which frames it straight
+    from its memory: each frame holds one version, never a mix. (Free-threaded, the send holds
+    the object's critical section, which bytearray's writes take too.)"""
+    protocol = opened_protocol(False)
+    n = 256 * 1024
+    data = bytearray(b"a" * n)
+    versions = [b"a" * n, b"b" * n]
+    stop = threading.Event()
+    sends = size(200, 2000)
+    seen: list[bytes] = []
+
+    def writer() -> None:
+        k = 0
+        while not stop.is_set():
+            data[:] = versions[k % 2]
+            k += 1
+
+    def sender() -> None:
+        try:
+            for _ in range(sends):
+                protocol.send_binary(data)
+                seen.append(unmasked_payload(protocol.data_to_send()))
+        finally:
+            stop.set()
+
+    crew = Crew()
+    crew.spawn("writer", writer)
+    crew.spawn("sender", sender)
+    crew.join(40)
+    mixed = [i for i, payload in enumerate(seen) if payload not in versions]
+    assert len(seen) == sends
+    assert not mixed, f"{len(mixed)} of {sends} frames mix both versions"

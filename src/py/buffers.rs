@@ -3,6 +3,7 @@
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::critical_section::with_critical_section;
 use pyo3::types::{PyBytes, PyString};
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -42,7 +43,7 @@ fn byte_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
 /// buffer), with the interpreter attached. `bytes` and C-contiguous buffers are read in place;
 /// other buffers are copied once.
 ///
-/// `f` must not detach from the interpreter: the proof below relies on it.
+/// `f` must not detach from the interpreter nor call into it: the proof below relies on it.
 #[allow(unsafe_code)]
 pub fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(bytes) = obj.cast::<PyBytes>() {
@@ -62,13 +63,16 @@ pub fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyRe
     // the memory alive and stops it from being resized (`bytearray` raises BufferError) until
     // `buffer` is dropped at the end of this function, after the slice's last use in `f`. The
     // slice is only read, and this thread stays attached to the interpreter from the export
-    // to the end of `f` (every caller passes an `f` that does not detach: the blocking
-    // driver takes its engine lock before calling this, not inside `f`), so on an interpreter
-    // with a GIL no Python code writes to the buffer meanwhile; native code writing to it
-    // without the GIL would race any consumer of the buffer protocol and is the owner's to
-    // prevent.
+    // to the end of `f` (every caller passes an `f` that neither detaches nor calls into the
+    // interpreter: the blocking driver takes its engine lock before calling this, not inside
+    // `f`). With a GIL, no Python code runs meanwhile. Free-threaded, `f` runs inside the
+    // object's critical section (below), which `bytearray` takes for every write of its own
+    // methods (CPython 3.14 Objects/bytearrayobject.c), so those writes wait for `f` too; a
+    // write that takes no lock (through another memoryview, or native code) would race any
+    // consumer of the buffer protocol, `socket.send` included, and is the owner's to prevent.
     let data = unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, len) };
-    Ok(f(data))
+    // A no-op with a GIL.
+    Ok(with_critical_section(obj, || f(data)))
 }
 
 /// A control frame payload: `None` is empty, `str` is its UTF-8, any bytes-like object its
