@@ -6,7 +6,9 @@
 #     without one the cp314t wheels are skipped with one line saying why, unless
 #     DIST_REQUIRE_FT=1 (scripts/release.sh), which then fails;
 #   - an sdist, checked by building a wheel from it with pip and nothing but a Rust toolchain.
-# Each is checked: auditwheel must report manylinux_2_17, `twine check` must pass, the sdist
+# Each is checked: auditwheel must report manylinux_2_17, every undefined symbol of its
+# extension must be a glibc 2.17 one, weak or Python's own (scripts/wheel-symbols.py: auditwheel
+# does not look at unversioned symbols), `twine check` must pass, the sdist
 # must hold what a build needs and none of the repository's bulk (bench/, target/, ...).
 # Tools come from requirements-dist.txt into .venv-dist; Rust targets through rustup.
 set -euo pipefail
@@ -113,6 +115,9 @@ for wheel in "${wheels[@]}"; do
         exit 1
     fi
 done
+
+echo "== undefined symbols within each wheel's manylinux tag"
+python3 scripts/wheel-symbols.py "${wheels[@]}"
 
 echo "== extension modules named for their platform"
 for wheel in "${wheels[@]}"; do

@@ -86,8 +86,17 @@ impl<'a> Signals<'a> {
     }
 }
 
-/// The `pthread_t` of the process's main thread, or 0 until a call on that thread finds out.
+/// The `pthread_t` of the process's main thread, or 0 until it is known: told by
+/// [`set_main_thread`], else found by a call on that thread (see [`find_main_thread`]).
 static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+/// Names the main thread by its `pthread_t` (the Python module does at import: the thread
+/// `threading.main_thread()` names, where the interpreter runs signal handlers), so that no
+/// other thread has to ask the kernel on each wait.
+pub fn set_main_thread(thread: usize) {
+    watch_forks();
+    MAIN_THREAD.store(thread, Ordering::Relaxed);
+}
 
 /// True on the process's main thread: a comparison with no thread-local lookup (this runs on
 /// every wait of every call).
@@ -101,25 +110,34 @@ fn is_main_thread() -> bool {
     }
 }
 
+/// Until the main thread is known: the calling thread is the main one when its kernel thread
+/// id is the process id. (The raw system call: glibc's `gettid()` wrapper is from 2.30, newer
+/// than the manylinux2014 wheels' glibc 2.17.)
 #[cold]
 fn find_main_thread(me: usize) -> bool {
-    // SAFETY: getpid and gettid take no arguments, touch no memory and cannot fail.
+    // SAFETY: getpid and the gettid system call take no arguments, touch no memory and
+    // cannot fail.
     #[allow(unsafe_code)]
-    let main = unsafe { libc::getpid() == libc::gettid() };
+    let main = unsafe { libc::syscall(libc::SYS_gettid) == libc::c_long::from(libc::getpid()) };
     if main {
-        static AT_FORK: Once = Once::new();
-        AT_FORK.call_once(|| {
-            // SAFETY: `forked` is an `extern "C"` function that cannot unwind and only does
-            // an atomic store, which is async-signal-safe as a fork handler must be; the
-            // function lives as long as the process.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::pthread_atfork(None, None, Some(forked));
-            }
-        });
-        MAIN_THREAD.store(me, Ordering::Relaxed);
+        set_main_thread(me);
     }
     main
+}
+
+/// In a forked child the thread that forked is the only one, and Python's main thread: the
+/// child finds it again on first use.
+fn watch_forks() {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: `forked` is an `extern "C"` function that cannot unwind and only does an
+        // atomic store, which is async-signal-safe as a fork handler must be; the function
+        // lives as long as the process.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forked));
+        }
+    });
 }
 
 /// In a forked child the thread that forked is the main thread: found again on first use.

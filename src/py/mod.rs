@@ -20,6 +20,14 @@ pub(crate) use objects::{headers_object, str_pairs};
 #[pymodule(name = "_core", gil_used = false)]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Python's ident of a thread is its pthread_t (PyThread_get_thread_ident).
+    let main: usize = m
+        .py()
+        .import("threading")?
+        .call_method0("main_thread")?
+        .getattr("ident")?
+        .extract()?;
+    crate::blocking::net::set_main_thread(main);
     m.add_class::<connection::PyConnection>()?;
     m.add_class::<streaming::Fragments>()?;
     m.add_class::<protocol::PyProtocol>()?;
