@@ -105,6 +105,22 @@ class Crew:
             raise AssertionError(f"thread {name} failed: {error!r}") from error
 
 
+@contextlib.contextmanager
+def alongside(
+    inspector: Callable[[], None], start: threading.Event, stop: threading.Event
+) -> Iterator[None]:
+    """Runs ``inspector`` in a thread of its own and sets ``start`` for every thread; on
+    leaving, sets ``stop`` and joins the inspector (its failure fails the test)."""
+    inspecting = Crew()
+    inspecting.spawn("inspector", inspector)
+    start.set()
+    try:
+        yield
+    finally:
+        stop.set()
+        inspecting.join(10)
+
+
 def wait_for(predicate: Callable[[], bool], limit: float, what: str) -> None:
     """Polls ``predicate`` until it holds; fails after ``limit`` seconds."""
     deadline = time.monotonic() + limit
@@ -436,14 +452,8 @@ def shared_connection_round(
         crew.spawn(f"sender-{n}", functools.partial(sender, n))
     crew.spawn("receiver", receiver)
     crew.spawn("closer", closer)
-    inspecting = Crew()
-    inspecting.spawn("inspector", inspector)
-    start.set()
-    try:
+    with alongside(inspector, start, stop):
         crew.join(40)
-    finally:
-        stop.set()
-        inspecting.join(10)
     assert inspector_turns[0] > 0
 
     # The receiver saw a normal close, after close() began.
@@ -570,18 +580,12 @@ def test_pings_from_many_threads_while_messages_flow(
         crew.spawn(f"pinger-{n}", functools.partial(pinger, n))
     crew.spawn("sender", sender)
     crew.spawn("receiver", receiver)
-    inspecting = Crew()
-    inspecting.spawn("inspector", inspector)
-    start.set()
-    try:
+    with alongside(inspector, start, stop):
         crew.join(40)
         # A fence: its echo comes after every pong (the server answers in order), and recv()
         # logs what the engine journaled until then.
         ws.send("fence")
         assert ws.recv(timeout=10) == "fence"
-    finally:
-        stop.set()
-        inspecting.join(10)
     assert ws.latency > 0.0
     assert all(math.isfinite(x) and x >= 0.0 for x in latencies)
     assert records.count("pong from") == pingers * pings
