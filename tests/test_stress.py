@@ -26,15 +26,14 @@ import random
 import socket
 import struct
 import sys
-import sysconfig
 import threading
 import time
 import warnings
 import weakref
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any
 
 import pytest
 import uvloop
@@ -56,12 +55,9 @@ from sigil_ws import (
 )
 from sigil_ws.events import Fragment
 
-from .conftest import RawConnection, RawServer, open_fds, server_frame
+from .conftest import FREE_THREADED, RawConnection, RawServer, open_fds, server_frame
 
 FULL = os.environ.get("SIGIL_SOAK") == "full"
-FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-T = TypeVar("T")
 
 
 def size(ci: int, full: int) -> int:
@@ -119,6 +115,14 @@ def alongside(
     finally:
         stop.set()
         inspecting.join(10)
+
+
+def run_loop(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Runs ``main`` in a new event loop of this thread: ``"uvloop"`` or ``"asyncio"``."""
+    if loop == "uvloop":
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 def wait_for(predicate: Callable[[], bool], limit: float, what: str) -> None:
@@ -755,10 +759,7 @@ def test_event_loops_in_four_threads(stress: StressServer) -> None:
             async with asyncio.timeout(40):
                 await asyncio.gather(*(asyncio_connection(urls[s], s, count) for s in senders))
 
-        if n == loops - 1:
-            uvloop.run(main())
-        else:
-            asyncio.run(main())
+        run_loop("uvloop" if n == loops - 1 else "asyncio", main())
 
     crew = Crew()
     for n in range(loops):
@@ -1124,14 +1125,8 @@ def test_unclosed_asyncio_connections_collected_in_another_thread(
                 await asyncio.sleep(0.005)
         in_loop_fds.append(len(open_fds()) - baseline)
 
-    def loop_thread() -> None:
-        if loop == "uvloop":
-            uvloop.run(main())
-        else:
-            asyncio.run(main())
-
     crew = Crew()
-    crew.spawn("loop", loop_thread)
+    crew.spawn("loop", lambda: run_loop(loop, main()))
     if not dropped.wait(20):
         crew.join(1)
         pytest.fail("the loop never dropped its connections")
@@ -1245,14 +1240,8 @@ def test_abandoned_asyncio_streaming_iteration_collected_in_another_thread(
             attempt.done.set()
             await ws.close()
 
-    def loop_thread() -> None:
-        if loop == "uvloop":
-            uvloop.run(main())
-        else:
-            asyncio.run(main())
-
     crew = Crew()
-    crew.spawn("loop", loop_thread)
+    crew.spawn("loop", lambda: run_loop(loop, main()))
     for i in range(count):
         if not attempts[str(i)].blasting.wait(20):
             break
