@@ -45,9 +45,10 @@ def undefined(library: Path) -> list[tuple[str, str, str | None]]:
     return symbols
 
 
-def problems(library: Path, glibc: tuple[int, int]) -> list[str]:
+def problems(symbols: list[tuple[str, str, str | None]], glibc: tuple[int, int]) -> list[str]:
+    """What is wrong with each of ``symbols`` (from ``undefined``) under glibc ``glibc``."""
     found = []
-    for bind, name, version in undefined(library):
+    for bind, name, version in symbols:
         if bind == "WEAK":
             continue
         if version is None:
@@ -74,10 +75,10 @@ def main() -> int:
             libraries = [n for n in archive.namelist() if n.endswith(".so")]
             archive.extractall(tmp, members=libraries)
             for name in libraries:
-                found = problems(Path(tmp) / name, glibc)
-                count = len(undefined(Path(tmp) / name))
+                symbols = undefined(Path(tmp) / name)
+                found = problems(symbols, glibc)
                 verdict = "FAILED" if found else "ok"
-                print(f"    {wheel.name}: {name}: {count} undefined symbols, {verdict}")
+                print(f"    {wheel.name}: {name}: {len(symbols)} undefined symbols, {verdict}")
                 for problem in found:
                     print(f"      {problem}", file=sys.stderr)
                 failed |= bool(found)
