@@ -101,9 +101,7 @@ pub fn set_main_thread(thread: usize) {
 /// True on the process's main thread: a comparison with no thread-local lookup (this runs on
 /// every wait of every call).
 fn is_main_thread() -> bool {
-    // SAFETY: pthread_self takes no arguments, touches no memory and cannot fail.
-    #[allow(unsafe_code)]
-    let me = unsafe { libc::pthread_self() } as usize;
+    let me = current_thread();
     match MAIN_THREAD.load(Ordering::Relaxed) {
         0 => find_main_thread(me),
         main => main == me,
@@ -113,6 +111,15 @@ fn is_main_thread() -> bool {
 /// Until the main thread is known: the calling thread is the main one when its kernel thread
 /// id is the process id. (The raw system call: glibc's `gettid()` wrapper is from 2.30, newer
 /// than the manylinux2014 wheels' glibc 2.17.)
+/// The calling thread's `pthread_t`: no other live thread has it, and it is never 0.
+#[inline]
+pub fn current_thread() -> usize {
+    // SAFETY: pthread_self takes no arguments, touches no memory and cannot fail.
+    #[allow(unsafe_code)]
+    let me = unsafe { libc::pthread_self() } as usize;
+    me
+}
+
 #[cold]
 fn find_main_thread(me: usize) -> bool {
     // SAFETY: getpid and the gettid system call take no arguments, touch no memory and

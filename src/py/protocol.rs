@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyList, PyString};
 
+use crate::blocking::net::current_thread;
 use crate::error::Error;
 use crate::options;
 use crate::protocol::{close_code, Event, Protocol, State, STREAM_PAYLOAD};
@@ -37,7 +38,7 @@ use super::options::{connect_options, ConnectArgs};
 pub struct PyProtocol {
     /// The engine and the driver's state: one call at a time, from any thread.
     inner: Mutex<Inner>,
-    /// The thread inside a call ([`thread_token`]), 0 when none: a call from inside a call
+    /// The thread inside a call ([`current_thread`]), 0 when none: a call from inside a call
     /// of the same thread (a finaliser that runs there) is refused, not left to deadlock.
     owner: AtomicUsize,
 }
@@ -58,15 +59,6 @@ struct Inner {
     /// is written. Only immutable objects are kept: `bytes`, and `str` (its UTF-8 is cached in
     /// the object, at a fixed address, for the object's life).
     streamed: Option<Py<PyAny>>,
-}
-
-/// A number for the calling thread, distinct from every other live thread's (the address of
-/// a thread-local) and never 0.
-fn thread_token() -> usize {
-    thread_local! {
-        static TOKEN: u8 = const { 0 };
-    }
-    TOKEN.with(|t| std::ptr::from_ref(t) as usize)
 }
 
 /// A call's hold on a [`PyProtocol`]'s state.
@@ -103,7 +95,7 @@ impl PyProtocol {
     /// that is inside a call already raises `RuntimeError`. A call that panicked left the
     /// state as a `&mut` call would have: it stays usable.
     fn lock(&self, py: Python<'_>) -> PyResult<Held<'_>> {
-        let me = thread_token();
+        let me = current_thread();
         let inner = match self.inner.try_lock() {
             Ok(inner) => inner,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
