@@ -162,13 +162,13 @@ def is_floor(row: Row) -> bool:
     return bool(row.get("floor", row["client"] in FLOORS))
 
 
-def best_peer(rows: dict[str, Row], ft: bool = False) -> tuple[str, float] | None:
-    """The fastest client that is neither ours nor a floor, on the GIL build (or with FT, on
-    the free-threaded interpreter): (name, messages/s)."""
+def best_peer(rows: dict[str, Row]) -> tuple[str, float] | None:
+    """The fastest client on the GIL build that is neither ours nor a floor: (name,
+    messages/s)."""
     peers = [
         (c, float(r["rate"]))
         for c, r in rows.items()
-        if c not in OURS and not is_floor(r) and c.endswith(FT) == ft
+        if c not in OURS and not is_floor(r) and not c.endswith(FT)
     ]
     return max(peers, key=lambda p: p[1]) if peers else None
 
