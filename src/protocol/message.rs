@@ -7,7 +7,7 @@
 
 use crate::buffer::KEEP_CAPACITY;
 use crate::deflate::Deflate;
-use crate::error::{DeflateError, ProtocolError};
+use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode};
 use crate::utf8::Utf8Validator;
 
@@ -449,22 +449,14 @@ impl Reassembly {
             self.fragmented = Some(text);
         }
         let before = self.message.len();
-        // Pieces already handed out count towards the limit (`max_size` is what is left).
-        let limit = self.max_size;
-        let (streamed, configured) = (self.streamed, self.limit);
-        let whole = |e: DeflateError| match e {
-            DeflateError::TooBig { size, limit } => DeflateError::TooBig {
-                size: size.saturating_add(streamed),
-                limit: configured.unwrap_or(limit),
-            },
-            e => e,
-        };
+        // The inflater counts the whole message, pieces already handed out included: its limit
+        // is the configured one (`max_size` is what is left of it after those pieces).
+        let limit = self.limit;
         if header.fin {
             deflate.feed_last(payload, &mut self.message, limit)
         } else {
             deflate.feed(payload, &mut self.message, limit)
-        }
-        .map_err(whole)?;
+        }?;
         // The incremental check fails a bad message before the rest of it arrives; a message
         // in one frame has no rest, and `complete` proves it whole just below (once, not twice).
         let whole_message = header.fin && header.opcode != OpCode::Continuation;

@@ -927,7 +927,9 @@ impl Protocol {
                 let first = opcode != OpCode::Continuation;
                 let wire = &mut self.wire;
                 with_scratch(&mut self.deflated, |out| {
-                    deflate.compress_fragment(data, fin, out);
+                    deflate
+                        .compress_fragment(data, fin, out)
+                        .map_err(|e| Error::Protocol(e.into()))?;
                     wire.write_frame_fin(opcode, &[out], first, fin)
                 })?;
             }

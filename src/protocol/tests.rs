@@ -915,10 +915,27 @@ mod rfc7692_permessage_deflate {
             })
             .collect();
         assert_eq!(text, "Hello");
-        // The pieces handed out count towards max_size: 5 bytes > 4.
+        // The pieces handed out count towards max_size: 5 bytes > 4; 5 bytes fit in 5, each
+        // counted once, in a piece or in what inflates after it.
         let mut p = negotiated("permessage-deflate", Config { max_size: Some(4) });
         p.stream_message();
         expect_failure(&mut p, &stream, 1009);
+        let mut p = negotiated("permessage-deflate", Config { max_size: Some(5) });
+        p.stream_message();
+        p.receive_data(&stream[..6], 0.0).unwrap();
+        let first = events(&mut p).unwrap();
+        assert!(matches!(first[..], [Ev::TextPiece(_)]), "{first:?}");
+        p.receive_data(&stream[6..], 0.0).unwrap();
+        let rest = events(&mut p).unwrap();
+        let text: String = first
+            .iter()
+            .chain(&rest)
+            .map(|e| match e {
+                Ev::TextPiece(t) | Ev::Text(t) => t.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(text, "Hello");
     }
 
     #[test]
