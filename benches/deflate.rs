@@ -1,6 +1,6 @@
 //! Instructions per compressed message, for callgrind, on slices of a file as Autobahn's cases
-//! 12 and 13 send them: our encoder against zlib-rs level 1 (what sigil-ws used before), and
-//! our decoder against zlib-rs's inflate (likewise).
+//! 12 and 13 send them: our codec (zlib-rs wrapped by src/deflate.rs) against zlib-rs called
+//! directly: what the wrapper adds.
 //!
 //! Usage: `deflate MODE FILE SIZE BITS COUNT [nct]`. It takes COUNT consecutive SIZE-byte
 //! slices of FILE (wrapping around, as Autobahn does) and prints the compressed bytes.
