@@ -447,34 +447,16 @@ impl Compressor {
         keep_tail: bool,
     ) -> Result<(), DeflateError> {
         let start = out.len();
-        let result = self.compress_parts(parts, out);
-        if let Err(e) = result {
-            out.truncate(start);
+        let result = self
+            .compress_parts(parts, out)
+            .and_then(|()| end_message(out, start, keep_tail));
+        if result.is_err() {
             // The stream may be cut anywhere: start a new one (the server's next message
             // cannot refer to what it never got).
-            self.z.reset();
-            return Err(e);
-        }
-        if out.ends_with(&TAIL) && out.len() >= start + TAIL.len() {
-            if !keep_tail {
-                out.truncate(out.len() - TAIL.len());
-            }
-        } else if out.len() == start {
-            // zlib writes nothing for a flush right after another with no input between (an
-            // empty message after an empty one): the empty stored block is ours to write,
-            // 0x00 (§7.2.3.6) or, with its length octets, 0x00 0x00 0x00 0xff 0xff.
-            out.push(0x00);
-            if keep_tail {
-                out.extend_from_slice(&TAIL);
-            }
-        } else {
             out.truncate(start);
-            self.z.reset();
-            return Err(DeflateError::Compress {
-                reason: "the sync flush did not end the data with an empty stored block".into(),
-            });
+            self.reset();
         }
-        Ok(())
+        result
     }
 
     fn compress_parts(&mut self, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), DeflateError> {
@@ -493,6 +475,29 @@ impl Compressor {
     fn reset(&mut self) {
         self.z.reset();
     }
+}
+
+/// Ends a compressed message that zlib's sync flush left at `out[start..]`: its last 4 octets
+/// removed unless `keep_tail`.
+fn end_message(out: &mut Vec<u8>, start: usize, keep_tail: bool) -> Result<(), DeflateError> {
+    if out.get(start..).is_some_and(|data| data.ends_with(&TAIL)) {
+        if !keep_tail {
+            out.truncate(out.len() - TAIL.len());
+        }
+    } else if out.len() == start {
+        // zlib writes nothing for a flush right after another with no input between (an
+        // empty message after an empty one): the empty stored block is ours to write,
+        // 0x00 (§7.2.3.6) or, with its length octets, 0x00 0x00 0x00 0xff 0xff.
+        out.push(0x00);
+        if keep_tail {
+            out.extend_from_slice(&TAIL);
+        }
+    } else {
+        return Err(DeflateError::Compress {
+            reason: "the sync flush did not end the data with an empty stored block".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The server's messages' inflater: zlib-rs (through flate2), writing straight into the
