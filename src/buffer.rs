@@ -3,6 +3,8 @@
 //! The buffer stays initialised past the data it holds, so a driver can read from the socket
 //! straight into its free space (no copy from a separate read buffer) without `unsafe`.
 
+use std::mem::MaybeUninit;
+
 /// Received bytes in `buf[pos..end]`; `buf[end..]` is initialised free space.
 #[derive(Debug, Default)]
 pub struct InputBuffer {
@@ -117,19 +119,87 @@ impl InputBuffer {
     }
 }
 
-/// Copies `src` into the start of `dest` (memory that need not be initialised yet), as much
-/// as fits; returns the bytes copied. (`<[MaybeUninit<u8>]>::write_copy_of_slice` needs a
-/// newer Rust than the crate's minimum.)
-pub fn copy_to_uninit(dest: &mut [std::mem::MaybeUninit<u8>], src: &[u8]) -> usize {
-    let n = src.len().min(dest.len());
-    // SAFETY: both regions are valid for `n` bytes (`n` is at most either length), they
-    // cannot overlap (`dest` is a unique borrow, `src` a shared one), and `MaybeUninit<u8>`
-    // has `u8`'s layout; writing initialised bytes into `MaybeUninit` memory is always sound.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::ptr::copy_nonoverlapping(src.as_ptr(), dest.as_mut_ptr().cast::<u8>(), n);
+/// Memory filled from its start that need not be initialised beyond what was written: a large
+/// payload received straight into its final object (`blocking/large.rs`). Only this type's
+/// methods write the memory, and each counts what it wrote, so `memory[..filled]` is
+/// initialised at all times: [`Filling::filled`] relies on nothing else.
+#[derive(Debug)]
+pub struct Filling<'a> {
+    memory: &'a mut [MaybeUninit<u8>],
+    filled: usize,
+}
+
+impl<'a> Filling<'a> {
+    /// Nothing written yet.
+    pub fn new(memory: &'a mut [MaybeUninit<u8>]) -> Self {
+        Filling { memory, filled: 0 }
     }
-    n
+
+    /// The bytes written.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// The memory's length.
+    pub fn capacity(&self) -> usize {
+        self.memory.len()
+    }
+
+    /// True while nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// True once every byte is written.
+    pub fn is_full(&self) -> bool {
+        self.filled == self.memory.len()
+    }
+
+    /// Appends as much of `src` as fits; returns the bytes taken.
+    pub fn extend(&mut self, src: &[u8]) -> usize {
+        let free = self.memory.get_mut(self.filled..).unwrap_or_default();
+        let n = src.len().min(free.len());
+        // One `memcpy` once optimised.
+        for (slot, &byte) in free.iter_mut().zip(src) {
+            slot.write(byte);
+        }
+        self.filled += n;
+        n
+    }
+
+    /// Lends the free memory to `write` (a `recv` into uninitialised memory) and appends what
+    /// it returns as written: initialised bytes (it is a `&mut [u8]`) that must be the start
+    /// of the free memory, else nothing is counted. Returns the bytes appended.
+    pub fn fill_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<&mut [u8], E>,
+    ) -> Result<usize, E> {
+        let free = self.memory.get_mut(self.filled..).unwrap_or_default();
+        let (start, room) = (free.as_ptr().cast::<u8>(), free.len());
+        let written = write(free)?;
+        if !std::ptr::eq(written.as_ptr(), start) || written.len() > room {
+            debug_assert!(false, "a write returned memory it was not lent");
+            return Ok(0);
+        }
+        let n = written.len();
+        self.filled += n;
+        Ok(n)
+    }
+
+    /// The bytes written, from the start.
+    pub fn filled(&self) -> &[u8] {
+        let part = self.memory.get(..self.filled).unwrap_or_default();
+        // SAFETY: `part` is `memory[..filled]`, which is initialised: `filled` starts at 0 and
+        // grows only in `extend`, by the bytes it has just written, and in `fill_with`, by the
+        // length of a `&mut [u8]` (initialised, by that type's rules) at the start of the
+        // unwritten memory, bounds checked. Nothing else can write `memory`: the field is
+        // private, the borrow unique, and no method stores an uninitialised byte.
+        // `MaybeUninit<u8>` has `u8`'s layout.
+        #[allow(unsafe_code)]
+        unsafe {
+            &*(part as *const [MaybeUninit<u8>] as *const [u8])
+        }
+    }
 }
 
 #[cfg(test)]
@@ -159,14 +229,55 @@ mod tests {
     }
 
     #[test]
-    fn copies_into_uninitialised_memory() {
-        let mut dest = [std::mem::MaybeUninit::<u8>::uninit(); 4];
-        assert_eq!(copy_to_uninit(&mut dest, b"abcdef"), 4);
-        assert_eq!(copy_to_uninit(&mut dest[1..], b"Z"), 1);
-        // SAFETY: every byte was written above.
-        #[allow(unsafe_code)]
-        let bytes = dest.map(|b| unsafe { b.assume_init() });
-        assert_eq!(&bytes, b"aZcd");
+    fn fills_uninitialised_memory_from_its_start() {
+        let mut memory = [MaybeUninit::<u8>::uninit(); 6];
+        let mut filling = Filling::new(&mut memory);
+        assert!(filling.is_empty());
+        assert_eq!(filling.extend(b"abc"), 3);
+        assert_eq!(filling.filled(), b"abc");
+        // A write that initialises the first free byte and returns it.
+        let n = filling.fill_with(|free| {
+            let first = free.first_mut().ok_or(())?;
+            Ok::<_, ()>(std::slice::from_mut(first.write(b'd')))
+        });
+        assert_eq!((n, filling.filled()), (Ok(1), &b"abcd"[..]));
+        assert_eq!(filling.fill_with(|_| Err("failed")), Err("failed"));
+        assert_eq!(filling.extend(b"efgh"), 2);
+        assert!(filling.is_full());
+        assert_eq!(filling.filled(), b"abcdef");
+        assert_eq!(filling.extend(b"more"), 0);
+        assert_eq!(filling.len(), 6);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a system call")]
+    fn fills_from_a_socket() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &a, b"hello").unwrap();
+        let mut memory = [MaybeUninit::<u8>::uninit(); 8];
+        let mut filling = Filling::new(&mut memory);
+        filling.extend(b">");
+        let n = filling.fill_with(|free| {
+            rustix::net::recv(&b, free, rustix::net::RecvFlags::empty()).map(|((init, _), _)| init)
+        });
+        assert_eq!((n, filling.filled()), (Ok(5), &b">hello"[..]));
+    }
+
+    #[test]
+    #[cfg_attr(
+        debug_assertions,
+        should_panic(expected = "a write returned memory it was not lent")
+    )]
+    fn counts_nothing_a_write_did_not_store_at_the_start() {
+        let mut memory = [MaybeUninit::<u8>::uninit(); 4];
+        let mut filling = Filling::new(&mut memory);
+        // The second byte, not the first: refused (a panic in debug builds, else 0 counted).
+        let n = filling.fill_with(|free| {
+            let second = free.get_mut(1).ok_or(())?;
+            Ok::<_, ()>(std::slice::from_mut(second.write(b'x')))
+        });
+        assert_eq!(n, Ok(0));
+        assert!(filling.is_empty());
     }
 
     #[test]

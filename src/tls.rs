@@ -14,7 +14,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use crate::buffer::{copy_to_uninit, InputBuffer};
+use crate::buffer::{Filling, InputBuffer};
 use crate::error::Error;
 
 pub use crate::options::TlsOptions;
@@ -249,17 +249,17 @@ impl TlsLayer {
 
     /// Feeds ciphertext; appends the plaintext it yields to `plaintext`.
     pub fn read(&mut self, data: &[u8], plaintext: &mut InputBuffer) -> Result<TlsRead, Error> {
-        self.read_direct(data, &mut [], plaintext)
+        self.read_direct(data, &mut Filling::new(&mut []), plaintext)
             .map(|(read, _)| read)
     }
 
     /// Like [`TlsLayer::read`], but the plaintext fills `direct` first (the rest of a large
     /// payload a driver receives into memory of its own) and only what follows goes into
-    /// `plaintext`. Returns how many bytes of `direct` were written.
+    /// `plaintext`. Returns how many bytes were appended to `direct`.
     pub fn read_direct(
         &mut self,
         mut data: &[u8],
-        direct: &mut [std::mem::MaybeUninit<u8>],
+        direct: &mut Filling<'_>,
         plaintext: &mut InputBuffer,
     ) -> Result<(TlsRead, usize), Error> {
         let mut result = TlsRead::default();
@@ -275,8 +275,7 @@ impl TlsLayer {
                         Ok([]) => break,
                         Ok(chunk) => {
                             let n = chunk.len();
-                            let rest = direct.get_mut(filled..).unwrap_or_default();
-                            let k = copy_to_uninit(rest, chunk);
+                            let k = direct.extend(chunk);
                             filled += k;
                             if let Some(to_buffer) = chunk.get(k..).filter(|b| !b.is_empty()) {
                                 plaintext.extend(to_buffer);

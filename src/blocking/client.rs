@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
+use rustix::event::PollFlags;
+
 use super::large::{self, Large, LargeSink, NoLarge};
 use super::net::{self, expired, Peer, ReadTimeout, Signals, Stream};
 use super::service::{self, Registration, Served, Visit};
@@ -827,15 +829,15 @@ impl Client {
             // Replies wait for a peer that does not read: wait for either direction.
             let ready = net::wait(
                 &self.stream,
-                libc::POLLIN | libc::POLLOUT,
+                PollFlags::IN | PollFlags::OUT,
                 deadline,
                 during,
                 signals,
             )?;
-            if ready & libc::POLLOUT != 0 {
+            if ready.contains(PollFlags::OUT) {
                 self.flush_now();
             }
-            if ready & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            if !ready.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
                 return Ok(());
             }
         }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::net::{ReadTimeout, Signals, Stream};
 use super::sync::{lock, Blocking};
+use crate::buffer::Filling;
 use crate::error::Error;
 use crate::protocol::{LargeFrame, Protocol};
 
@@ -35,11 +36,12 @@ pub(super) struct Reads<'a> {
 
 /// Memory a large payload is received into, and what it becomes once whole.
 pub trait LargeTarget<T>: Send {
-    /// Exactly the payload's length, not necessarily initialised.
-    fn memory(&mut self) -> &mut [MaybeUninit<u8>];
-    /// The received message, once every byte of [`LargeTarget::memory`] is written. Called
-    /// with the interpreter attached, as the message conversion is.
-    fn finish(self) -> T;
+    /// Runs `receive` on the memory, exactly the payload's length and empty; afterwards the
+    /// target keeps whether `receive` filled it. Called once.
+    fn receive<R>(&mut self, receive: impl FnOnce(&mut Filling<'_>) -> R) -> R;
+    /// The received message, if [`LargeTarget::receive`] filled every byte. Called with the
+    /// interpreter attached, as the message conversion is.
+    fn finish(self) -> Option<T>;
 }
 
 /// Makes [`LargeTarget`]s.
@@ -69,10 +71,10 @@ pub struct NoLarge;
 pub enum Never {}
 
 impl<T> LargeTarget<T> for Never {
-    fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
+    fn receive<R>(&mut self, _receive: impl FnOnce(&mut Filling<'_>) -> R) -> R {
         match *self {}
     }
-    fn finish(self) -> T {
+    fn finish(self) -> Option<T> {
         match self {}
     }
 }
@@ -87,26 +89,24 @@ impl<T> LargeSink<T> for NoLarge {
 /// A plain Rust target: a vector (for tests and Rust users).
 pub struct VecSink;
 
-/// The vector being filled.
-pub struct VecTarget(Vec<MaybeUninit<u8>>);
+/// The memory being filled, and the message once it is whole.
+pub struct VecTarget {
+    memory: Vec<MaybeUninit<u8>>,
+    message: Option<Vec<u8>>,
+}
 
 impl LargeTarget<Vec<u8>> for VecTarget {
-    fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
-        &mut self.0
-    }
-    fn finish(self) -> Vec<u8> {
+    fn receive<R>(&mut self, receive: impl FnOnce(&mut Filling<'_>) -> R) -> R {
+        let mut memory = Filling::new(&mut self.memory);
+        let result = receive(&mut memory);
         // Safe and copy-free would need `Vec::assume_init` (unstable); a copy is fine here.
-        self.0
-            .iter()
-            .map(|b| {
-                // SAFETY: `finish` is only called once every byte of `memory()` was written
-                // (the `LargeTarget` contract, kept by `receive_large`).
-                #[allow(unsafe_code)]
-                unsafe {
-                    b.assume_init()
-                }
-            })
-            .collect()
+        if memory.is_full() {
+            self.message = Some(memory.filled().to_vec());
+        }
+        result
+    }
+    fn finish(self) -> Option<Vec<u8>> {
+        self.message
     }
 }
 
@@ -115,18 +115,10 @@ impl LargeSink<Vec<u8>> for VecSink {
     fn target(&mut self, len: usize) -> Option<VecTarget> {
         let mut memory = Vec::new();
         memory.resize_with(len, MaybeUninit::uninit);
-        Some(VecTarget(memory))
-    }
-}
-
-/// The initialised start of `memory`.
-fn initialised(memory: &[MaybeUninit<u8>], n: usize) -> &[u8] {
-    let part = memory.get(..n).unwrap_or_default();
-    // SAFETY: callers pass the `n` bytes they wrote (the buffered prefix, then what the socket
-    // or the TLS layer stored), so `part` is initialised; `MaybeUninit<u8>` has `u8`'s layout.
-    #[allow(unsafe_code)]
-    unsafe {
-        &*(part as *const [MaybeUninit<u8>] as *const [u8])
+        Some(VecTarget {
+            memory,
+            message: None,
+        })
     }
 }
 
@@ -151,63 +143,55 @@ pub(super) fn receive_large<T, S: LargeSink<T>, B: Blocking>(
     let Some(mut target) = sink.target(frame.len) else {
         return Ok(Large::Declined);
     };
-    lock(wire.engine()).copy_large_prefix(&frame, target.memory());
-    let memory = target.memory();
-    let (filled, result) = blocking.run(|| {
-        let mut filled = frame.buffered;
-        let result = read_payload(
-            wire,
-            &mut reads,
-            &frame,
-            memory,
-            &mut filled,
-            deadline,
-            during,
-            signals,
-        );
-        (filled, result)
+    let result = target.receive(|memory| {
+        if memory.capacity() != frame.len {
+            // Not the payload's length: the frame takes the engine's buffer after all.
+            return Ok(false);
+        }
+        lock(wire.engine()).copy_large_prefix(&frame, memory);
+        let result = blocking
+            .run(|| read_payload(wire, &mut reads, &frame, memory, deadline, during, signals));
+        let mut engine = lock(wire.engine());
+        if memory.is_full() && engine.complete_large(&frame).is_ok() {
+            engine.trim();
+            return Ok(true);
+        }
+        // Cut short (a timeout, a signal, the end of the stream): what was read goes back to
+        // the engine, which continues as if it had been fed normally.
+        let received = memory.filled().get(frame.buffered..).unwrap_or_default();
+        engine.abandon_large(received);
+        result.map(|()| false)
     });
-    let mut engine = lock(wire.engine());
-    if filled == frame.len && engine.complete_large(&frame).is_ok() {
-        engine.trim();
-        drop(engine);
-        return Ok(Large::Message(target.finish()));
+    match result? {
+        true => Ok(target.finish().map_or(Large::Cut, Large::Message)),
+        false => Ok(Large::Cut),
     }
-    // Cut short (a timeout, a signal, the end of the stream): what was read goes back to
-    // the engine, which continues as if it had been fed normally.
-    let received = initialised(target.memory(), filled);
-    engine.abandon_large(received.get(frame.buffered..).unwrap_or_default());
-    result.map(|()| Large::Cut)
 }
 
-/// Reads until `memory` is full or the stream ends, counting in `filled`.
-#[allow(clippy::too_many_arguments)]
+/// Reads until `memory` is full or the stream ends.
 fn read_payload(
     wire: &impl Wire,
     reads: &mut Reads<'_>,
     frame: &LargeFrame,
-    memory: &mut [MaybeUninit<u8>],
-    filled: &mut usize,
+    memory: &mut Filling<'_>,
     deadline: Option<Instant>,
     during: &'static str,
     signals: Signals<'_>,
 ) -> Result<(), Error> {
-    while *filled < frame.len {
-        let rest = memory.get_mut(*filled..frame.len).unwrap_or_default();
+    while !memory.is_full() {
         if !frame.tls {
             let n = wire
                 .stream()
-                .read_uninit(reads.timeout, rest, deadline, during, signals)?;
+                .read_into(reads.timeout, memory, deadline, during, signals)?;
             let mut engine = lock(wire.engine());
             if n == 0 {
                 engine.receive_eof();
                 return Ok(());
             }
             engine.large_progress(wire.now());
-            *filled += n;
             continue;
         }
-        // Under TLS: ciphertext into the reader's buffer, plaintext straight into `rest`.
+        // Under TLS: ciphertext into the reader's buffer, plaintext straight into `memory`.
         reads.buf.resize(reads.size, 0);
         let read = wire
             .stream()
@@ -218,7 +202,7 @@ fn read_payload(
             return Ok(());
         }
         let data = reads.buf.get(..read).unwrap_or_default();
-        *filled += engine.receive_data_large(data, rest, wire.now())?;
+        engine.receive_data_large(data, memory, wire.now())?;
         if engine.termination().is_some() {
             // A TLS failure or close_notify: nothing more comes.
             return Ok(());

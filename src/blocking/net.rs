@@ -6,17 +6,21 @@
 //! with `MSG_DONTWAIT` and wait for room with `poll`, so every write has a deadline and a
 //! writer blocked on a peer that stopped reading wakes when the socket is shut down.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream,
 };
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Once};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::net::RecvFlags;
 use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
+use crate::buffer::Filling;
 use crate::error::Error;
 
 /// How often a wait on the main thread stops to run the caller's signal check: a signal sent to
@@ -86,20 +90,54 @@ impl<'a> Signals<'a> {
     }
 }
 
-/// The `pthread_t` of the process's main thread, or 0 until it is known: told by
-/// [`set_main_thread`], else found by a call on that thread (see [`find_main_thread`]).
+/// The [`current_thread`] identity of the thread that runs the interpreter's signal handlers,
+/// or 0 until it is known: told by [`set_main_thread`] or [`set_main_thread_id`], else found by
+/// a call on that thread (see [`find_main_thread`]).
 static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
 
-/// Names the main thread by its `pthread_t` (the Python module does at import: the thread
-/// `threading.main_thread()` names, where the interpreter runs signal handlers), so that no
-/// other thread has to ask the kernel on each wait.
-pub fn set_main_thread(thread: usize) {
-    watch_forks();
-    MAIN_THREAD.store(thread, Ordering::Relaxed);
+/// The kernel thread id of that thread, when it was named while unknown to [`current_thread`]
+/// (the module imported on another thread); 0: the thread whose id is the process id.
+static MAIN_TID: AtomicI32 = AtomicI32::new(0);
+
+/// The next identity [`current_thread`] hands out (0 is never one).
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// This thread's identity, 0 until its first [`current_thread`] call.
+    static THREAD: Cell<usize> = const { Cell::new(0) };
 }
 
-/// True on the process's main thread: a comparison with no thread-local lookup (this runs on
-/// every wait of every call).
+/// The calling thread's identity: no other thread of the process has it, and it is never 0.
+/// (Each thread takes the next number once; a `usize` count does not run out.) A forked child
+/// keeps the forking thread's identity, still unique since no other thread is copied.
+#[inline]
+pub fn current_thread() -> usize {
+    THREAD.with(|id| match id.get() {
+        0 => {
+            let new = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+            id.set(new);
+            new
+        }
+        known => known,
+    })
+}
+
+/// Names the calling thread as the main one (the Python module does at import on the thread
+/// `threading.main_thread()` names, and in a child after `os.fork()`, where the forking thread
+/// becomes the main one), so that no thread has to ask the kernel on each wait.
+pub fn set_main_thread() {
+    MAIN_THREAD.store(current_thread(), Ordering::Relaxed);
+}
+
+/// Names the main thread by its kernel thread id (`threading.main_thread().native_id`), for an
+/// import on another thread: the main thread recognises itself on its first wait.
+pub fn set_main_thread_id(tid: i32) {
+    MAIN_TID.store(tid, Ordering::Relaxed);
+    MAIN_THREAD.store(0, Ordering::Relaxed);
+}
+
+/// True on the process's main thread: once that is known, one comparison (this runs on every
+/// wait of every call).
 fn is_main_thread() -> bool {
     let me = current_thread();
     match MAIN_THREAD.load(Ordering::Relaxed) {
@@ -109,47 +147,19 @@ fn is_main_thread() -> bool {
 }
 
 /// Until the main thread is known: the calling thread is the main one when its kernel thread
-/// id is the process id. (The raw system call: glibc's `gettid()` wrapper is from 2.30, newer
-/// than the manylinux2014 wheels' glibc 2.17.)
-/// The calling thread's `pthread_t`: no other live thread has it, and it is never 0.
-#[inline]
-pub fn current_thread() -> usize {
-    // SAFETY: pthread_self takes no arguments, touches no memory and cannot fail.
-    #[allow(unsafe_code)]
-    let me = unsafe { libc::pthread_self() } as usize;
-    me
-}
-
+/// id is the one named, or else the process id. (rustix makes the `gettid` system call itself:
+/// glibc's wrapper is from 2.30, newer than the manylinux2014 wheels' glibc 2.17.)
 #[cold]
 fn find_main_thread(me: usize) -> bool {
-    // SAFETY: getpid and the gettid system call take no arguments, touch no memory and
-    // cannot fail.
-    #[allow(unsafe_code)]
-    let main = unsafe { libc::syscall(libc::SYS_gettid) == libc::c_long::from(libc::getpid()) };
-    if main {
-        set_main_thread(me);
+    let main = match MAIN_TID.load(Ordering::Relaxed) {
+        0 => rustix::process::getpid().as_raw_nonzero().get(),
+        tid => tid,
+    };
+    let found = rustix::thread::gettid().as_raw_nonzero().get() == main;
+    if found {
+        MAIN_THREAD.store(me, Ordering::Relaxed);
     }
-    main
-}
-
-/// In a forked child the thread that forked is the only one, and Python's main thread: the
-/// child finds it again on first use.
-fn watch_forks() {
-    static AT_FORK: Once = Once::new();
-    AT_FORK.call_once(|| {
-        // SAFETY: `forked` is an `extern "C"` function that cannot unwind and only does an
-        // atomic store, which is async-signal-safe as a fork handler must be; the function
-        // lives as long as the process.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::pthread_atfork(None, None, Some(forked));
-        }
-    });
-}
-
-/// In a forked child the thread that forked is the main thread: found again on first use.
-extern "C" fn forked() {
-    MAIN_THREAD.store(0, Ordering::Relaxed);
+    found
 }
 
 /// Time left until `deadline` (`None`: no deadline), or a timeout error naming `during`.
@@ -463,74 +473,49 @@ fn poll_writable(
     running: &[(Socket, SocketAddr)],
     timeout: Option<Duration>,
 ) -> Result<Vec<usize>, Error> {
-    let mut fds: Vec<libc::pollfd> = running
+    let mut fds: Vec<PollFd<'_>> = running
         .iter()
-        .map(|(s, _)| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        })
+        .map(|(s, _)| PollFd::new(s, PollFlags::OUT))
         .collect();
-    let ms = match timeout {
-        None => -1,
-        // Round up, so a wait never ends before its time and spins.
-        Some(d) => libc::c_int::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
-    };
-    let count = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
-    // SAFETY: `fds` is a valid, initialised array of `count` pollfd structs (its length,
-    // which fits nfds_t: at most one per resolved address) that lives for the whole call.
-    #[allow(unsafe_code)]
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), count, ms) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(Vec::new());
-        }
-        return Err(Error::Io(e));
+    match poll_until(&mut fds, timeout) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Io(e)),
     }
     Ok(fds
         .iter()
         .enumerate()
-        .filter(|(_, fd)| fd.revents != 0)
+        .filter(|(_, fd)| !fd.revents().is_empty())
         .map(|(i, _)| i)
         .collect())
 }
 
-/// Waits until the socket is ready for `events` (`POLLIN`, `POLLOUT`) or the deadline passes;
+/// `poll(2)` for up to `timeout` (`None`: forever); the number of ready descriptors. The
+/// kernel rounds the timeout up, never down, so a wait does not end early and spin.
+fn poll_until(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    // A timeout too long for a timespec is forever.
+    let timeout = timeout.and_then(|d| Timespec::try_from(d).ok());
+    Ok(rustix::event::poll(fds, timeout.as_ref())?)
+}
+
+/// Waits until the socket is ready for `events` (`IN`, `OUT`) or the deadline passes;
 /// returns the events that are ready (errors and hang-ups count as ready: the next read or
 /// write reports them).
 pub fn wait(
-    socket: &impl AsRawFd,
-    events: libc::c_short,
+    socket: &impl AsFd,
+    events: PollFlags,
     deadline: Option<Instant>,
     during: &'static str,
     signals: Signals<'_>,
-) -> Result<libc::c_short, Error> {
+) -> Result<PollFlags, Error> {
     loop {
         let left = remaining(deadline, during)?;
-        let slice = signals.slice(left);
-        let ms = match slice {
-            None => -1,
-            // Round up, so a wait never ends before the deadline and spins.
-            Some(d) => libc::c_int::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
-        };
-        let mut fd = libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        // SAFETY: `fd` is one valid, initialised `pollfd` that lives on this stack frame for
-        // the whole call, and the count passed is 1.
-        #[allow(unsafe_code)]
-        let n = unsafe { libc::poll(&mut fd, 1, ms) };
-        if n > 0 {
-            return Ok(fd.revents);
-        }
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(Error::Io(e));
-            }
+        let mut fd = [PollFd::new(socket, events)];
+        match poll_until(&mut fd, signals.slice(left)) {
+            Ok(0) => {}
+            Ok(_) => return Ok(fd[0].revents()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
         }
         // Interrupted, or a slice ended: let the caller's handlers run.
         signals.check()?;
@@ -589,7 +574,7 @@ pub fn connect_unix(
             if e.raw_os_error() == Some(libc::EINPROGRESS)
                 || e.kind() == io::ErrorKind::WouldBlock =>
         {
-            wait(&socket, libc::POLLOUT, deadline, "connecting", signals)?;
+            wait(&socket, PollFlags::OUT, deadline, "connecting", signals)?;
             if let Some(e) = socket.take_error()? {
                 return Err(Error::Io(e));
             }
@@ -640,23 +625,36 @@ impl Stream {
         during: &'static str,
         signals: Signals<'_>,
     ) -> Result<usize, Error> {
-        // SAFETY: as in `read_now`: the same layout, and recv(2) only stores initialised bytes,
-        // so `buf` stays fully initialised.
-        #[allow(unsafe_code)]
-        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-        self.read_uninit(timeout, uninit, deadline, during, signals)
+        self.read_with(timeout, deadline, during, signals, || {
+            rustix::net::recv(&self.tcp, &mut *buf, RecvFlags::empty()).map(|(n, _)| n)
+        })
     }
 
     /// [`Stream::read`] into memory that need not be initialised (a large payload's final
-    /// object, see `blocking/large.rs`): the first `n` bytes are initialised when it returns
-    /// `Ok(n)`.
-    pub fn read_uninit(
+    /// object, see `blocking/large.rs`), appended to what `memory` holds.
+    pub fn read_into(
         &self,
         timeout: &mut ReadTimeout,
-        buf: &mut [std::mem::MaybeUninit<u8>],
+        memory: &mut Filling<'_>,
         deadline: Option<Instant>,
         during: &'static str,
         signals: Signals<'_>,
+    ) -> Result<usize, Error> {
+        self.read_with(timeout, deadline, during, signals, || {
+            memory.fill_with(|free| {
+                rustix::net::recv(&self.tcp, free, RecvFlags::empty()).map(|((init, _), _)| init)
+            })
+        })
+    }
+
+    /// One `recv` by `recv` under the read timeout, retried until the deadline.
+    fn read_with(
+        &self,
+        timeout: &mut ReadTimeout,
+        deadline: Option<Instant>,
+        during: &'static str,
+        signals: Signals<'_>,
+        mut recv: impl FnMut() -> rustix::io::Result<usize>,
     ) -> Result<usize, Error> {
         loop {
             let left = deadline.map(|d| {
@@ -668,7 +666,7 @@ impl Stream {
                 self.tcp.set_read_timeout(want)?;
                 timeout.current = want;
             }
-            match self.tcp.recv(buf) {
+            match recv().map_err(io::Error::from) {
                 Ok(n) => return Ok(n),
                 Err(e) if is_disconnect(&e) => return Ok(0),
                 Err(e)
@@ -692,14 +690,11 @@ impl Stream {
     /// Reads what the socket holds now without waiting: `Ok(None)` when it holds nothing,
     /// `Ok(Some(0))` at end of stream (also for a peer that reset the connection).
     pub fn read_now(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the cast only
-        // widens what may be stored: recv(2) writes received (initialised) bytes into the
-        // slice and never de-initialises any, so `buf` is still fully initialised afterwards.
-        #[allow(unsafe_code)]
-        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
         loop {
-            match self.tcp.recv_with_flags(uninit, libc::MSG_DONTWAIT) {
-                Ok(n) => return Ok(Some(n)),
+            match rustix::net::recv(&self.tcp, &mut *buf, RecvFlags::DONTWAIT)
+                .map_err(io::Error::from)
+            {
+                Ok((n, _)) => return Ok(Some(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_disconnect(&e) => return Ok(Some(0)),
@@ -737,7 +732,7 @@ impl Stream {
                 0 => {
                     wait(
                         &self.tcp,
-                        libc::POLLOUT,
+                        PollFlags::OUT,
                         deadline,
                         "waiting for the peer to read",
                         signals,
@@ -753,6 +748,12 @@ impl Stream {
     /// may have gone already) are irrelevant at this point.
     pub fn shutdown(&self) {
         let _ = self.tcp.shutdown(Shutdown::Both);
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.tcp.as_fd()
     }
 }
 

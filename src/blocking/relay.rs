@@ -9,12 +9,12 @@
 //! [`TlsLayer`]). The handshakes with the proxy (TLS, then the tunnel) run on the caller's
 //! thread under `open_timeout` first.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
+use rustix::event::{PollFd, PollFlags};
 use socket2::Socket;
 
 use super::net::{connect_tcp, ReadTimeout, Signals, Stream};
@@ -122,29 +122,16 @@ fn pump(
     let mut cipher = Vec::new();
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: proxy.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: local.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(proxy, PollFlags::IN),
+            PollFd::new(local, PollFlags::IN),
         ];
-        // SAFETY: `fds` is a valid, initialised array of 2 pollfd structs that lives for the
-        // whole call, and the count passed is its length.
-        #[allow(unsafe_code)]
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::Io(e));
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::Io(e.into())),
         }
-        if fds[0].revents != 0 {
+        let [proxy_ready, local_ready] = fds.map(|fd| !fd.revents().is_empty());
+        if proxy_ready {
             let n = (&*proxy).read(&mut buf)?;
             if n == 0 {
                 return Ok(());
@@ -163,7 +150,7 @@ fn pump(
                 return Ok(());
             }
         }
-        if fds[1].revents != 0 {
+        if local_ready {
             let n = (&*local).read(&mut buf)?;
             if n == 0 {
                 tls.close();

@@ -14,10 +14,8 @@
 //! decoding (one copy from wherever the bytes are), and a compressed or fragmented message is
 //! inflated or reassembled in the engine anyway.
 
-use std::mem::MaybeUninit;
-
 use super::{Protocol, RESERVE_AHEAD};
-use crate::buffer::copy_to_uninit;
+use crate::buffer::Filling;
 use crate::error::Error;
 use crate::frame::{decode_header, OpCode};
 
@@ -94,9 +92,9 @@ impl Protocol {
         self.wire.input.release_reserve();
     }
 
-    /// Copies the payload bytes already buffered into the start of `dest` (at least
+    /// Copies the payload bytes already buffered into `dest` (empty, at least
     /// `frame.buffered` long); they stay buffered until [`Protocol::complete_large`].
-    pub fn copy_large_prefix(&self, frame: &LargeFrame, dest: &mut [MaybeUninit<u8>]) {
+    pub fn copy_large_prefix(&self, frame: &LargeFrame, dest: &mut Filling<'_>) {
         let start = frame.header_len;
         let prefix = self
             .wire
@@ -104,7 +102,7 @@ impl Protocol {
             .pending()
             .get(start..start + frame.buffered)
             .unwrap_or_default();
-        copy_to_uninit(dest, prefix);
+        dest.extend(prefix);
     }
 
     /// The driver read more of the large payload at `now`: a sign of life for the keepalive.
@@ -115,12 +113,12 @@ impl Protocol {
 
     /// Under TLS: feeds ciphertext read from the socket; the plaintext goes into `dest` (the
     /// rest of the large payload) first, what follows the payload into the input buffer.
-    /// Returns the bytes written into `dest`. A TLS failure fails the connection, as in
+    /// Returns the bytes appended to `dest`. A TLS failure fails the connection, as in
     /// [`Protocol::receive_data`].
     pub fn receive_data_large(
         &mut self,
         data: &[u8],
-        dest: &mut [MaybeUninit<u8>],
+        dest: &mut Filling<'_>,
         now: f64,
     ) -> Result<usize, Error> {
         if self.ignores_input() {

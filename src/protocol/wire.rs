@@ -1,7 +1,7 @@
 //! Bytes in and out of the engine, through the TLS layer when there is one: the only place that
 //! knows whether a connection is encrypted.
 
-use crate::buffer::{copy_to_uninit, InputBuffer, KEEP_CAPACITY};
+use crate::buffer::{Filling, InputBuffer, KEEP_CAPACITY};
 use crate::error::Error;
 use crate::frame::{encode_frame, encode_header, OpCode};
 use crate::mask::copy_masked;
@@ -78,7 +78,7 @@ impl Wire {
     pub fn receive_direct(
         &mut self,
         data: &[u8],
-        direct: &mut [std::mem::MaybeUninit<u8>],
+        direct: &mut Filling<'_>,
     ) -> Result<(usize, bool), Error> {
         match &mut self.tls {
             Some(tls) => {
@@ -88,7 +88,7 @@ impl Wire {
                 Ok((n, read.closed))
             }
             None => {
-                let k = copy_to_uninit(direct, data);
+                let k = direct.extend(data);
                 self.input.extend(data.get(k..).unwrap_or_default());
                 Ok((k, false))
             }

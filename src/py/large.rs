@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::blocking::large::{LargeSink, LargeTarget};
+use crate::buffer::Filling;
 use crate::error::Error;
 use crate::protocol::{LargeFrame, Protocol};
 
@@ -22,6 +23,9 @@ pub struct BytesTarget {
     /// Its first byte (`PyBytes_AsString`), `len` bytes long.
     data: NonNull<MaybeUninit<u8>>,
     len: usize,
+    /// Every byte is written: set only from a [`Filling`] over all of [`BytesTarget::memory`]
+    /// (in `receive`) or from [`PendingLarge`]'s count.
+    full: bool,
 }
 
 // SAFETY: `BytesTarget` is `Py<PyBytes>` (which is `Send`) plus a pointer into that same
@@ -33,11 +37,6 @@ pub struct BytesTarget {
 #[allow(unsafe_code)]
 unsafe impl Send for BytesTarget {}
 
-// SAFETY: a shared `&BytesTarget` gives access to nothing: every use of the pointer goes
-// through `&mut self`, so sharing references between threads cannot race on the bytes.
-#[allow(unsafe_code)]
-unsafe impl Sync for BytesTarget {}
-
 impl LargeSink<Py<PyAny>> for BytesSink<'_> {
     type Target = BytesTarget;
 
@@ -47,28 +46,29 @@ impl LargeSink<Py<PyAny>> for BytesSink<'_> {
         // reference to a bytes object of `size` bytes whose contents are left uninitialised
         // for the caller to write before the object is used, or NULL with an exception set
         // (MemoryError), which is cleared here: the payload then takes the engine's buffer.
+        // `PyBytes_AsString` on that bytes object returns a pointer to its `size` bytes and
+        // cannot fail.
         #[allow(unsafe_code)]
-        let object = unsafe {
+        let (object, data) = unsafe {
             let raw = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
-            match Bound::from_owned_ptr_or_err(self.0, raw) {
-                Ok(object) => object.cast_into_unchecked::<PyBytes>(),
-                Err(_) => return None,
-            }
+            let object = Bound::from_owned_ptr_or_err(self.0, raw)
+                .ok()?
+                .cast_into_unchecked::<PyBytes>();
+            let data = pyo3::ffi::PyBytes_AsString(object.as_ptr());
+            (object, data)
         };
-        // SAFETY: `object` is a bytes object (made just above); `PyBytes_AsString` on a
-        // bytes object returns a pointer to its `size` bytes and cannot fail.
-        #[allow(unsafe_code)]
-        let data = unsafe { pyo3::ffi::PyBytes_AsString(object.as_ptr()) };
         let data = NonNull::new(data.cast::<MaybeUninit<u8>>())?;
         Some(BytesTarget {
             object: object.unbind(),
             data,
             len,
+            full: false,
         })
     }
 }
 
-impl LargeTarget<Py<PyAny>> for BytesTarget {
+impl BytesTarget {
+    /// The object's bytes, not necessarily initialised.
     fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
         // SAFETY: `data` points to the `len` bytes of `object`, which `self` keeps alive and
         // which nothing else can reach (see the `Send` proof); `&mut self` makes this borrow
@@ -78,12 +78,21 @@ impl LargeTarget<Py<PyAny>> for BytesTarget {
             std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len)
         }
     }
+}
 
-    fn finish(self) -> Py<PyAny> {
-        // Every byte is written (the `LargeTarget` contract): the object is a valid `bytes`
-        // from here, and handing it out publishes it. The receive loop's mutexes order those
-        // writes before this, on whichever thread wrote them.
-        self.object.into_any()
+impl LargeTarget<Py<PyAny>> for BytesTarget {
+    fn receive<R>(&mut self, receive: impl FnOnce(&mut Filling<'_>) -> R) -> R {
+        let mut memory = Filling::new(self.memory());
+        let result = receive(&mut memory);
+        self.full = memory.is_full();
+        result
+    }
+
+    fn finish(self) -> Option<Py<PyAny>> {
+        // Once every byte is written the object is a valid `bytes`, and handing it out
+        // publishes it. The receive loop's mutexes order those writes before this, on
+        // whichever thread wrote them.
+        self.full.then(|| self.object.into_any())
     }
 }
 
@@ -110,6 +119,8 @@ pub fn return_free_memory() {
 pub struct PendingLarge {
     frame: LargeFrame,
     target: BytesTarget,
+    /// `target.memory()[..filled]` is written: `filled` only grows, by the count of a
+    /// [`Filling`] over `target.memory()[filled..]`, and nothing else writes the memory.
     filled: usize,
 }
 
@@ -127,30 +138,36 @@ impl PendingLarge {
             return_free_memory();
         }
         let mut target = BytesSink(py).target(frame.len)?;
-        engine.copy_large_prefix(&frame, target.memory());
+        let mut prefix = Filling::new(target.memory());
+        engine.copy_large_prefix(&frame, &mut prefix);
+        let filled = prefix.len();
         Some(PendingLarge {
             frame,
-            filled: frame.buffered,
+            filled,
             target,
         })
     }
 
     /// Feeds bytes from the socket received at `now`; true once the payload is whole.
     pub fn feed(&mut self, engine: &mut Protocol, data: &[u8], now: f64) -> Result<bool, Error> {
-        let rest = self
+        let free = self
             .target
             .memory()
             .get_mut(self.filled..)
             .unwrap_or_default();
-        self.filled += engine.receive_data_large(data, rest, now)?;
-        Ok(self.filled == self.frame.len)
+        let mut rest = Filling::new(free);
+        let result = engine.receive_data_large(data, &mut rest, now);
+        self.filled += rest.len();
+        result?;
+        self.target.full = self.filled == self.frame.len;
+        Ok(self.target.full)
     }
 
     /// The message, once [`PendingLarge::feed`] returned true; `None` (the bytes handed back)
     /// if the engine no longer has the frame under way.
     pub fn finish(self, engine: &mut Protocol) -> Option<Py<PyAny>> {
-        if self.filled == self.frame.len && engine.complete_large(&self.frame).is_ok() {
-            return Some(self.target.finish());
+        if self.target.full && engine.complete_large(&self.frame).is_ok() {
+            return self.target.finish();
         }
         self.abandon(engine);
         None
@@ -162,9 +179,9 @@ impl PendingLarge {
         let filled = self.filled;
         let memory = self.target.memory();
         let received = memory.get(self.frame.buffered..filled).unwrap_or_default();
-        // SAFETY: `memory[..filled]` was written (the prefix by `copy_large_prefix`, the rest
-        // by the engine in `feed`), so this part is initialised; `MaybeUninit<u8>` has `u8`'s
-        // layout.
+        // SAFETY: `memory[..filled]` is written, by `filled`'s invariant (its field comment:
+        // every update above adds what a `Filling` over the memory after `filled` appended).
+        // `MaybeUninit<u8>` has `u8`'s layout.
         #[allow(unsafe_code)]
         let received = unsafe { &*(received as *const [MaybeUninit<u8>] as *const [u8]) };
         engine.abandon_large(received);
