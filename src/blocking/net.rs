@@ -8,6 +8,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::mem::offset_of;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream,
 };
@@ -251,12 +252,16 @@ fn getaddrinfo(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
             "host name contains a NUL byte".into(),
         ));
     };
-    // SAFETY: `addrinfo` is a plain C struct of integers and pointers, for which all-zero bytes
-    // are a valid value (null pointers, zero lengths): the hints getaddrinfo(3) expects.
-    #[allow(unsafe_code)]
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_family = libc::AF_UNSPEC;
-    hints.ai_socktype = libc::SOCK_STREAM;
+    let hints = libc::addrinfo {
+        ai_flags: 0,
+        ai_family: libc::AF_UNSPEC,
+        ai_socktype: libc::SOCK_STREAM,
+        ai_protocol: 0,
+        ai_addrlen: 0,
+        ai_addr: std::ptr::null_mut(),
+        ai_canonname: std::ptr::null_mut(),
+        ai_next: std::ptr::null_mut(),
+    };
     let mut list: *mut libc::addrinfo = std::ptr::null_mut();
     // No service: the port is set on each address below (no services database lookup).
     // SAFETY: `c_host` is a NUL-terminated string and `hints` an initialised addrinfo, both alive
@@ -269,33 +274,37 @@ fn getaddrinfo(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
             // Read errno at once, on the thread that called getaddrinfo.
             return Err(Error::Io(io::Error::last_os_error()));
         }
-        // SAFETY: gai_strerror returns a pointer to a static, NUL-terminated string for any
-        // code (an "Unknown error" text for codes it does not know), never null in glibc or
-        // musl; it is only read here, before any other call.
-        #[allow(unsafe_code)]
-        let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(rc)) };
-        return Err(dns_error(host, rc, text.to_string_lossy().into_owned()));
+        return Err(dns_error(host, rc, gai_message(rc)));
     }
     let mut addrs = Vec::new();
-    let mut node = list;
-    while !node.is_null() {
-        // SAFETY: `node` is the non-null head returned by a successful getaddrinfo or an
-        // `ai_next` link of that list, which stays allocated until freeaddrinfo below; the
-        // reference does not outlive this iteration.
-        #[allow(unsafe_code)]
-        let info = unsafe { &*node };
+    let mut node = list.cast_const();
+    // SAFETY: `node` is null (the loop ends) or the head returned by the successful call above,
+    // or an `ai_next` link of that list: an `addrinfo` that stays allocated until
+    // freeaddrinfo below. The reference lives for one iteration, which reads it only.
+    #[allow(unsafe_code)]
+    while let Some(info) = unsafe { node.as_ref() } {
         if let Some(addr) = socket_addr(info, port) {
             addrs.push(addr);
         }
         node = info.ai_next;
     }
     // SAFETY: `list` is the head getaddrinfo returned on success (non-null then), freed once
-    // here, and no reference into it is used afterwards.
+    // here; the loop above, which alone read the list, has ended.
     #[allow(unsafe_code)]
     unsafe {
         libc::freeaddrinfo(list)
     };
     Ok(addrs)
+}
+
+/// The text of a resolver error code, as `socket.gaierror` shows it.
+fn gai_message(code: i32) -> String {
+    // SAFETY: gai_strerror takes any code and returns a pointer to a static, NUL-terminated
+    // string (an "Unknown error" text for codes it does not know), never null in glibc or musl;
+    // it is copied out at once.
+    #[allow(unsafe_code)]
+    let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(code)) };
+    text.to_string_lossy().into_owned()
 }
 
 /// The IPv4 or IPv6 address of one `addrinfo` entry with `port`; `None` for other families.
@@ -304,31 +313,28 @@ fn socket_addr(info: &libc::addrinfo, port: u16) -> Option<SocketAddr> {
         return None;
     }
     let len = usize::try_from(info.ai_addrlen).ok()?;
+    // SAFETY: getaddrinfo points `ai_addr` (not null, checked above) at a socket address of
+    // `ai_addrlen` bytes, allocated with the entry: `info` borrows the entry, so the bytes
+    // live as long as the slice. They are only read, and `u8` needs no alignment.
+    #[allow(unsafe_code)]
+    let bytes = unsafe { std::slice::from_raw_parts(info.ai_addr.cast::<u8>().cast_const(), len) };
+    // The fields are read at their offsets in the C structs, in the byte order they are stored.
+    let field = |offset: usize, size: usize| bytes.get(offset..offset + size);
     match info.ai_family {
-        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: for AF_INET, getaddrinfo points `ai_addr` at a `sockaddr_in` of
-            // `ai_addrlen` bytes (checked above to be enough), alive until freeaddrinfo, which
-            // the caller runs after this function returns; the read copies it out and does not
-            // rely on its alignment.
-            #[allow(unsafe_code)]
-            let sin = unsafe { std::ptr::read_unaligned(info.ai_addr.cast::<libc::sockaddr_in>()) };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+        libc::AF_INET => {
+            let addr = field(offset_of!(libc::sockaddr_in, sin_addr), 4)?;
+            let ip = Ipv4Addr::from(<[u8; 4]>::try_from(addr).ok()?);
             Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
         }
-        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: for AF_INET6, getaddrinfo points `ai_addr` at a `sockaddr_in6` of
-            // `ai_addrlen` bytes (checked above to be enough), alive until freeaddrinfo, which
-            // the caller runs after this function returns; the read copies it out and does not
-            // rely on its alignment.
-            #[allow(unsafe_code)]
-            let sin6 =
-                unsafe { std::ptr::read_unaligned(info.ai_addr.cast::<libc::sockaddr_in6>()) };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+        libc::AF_INET6 => {
+            let u32_at = |offset| Some(u32::from_ne_bytes(field(offset, 4)?.try_into().ok()?));
+            let addr = field(offset_of!(libc::sockaddr_in6, sin6_addr), 16)?;
+            let ip = Ipv6Addr::from(<[u8; 16]>::try_from(addr).ok()?);
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
                 port,
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
+                u32_at(offset_of!(libc::sockaddr_in6, sin6_flowinfo))?,
+                u32_at(offset_of!(libc::sockaddr_in6, sin6_scope_id))?,
             )))
         }
         _ => None,
@@ -935,13 +941,69 @@ mod tests {
         else {
             unreachable!()
         };
-        // SAFETY: gai_strerror returns a static, NUL-terminated string for any code.
-        #[allow(unsafe_code)]
-        let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(code)) };
-        assert_eq!(message, text.to_str().unwrap());
+        assert_eq!(message, &gai_message(code));
+        assert!(
+            !message.is_empty() && !message.starts_with("Unknown error"),
+            "{message}"
+        );
         assert_eq!(
             e.to_string(),
             format!("cannot resolve \"no-such-host.invalid\": {message}")
+        );
+    }
+
+    #[test]
+    fn reads_the_addresses_of_addrinfo_entries() {
+        let entry = |family: i32, addr: *mut libc::sockaddr, len: usize| libc::addrinfo {
+            ai_flags: 0,
+            ai_family: family,
+            ai_socktype: libc::SOCK_STREAM,
+            ai_protocol: 0,
+            ai_addrlen: len as libc::socklen_t,
+            ai_addr: addr,
+            ai_canonname: std::ptr::null_mut(),
+            ai_next: std::ptr::null_mut(),
+        };
+        let mut v4 = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([192, 0, 2, 7]),
+            },
+            sin_zero: [0; 8],
+        };
+        let v4_len = std::mem::size_of_val(&v4);
+        let v4_ptr = (&raw mut v4).cast::<libc::sockaddr>();
+        assert_eq!(
+            socket_addr(&entry(libc::AF_INET, v4_ptr, v4_len), 443),
+            Some("192.0.2.7:443".parse().unwrap())
+        );
+        // Too short for the address: skipped, not read past its end.
+        assert_eq!(socket_addr(&entry(libc::AF_INET, v4_ptr, 6), 443), None);
+        let mut v6 = libc::sockaddr_in6 {
+            sin6_family: libc::AF_INET6 as libc::sa_family_t,
+            sin6_port: 0,
+            sin6_flowinfo: 5,
+            sin6_addr: libc::in6_addr {
+                s6_addr: "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(),
+            },
+            sin6_scope_id: 3,
+        };
+        let v6_len = std::mem::size_of_val(&v6);
+        let v6_ptr = (&raw mut v6).cast::<libc::sockaddr>();
+        assert_eq!(
+            socket_addr(&entry(libc::AF_INET6, v6_ptr, v6_len), 80),
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                "2001:db8::1".parse().unwrap(),
+                80,
+                5,
+                3
+            )))
+        );
+        assert_eq!(socket_addr(&entry(libc::AF_UNIX, v6_ptr, v6_len), 80), None);
+        assert_eq!(
+            socket_addr(&entry(libc::AF_INET6, std::ptr::null_mut(), 28), 80),
+            None
         );
     }
 
