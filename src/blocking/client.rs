@@ -25,7 +25,7 @@ use super::sync::{lock, Blocking, Direct};
 use crate::buffer::KEEP_CAPACITY;
 use crate::error::{Error, Termination};
 use crate::options::Options;
-use crate::protocol::{Event, Message, Protocol, State, KEEPALIVE_TIMEOUT_REASON};
+use crate::protocol::{Event, Message, Protocol, State, Text, KEEPALIVE_TIMEOUT_REASON};
 
 /// Reads go to a stack buffer of this size until one fills it...
 const SMALL_READ: usize = 4 * 1024;
@@ -56,16 +56,17 @@ const READ_AHEAD_BUDGET: usize = 16;
 /// streamed, a piece of it with more to come.
 #[derive(Debug)]
 enum Parked {
-    Text(String),
+    /// The engine's text, kept as its bytes (see [`Text`]).
+    Text(Vec<u8>),
     Binary(Vec<u8>),
-    TextPiece(String),
+    TextPiece(Vec<u8>),
     BinaryPiece(Vec<u8>),
 }
 
 impl Parked {
     fn message(&self) -> Message<'_> {
         match self {
-            Parked::Text(t) | Parked::TextPiece(t) => Message::Text(t),
+            Parked::Text(t) | Parked::TextPiece(t) => Message::Text(Text::checked(t)),
             Parked::Binary(b) | Parked::BinaryPiece(b) => Message::Binary(b),
         }
     }
@@ -1081,14 +1082,14 @@ impl Client {
             match engine.next_event() {
                 Ok(Some(Event::Message(message))) => {
                     reader.parked.push_back(match message {
-                        Message::Text(t) => Parked::Text(t.to_owned()),
+                        Message::Text(t) => Parked::Text(t.as_bytes().to_vec()),
                         Message::Binary(b) => Parked::Binary(b.to_vec()),
                     });
                     engine.trim();
                 }
                 Ok(Some(Event::Fragment(message))) => {
                     reader.parked.push_back(match message {
-                        Message::Text(t) => Parked::TextPiece(t.to_owned()),
+                        Message::Text(t) => Parked::TextPiece(t.as_bytes().to_vec()),
                         Message::Binary(b) => Parked::BinaryPiece(b.to_vec()),
                     });
                     engine.trim();

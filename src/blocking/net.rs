@@ -283,7 +283,19 @@ fn getaddrinfo(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     // freeaddrinfo below. The reference lives for one iteration, which reads it only.
     #[allow(unsafe_code)]
     while let Some(info) = unsafe { node.as_ref() } {
-        if let Some(addr) = socket_addr(info, port) {
+        let len = usize::try_from(info.ai_addrlen).unwrap_or(0);
+        let bytes: &[u8] = if info.ai_addr.is_null() {
+            &[]
+        } else {
+            // SAFETY: `info` is an entry of the list above, and getaddrinfo(3) points a non-null
+            // `ai_addr` at a socket address of `ai_addrlen` bytes allocated with the entry:
+            // alive until freeaddrinfo, after the loop. Only read; `u8` needs no alignment.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::slice::from_raw_parts(info.ai_addr.cast::<u8>().cast_const(), len)
+            }
+        };
+        if let Some(addr) = socket_addr(info.ai_family, bytes, port) {
             addrs.push(addr);
         }
         node = info.ai_next;
@@ -307,20 +319,12 @@ fn gai_message(code: i32) -> String {
     text.to_string_lossy().into_owned()
 }
 
-/// The IPv4 or IPv6 address of one `addrinfo` entry with `port`; `None` for other families.
-fn socket_addr(info: &libc::addrinfo, port: u16) -> Option<SocketAddr> {
-    if info.ai_addr.is_null() {
-        return None;
-    }
-    let len = usize::try_from(info.ai_addrlen).ok()?;
-    // SAFETY: getaddrinfo points `ai_addr` (not null, checked above) at a socket address of
-    // `ai_addrlen` bytes, allocated with the entry: `info` borrows the entry, so the bytes
-    // live as long as the slice. They are only read, and `u8` needs no alignment.
-    #[allow(unsafe_code)]
-    let bytes = unsafe { std::slice::from_raw_parts(info.ai_addr.cast::<u8>().cast_const(), len) };
+/// The IPv4 or IPv6 address in `bytes` (a `sockaddr_in` or `sockaddr_in6` of `family`) with
+/// `port`; `None` for other families or too few bytes.
+fn socket_addr(family: i32, bytes: &[u8], port: u16) -> Option<SocketAddr> {
     // The fields are read at their offsets in the C structs, in the byte order they are stored.
     let field = |offset: usize, size: usize| bytes.get(offset..offset + size);
-    match info.ai_family {
+    match family {
         libc::AF_INET => {
             let addr = field(offset_of!(libc::sockaddr_in, sin_addr), 4)?;
             let ip = Ipv4Addr::from(<[u8; 4]>::try_from(addr).ok()?);
@@ -953,58 +957,44 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_addresses_of_addrinfo_entries() {
-        let entry = |family: i32, addr: *mut libc::sockaddr, len: usize| libc::addrinfo {
-            ai_flags: 0,
-            ai_family: family,
-            ai_socktype: libc::SOCK_STREAM,
-            ai_protocol: 0,
-            ai_addrlen: len as libc::socklen_t,
-            ai_addr: addr,
-            ai_canonname: std::ptr::null_mut(),
-            ai_next: std::ptr::null_mut(),
-        };
-        let mut v4 = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes([192, 0, 2, 7]),
-            },
-            sin_zero: [0; 8],
-        };
-        let v4_len = std::mem::size_of_val(&v4);
-        let v4_ptr = (&raw mut v4).cast::<libc::sockaddr>();
+    fn reads_socket_addresses_from_their_bytes() {
+        // A sockaddr_in and a sockaddr_in6 as getaddrinfo stores them, built field by field.
+        let mut v4 = vec![0u8; std::mem::size_of::<libc::sockaddr_in>()];
+        let at = offset_of!(libc::sockaddr_in, sin_addr);
+        v4[at..at + 4].copy_from_slice(&[192, 0, 2, 7]);
         assert_eq!(
-            socket_addr(&entry(libc::AF_INET, v4_ptr, v4_len), 443),
+            socket_addr(libc::AF_INET, &v4, 443),
             Some("192.0.2.7:443".parse().unwrap())
         );
         // Too short for the address: skipped, not read past its end.
-        assert_eq!(socket_addr(&entry(libc::AF_INET, v4_ptr, 6), 443), None);
-        let mut v6 = libc::sockaddr_in6 {
-            sin6_family: libc::AF_INET6 as libc::sa_family_t,
-            sin6_port: 0,
-            sin6_flowinfo: 5,
-            sin6_addr: libc::in6_addr {
-                s6_addr: "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(),
-            },
-            sin6_scope_id: 3,
+        assert_eq!(socket_addr(libc::AF_INET, &v4[..6], 443), None);
+        let mut v6 = vec![0u8; std::mem::size_of::<libc::sockaddr_in6>()];
+        let put = |bytes: &mut Vec<u8>, at: usize, value: &[u8]| {
+            bytes[at..at + value.len()].copy_from_slice(value);
         };
-        let v6_len = std::mem::size_of_val(&v6);
-        let v6_ptr = (&raw mut v6).cast::<libc::sockaddr>();
-        assert_eq!(
-            socket_addr(&entry(libc::AF_INET6, v6_ptr, v6_len), 80),
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                "2001:db8::1".parse().unwrap(),
-                80,
-                5,
-                3
-            )))
+        let ip: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        put(
+            &mut v6,
+            offset_of!(libc::sockaddr_in6, sin6_addr),
+            &ip.octets(),
         );
-        assert_eq!(socket_addr(&entry(libc::AF_UNIX, v6_ptr, v6_len), 80), None);
-        assert_eq!(
-            socket_addr(&entry(libc::AF_INET6, std::ptr::null_mut(), 28), 80),
-            None
+        put(
+            &mut v6,
+            offset_of!(libc::sockaddr_in6, sin6_flowinfo),
+            &5u32.to_ne_bytes(),
         );
+        put(
+            &mut v6,
+            offset_of!(libc::sockaddr_in6, sin6_scope_id),
+            &3u32.to_ne_bytes(),
+        );
+        assert_eq!(
+            socket_addr(libc::AF_INET6, &v6, 80),
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, 80, 5, 3)))
+        );
+        assert_eq!(socket_addr(libc::AF_INET6, &v6[..20], 80), None);
+        assert_eq!(socket_addr(libc::AF_UNIX, &v6, 80), None);
+        assert_eq!(socket_addr(libc::AF_INET6, &[], 80), None);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //!
 //! UTF-8 is proven once, by `std::str::from_utf8` over the whole message when it completes; an
 //! incremental check runs only over the part of a frame or message that has arrived so far, to
-//! fail fast (RFC 6455 §8.1) before the rest of a bad message is even received.
+//! fail fast (RFC 6455 §8.1) before the rest of a bad message is even received. A text message
+//! leaves the engine as [`Text`], bytes rather than `&str`: no unchecked conversion rests on
+//! that proof, and whoever needs a string checks again (Python's `str` constructor does as it
+//! decodes, at no extra cost).
 
 use crate::buffer::KEEP_CAPACITY;
 use crate::deflate::Deflate;
@@ -14,8 +17,8 @@ use crate::utf8::Utf8Validator;
 /// A complete message, borrowed from the engine until its next call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
-    /// A text message, valid UTF-8.
-    Text(&'a str),
+    /// A text message (or a piece of one), which the engine checked to be UTF-8.
+    Text(Text<'a>),
     /// A binary message.
     Binary(&'a [u8]),
 }
@@ -493,14 +496,41 @@ fn prove_utf8(payload: &[u8]) -> Result<(), ProtocolError> {
         .map_err(|_| invalid_text())
 }
 
-/// The message for a completed text payload that [`Reassembly::frame`] proved UTF-8.
-pub(super) fn text(payload: &[u8]) -> Message<'_> {
-    // SAFETY: `Reassembly::frame` returns a `Completed { text: true, .. }` only after
-    // `prove_utf8` (that is, `std::str::from_utf8`) accepted exactly these bytes: the in-place
-    // range `input[start..end]` or the whole reassembly buffer. The engine builds the message
-    // within the same `&mut self` call that decoded the frame, and nothing writes to the input
-    // buffer or the reassembly buffer in between (see `Protocol::next_event`).
-    #[allow(unsafe_code)]
-    let text = unsafe { std::str::from_utf8_unchecked(payload) };
-    Message::Text(text)
+/// The payload of a text message or piece: bytes the engine found to be UTF-8 (a whole message
+/// by `std::str::from_utf8`, a piece by the incremental check). Nothing relies on that finding
+/// for memory safety: [`Text::to_str`] checks again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Text<'a>(&'a [u8]);
+
+impl<'a> Text<'a> {
+    /// Text the engine (or a driver keeping the engine's text) checked to be UTF-8.
+    pub(crate) fn checked(bytes: &'a [u8]) -> Self {
+        Text(bytes)
+    }
+
+    /// The UTF-8 bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty text.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The text as `&str`, checked again (an error only if the engine's check was wrong).
+    pub fn to_str(&self) -> Result<&'a str, std::str::Utf8Error> {
+        std::str::from_utf8(self.0)
+    }
+}
+
+impl std::fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&String::from_utf8_lossy(self.0), f)
+    }
 }

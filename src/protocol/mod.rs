@@ -17,8 +17,8 @@
 use std::collections::VecDeque;
 
 pub use self::large::{LargeFrame, LARGE_PAYLOAD};
-pub use self::message::Message;
 use self::message::{Completed, Payload, Reassembly};
+pub use self::message::{Message, Text};
 use self::wire::Wire;
 use crate::buffer::{InputBuffer, KEEP_CAPACITY};
 use crate::deflate::{self, Deflate};
@@ -704,7 +704,7 @@ impl Protocol {
             Step::Message(Completed { text, payload }) => {
                 let message = |data| {
                     if text {
-                        message::text(data)
+                        Message::Text(Text::checked(data))
                     } else {
                         Message::Binary(data)
                     }

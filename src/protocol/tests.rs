@@ -87,9 +87,9 @@ fn events(p: &mut Protocol) -> Result<Vec<Ev>, Error> {
     let mut all = Vec::new();
     while let Some(e) = p.next_event()? {
         all.push(match e {
-            Event::Message(Message::Text(t)) => Ev::Text(t.to_string()),
+            Event::Message(Message::Text(t)) => Ev::Text(t.to_str().unwrap().to_string()),
             Event::Message(Message::Binary(b)) => Ev::Binary(b.to_vec()),
-            Event::Fragment(Message::Text(t)) => Ev::TextPiece(t.to_string()),
+            Event::Fragment(Message::Text(t)) => Ev::TextPiece(t.to_str().unwrap().to_string()),
             Event::Fragment(Message::Binary(b)) => Ev::BinaryPiece(b.to_vec()),
             Event::Ping(b) => Ev::Ping(b.to_vec()),
             Event::Pong(b) => Ev::Pong(b.to_vec()),

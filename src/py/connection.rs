@@ -98,10 +98,12 @@ impl PyConnection {
             seconds => options::timeout("timeout", seconds).map_err(|e| to_pyerr(py, e))?,
         };
         match with_signals(py, |signals, blocking| {
-            let convert = |m: Message<'_>| message_object(py, m).unbind();
+            let convert = |m: Message<'_>| message_object(py, m).map(Bound::unbind);
             self.client
                 .recv(timeout, signals, blocking, convert, &mut BytesSink(py))
-        }) {
+        })
+        .and_then(|message| message)
+        {
             Ok(message) => {
                 self.log.drain(py, &self.client);
                 Ok(message)

@@ -37,7 +37,7 @@ pub struct BytesTarget {
 #[allow(unsafe_code)]
 unsafe impl Send for BytesTarget {}
 
-impl LargeSink<Py<PyAny>> for BytesSink<'_> {
+impl LargeSink<PyResult<Py<PyAny>>> for BytesSink<'_> {
     type Target = BytesTarget;
 
     fn target(&mut self, len: usize) -> Option<BytesTarget> {
@@ -68,6 +68,13 @@ impl LargeSink<Py<PyAny>> for BytesSink<'_> {
 }
 
 impl BytesTarget {
+    /// The `bytes` object, once every byte is written: a valid object from then on, and
+    /// handing it out publishes it. The receive loop's mutexes order those writes before this,
+    /// on whichever thread wrote them.
+    fn into_bytes(self) -> Option<Py<PyAny>> {
+        self.full.then(|| self.object.into_any())
+    }
+
     /// The object's bytes, not necessarily initialised.
     fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
         // SAFETY: `data` points to the `len` bytes of `object`, which `self` keeps alive and
@@ -80,7 +87,7 @@ impl BytesTarget {
     }
 }
 
-impl LargeTarget<Py<PyAny>> for BytesTarget {
+impl LargeTarget<PyResult<Py<PyAny>>> for BytesTarget {
     fn receive<R>(&mut self, receive: impl FnOnce(&mut Filling<'_>) -> R) -> R {
         let mut memory = Filling::new(self.memory());
         let result = receive(&mut memory);
@@ -88,11 +95,8 @@ impl LargeTarget<Py<PyAny>> for BytesTarget {
         result
     }
 
-    fn finish(self) -> Option<Py<PyAny>> {
-        // Once every byte is written the object is a valid `bytes`, and handing it out
-        // publishes it. The receive loop's mutexes order those writes before this, on
-        // whichever thread wrote them.
-        self.full.then(|| self.object.into_any())
+    fn finish(self) -> Option<PyResult<Py<PyAny>>> {
+        self.into_bytes().map(Ok)
     }
 }
 
@@ -167,7 +171,7 @@ impl PendingLarge {
     /// if the engine no longer has the frame under way.
     pub fn finish(self, engine: &mut Protocol) -> Option<Py<PyAny>> {
         if self.target.full && engine.complete_large(&self.frame).is_ok() {
-            return self.target.finish();
+            return self.target.into_bytes();
         }
         self.abandon(engine);
         None

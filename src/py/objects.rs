@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
-use crate::protocol::{Event, Message, State};
+use crate::protocol::{Event, Message, State, Text};
 
 static HEADERS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static STATE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -72,11 +72,18 @@ pub fn state_object(py: Python<'_>, state: State) -> PyResult<Bound<'_, PyAny>> 
 }
 
 /// A message as `str` (text) or `bytes` (binary), copied once from the engine.
-pub fn message_object<'py>(py: Python<'py>, message: Message<'_>) -> Bound<'py, PyAny> {
-    match message {
-        Message::Text(text) => PyString::new(py, text).into_any(),
+pub fn message_object<'py>(py: Python<'py>, message: Message<'_>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match message {
+        Message::Text(text) => text_object(py, text)?.into_any(),
         Message::Binary(data) => PyBytes::new(py, data).into_any(),
-    }
+    })
+}
+
+/// The `str` of a text message. CPython decodes (and so checks) the UTF-8 as it builds the
+/// object, the same call `PyString::new` makes: the engine's proof is not relied upon, and an
+/// error there would be a `UnicodeDecodeError`, not undefined behaviour.
+pub fn text_object<'py>(py: Python<'py>, text: Text<'_>) -> PyResult<Bound<'py, PyString>> {
+    PyString::from_bytes(py, text.as_bytes())
 }
 
 /// `sigil_ws.events.Fragment`: a piece of a streamed message, more to come.
@@ -89,7 +96,7 @@ pub fn fragment_object<'py>(py: Python<'py>, message: Message<'_>) -> PyResult<B
         })?;
     FRAGMENT
         .import(py, "sigil_ws.events", "Fragment")?
-        .call1((kind, message_object(py, message)))
+        .call1((kind, message_object(py, message)?))
 }
 
 /// The Python event object for an engine event (`Message`, `Fragment`, `Ping`, `Pong`,
@@ -103,7 +110,7 @@ pub fn event_object<'py>(py: Python<'py>, event: &Event<'_>) -> PyResult<Bound<'
                 .getattr("TEXT")?;
             MESSAGE
                 .import(py, "sigil_ws.events", "Message")?
-                .call1((kind, PyString::new(py, text)))
+                .call1((kind, text_object(py, *text)?))
         }
         Event::Message(Message::Binary(data)) => {
             let kind = MESSAGE_TYPE

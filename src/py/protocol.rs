@@ -368,7 +368,7 @@ impl PyProtocol {
             this.engine
                 .set_defer_failure(defer_failure || !list.is_empty());
             match this.engine.next_event() {
-                Ok(Some(Event::Message(message))) => list.append(message_object(py, message))?,
+                Ok(Some(Event::Message(message))) => list.append(message_object(py, message)?)?,
                 Ok(Some(Event::Fragment(message))) => list.append(fragment_object(py, message)?)?,
                 Ok(Some(_)) => {}
                 Ok(None) => {

@@ -72,9 +72,10 @@ impl Fragments {
         let result = with_signals(py, |signals, blocking| {
             self.client
                 .recv_piece(self.timeout, signals, blocking, |m| {
-                    message_object(py, m).unbind()
+                    message_object(py, m).map(Bound::unbind)
                 })
-        });
+        })
+        .and_then(|(piece, last)| Ok((piece?, last)));
         match &result {
             Ok(_) => self.log.drain(py, &self.client),
             Err(_) => self.log.closed(py, &self.client),
