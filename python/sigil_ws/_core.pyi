@@ -1,7 +1,7 @@
 """Stubs of the Rust extension module ``sigil_ws._core`` (checked by mypy's stubtest)."""
 
 from collections.abc import Iterable
-from typing import Any, final
+from typing import Any, Literal, final
 
 from typing_extensions import Buffer
 
@@ -269,6 +269,17 @@ class Protocol:
 
     def close_expected(self) -> bool:
         """True while the peer's close frame is awaited: arm a close timeout."""
+
+    @property
+    def tcp_close(self) -> Literal["now", "after_peer", "shut_write"] | None:
+        """How to close TCP once the connection is over (RFC 6455 §7.1.1); ``None`` before.
+
+        ``"now"``: close the socket. ``"after_peer"``: keep reading, discarding what arrives,
+        until the peer's end of stream (the server closes first) or the close timeout, then
+        close. ``"shut_write"``: the connection failed; shut the write side down once the close
+        frame is written, then wait as for ``"after_peer"`` (closing a socket with unread bytes
+        makes the kernel reset the connection, which can destroy the close frame unread).
+        """
 
     @property
     def state(self) -> State:

@@ -83,6 +83,21 @@ pub enum Event<'a> {
     },
 }
 
+/// How the driver closes TCP once the connection is over ([`Protocol::tcp_close`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpClose {
+    /// Close the socket now: the peer's end of stream arrived, or the connection was
+    /// abandoned (1006: the transport failed, a deadline passed).
+    Now,
+    /// Keep reading, discarding what arrives, until the peer's end of stream or
+    /// `close_timeout`, then close; with `shut_write`, shut our write side down first, once
+    /// the close frame is written.
+    AfterPeer {
+        /// Send our FIN before waiting for the peer's (we failed the connection).
+        shut_write: bool,
+    },
+}
+
 /// A ping we sent and whose pong has not come back.
 #[derive(Debug)]
 struct PendingPing {
@@ -318,6 +333,28 @@ impl Protocol {
     /// True while we wait for the peer's close frame: the driver arms `close_timeout`.
     pub fn close_expected(&self) -> bool {
         self.state == State::Closing
+    }
+
+    /// How to close TCP, once the connection is over (`None` before).
+    ///
+    /// RFC 6455 §7.1.1: "when a client is instructed to do the same, it SHOULD wait for a TCP
+    /// Close from the server": after the closing handshake, the driver waits for the server's
+    /// end of stream (the server holds TIME_WAIT). After failing the connection (§7.1.7: the
+    /// client "MUST _Close the WebSocket Connection_"), it shuts its write side down and reads
+    /// until the end of stream, as §7.1.1's example does ("call shutdown() with SHUT_WR on the
+    /// socket, call recv() until obtaining a return value of 0 [...] and finally call close()
+    /// on the socket"): closing a socket that still holds unread bytes makes the kernel answer
+    /// with a reset, which can destroy our close frame before the peer reads it. Neither wait
+    /// delivers anything (§7.1.7: an endpoint that failed the connection "MUST NOT continue to
+    /// attempt to process data"), and both are bounded by `close_timeout`.
+    pub fn tcp_close(&self) -> Option<TcpClose> {
+        let termination = self.termination.as_ref()?;
+        if self.eof || self.close_sent.is_none() || termination.code == 1006 {
+            return Some(TcpClose::Now);
+        }
+        Some(TcpClose::AfterPeer {
+            shut_write: self.close_received.is_none(),
+        })
     }
 
     /// Bytes received and not yet turned into events.

@@ -561,6 +561,64 @@ mod rfc6455_7_closing {
         assert!(!t.is_normal());
     }
 
+    /// RFC 6455 §7.1.1: the client waits for the server's TCP close; after failing, it shuts
+    /// its write side down first.
+    #[test]
+    fn how_tcp_closes() {
+        let close = |code: u16| frame(8, true, &code.to_be_bytes());
+        let after_peer = |shut_write| Some(TcpClose::AfterPeer { shut_write });
+        // Open: no answer yet.
+        let mut p = open();
+        assert_eq!(p.tcp_close(), None);
+        // We closed, the server answered: wait for its end of stream, then close.
+        p.send_close(Some(1000), "").unwrap();
+        assert_eq!(p.tcp_close(), None, "the close frame is awaited");
+        p.receive_data(&close(1000), 0.0).unwrap();
+        events(&mut p).unwrap();
+        assert_eq!(p.tcp_close(), after_peer(false));
+        p.receive_eof();
+        assert_eq!(p.tcp_close(), Some(TcpClose::Now));
+        // The server closed and we answered: the same.
+        let mut p = open();
+        p.receive_data(&close(1001), 0.0).unwrap();
+        events(&mut p).unwrap();
+        assert_eq!(p.tcp_close(), after_peer(false));
+        // Failed: shut the write side, then wait (the peer's bytes still flow in).
+        for (data, code) in [
+            (frame(1, true, &[0xff]), 1007),
+            (frame(0, true, b"x"), 1002),
+        ] {
+            let mut p = open();
+            expect_failure(&mut p, &data, code);
+            assert_eq!(p.tcp_close(), after_peer(true));
+            p.receive_eof();
+            assert_eq!(p.tcp_close(), Some(TcpClose::Now));
+        }
+        let mut p = open_with(Config { max_size: Some(10) });
+        expect_failure(&mut p, &frame(2, true, &[0; 11])[..4], 1009);
+        assert_eq!(p.tcp_close(), after_peer(true));
+        // A violation after our close frame: nothing more is sent, the write side still shuts.
+        let mut p = open();
+        p.send_close(Some(1000), "").unwrap();
+        take(&mut p);
+        p.receive_data(&frame(0, true, b"x"), 0.0).unwrap();
+        assert!(p.next_event().is_err());
+        assert_eq!(p.tcp_close(), after_peer(true));
+        // Abandoned (a close timeout) or cut off: close now.
+        let mut p = open();
+        p.send_close(Some(1000), "").unwrap();
+        p.abort();
+        assert_eq!(p.tcp_close(), Some(TcpClose::Now));
+        let mut p = open();
+        p.receive_eof();
+        events(&mut p).unwrap();
+        assert_eq!(p.tcp_close(), Some(TcpClose::Now));
+        // Closed before the upgrade: nothing was sent.
+        let mut p = engine_with(Config::default());
+        p.send_close(Some(1000), "").unwrap();
+        assert_eq!(p.tcp_close(), Some(TcpClose::Now));
+    }
+
     #[test]
     fn send_close_validates_arguments() {
         let mut p = open();

@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyList, PyString};
 use crate::blocking::net::current_thread;
 use crate::error::Error;
 use crate::options;
-use crate::protocol::{close_code, Event, Protocol, State, STREAM_PAYLOAD};
+use crate::protocol::{close_code, Event, Protocol, State, TcpClose, STREAM_PAYLOAD};
 
 use super::buffers::{payload_bytes, with_bytes};
 use super::errors::{closed_error, to_pyerr};
@@ -651,6 +651,23 @@ impl PyProtocol {
     fn close_expected(&self, py: Python<'_>) -> PyResult<bool> {
         let this = self.lock(py)?;
         Ok(this.engine.close_expected())
+    }
+
+    /// How to close TCP once the connection is over (RFC 6455 §7.1.1); `None` before.
+    ///
+    /// `"now"`: close the socket. `"after_peer"`: keep reading, discarding what arrives,
+    /// until the peer's end of stream (the server closes first) or the close timeout, then
+    /// close. `"shut_write"`: the connection failed; shut the write side down once the close
+    /// frame is written, then wait as for `"after_peer"` (closing a socket with unread bytes
+    /// makes the kernel reset the connection, which can destroy the close frame unread).
+    #[getter]
+    fn tcp_close(&self, py: Python<'_>) -> PyResult<Option<&'static str>> {
+        let this = self.lock(py)?;
+        Ok(this.engine.tcp_close().map(|how| match how {
+            TcpClose::Now => "now",
+            TcpClose::AfterPeer { shut_write: false } => "after_peer",
+            TcpClose::AfterPeer { shut_write: true } => "shut_write",
+        }))
     }
 
     /// `sigil_ws.State`.
