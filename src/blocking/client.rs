@@ -24,8 +24,8 @@ use super::service::{self, Registration, Served, Visit};
 use super::sync::{lock, Blocking, Direct};
 use crate::buffer::KEEP_CAPACITY;
 use crate::error::{Error, Termination};
-use crate::options::Options;
-use crate::protocol::{Event, Message, Protocol, State, Text, KEEPALIVE_TIMEOUT_REASON};
+use crate::options::{Options, CLOSE_TIMEOUT};
+use crate::protocol::{Event, Message, Protocol, State, TcpClose, Text, KEEPALIVE_TIMEOUT_REASON};
 
 /// Reads go to a stack buffer of this size until one fills it...
 const SMALL_READ: usize = 4 * 1024;
@@ -131,7 +131,8 @@ pub struct Client {
     /// Looked up on first use (most connections never ask).
     local_addr: OnceLock<Peer>,
     remote_addr: Peer,
-    /// The socket was shut down (so `Drop` need not do it again).
+    /// The socket was shut down, or its TCP close handed to the I/O thread (so `Drop` leaves
+    /// it alone).
     shut: AtomicBool,
     /// Bytes wait in the outbox because the peer does not read: the receive loop then also
     /// waits for room to write them.
@@ -919,11 +920,59 @@ impl Client {
     }
 
     /// Called once the connection is over: writes any last frame without waiting, wakes a
-    /// waiting `close()` and shuts the socket down.
+    /// waiting `close()` and closes TCP.
     fn finish(&self) {
         self.flush_last();
         self.terminated.notify_all();
-        self.shutdown();
+        self.close_tcp();
+    }
+
+    /// Closes TCP once, as the engine says (`Protocol::tcp_close`, RFC 6455 §7.1.1): shut down
+    /// at once, or handed to the I/O thread, which waits there for the peer's end of stream
+    /// (after shutting the write side down, when we failed the connection) on a duplicate of
+    /// the socket. Nobody waits for that here: `recv()` reports the failure at once, and the
+    /// connection may be dropped meanwhile.
+    fn close_tcp(&self) {
+        if self.shut.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let how = lock(&self.engine).tcp_close();
+        if let Some(TcpClose::AfterPeer { shut_write }) = how {
+            if self.linger(shut_write).is_ok() {
+                return;
+            }
+        }
+        self.stream.shutdown();
+    }
+
+    fn linger(&self, shut_write: bool) -> std::io::Result<()> {
+        // What the socket did not take of the last frames (the peer does not read) goes with
+        // it. A sender blocked on such a peer holds the writer: it has them, and the write
+        // side shut down wakes it (the close frame is lost then, as it is behind that write).
+        let mut pending = Vec::new();
+        let outbox = match self.writer.try_lock() {
+            Ok(outbox) => Some(outbox),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut outbox) = outbox {
+            pending.extend_from_slice(outbox.buf.get(outbox.written..).unwrap_or_default());
+            *outbox = Outbox::default();
+            let mut engine = lock(&self.engine);
+            if engine.has_data_to_send() {
+                engine.drain_data_to_send(|rest| pending.extend_from_slice(rest));
+            }
+        }
+        // Bounded even without a close_timeout: the connection may be gone already.
+        let wait = self
+            .close_timeout
+            .unwrap_or(Duration::from_secs_f64(CLOSE_TIMEOUT));
+        let socket = self.stream.socket().try_clone()?;
+        if let Some(registration) = self.registration.get() {
+            // The I/O thread watches the duplicate from now on.
+            registration.retire();
+        }
+        service::linger(socket, pending, shut_write, Instant::now() + wait)
     }
 
     /// The closing handshake: sends a close frame, waits up to `close_timeout` for the
@@ -946,8 +995,8 @@ impl Client {
             Ok(())
         });
         let result = result.and_then(|()| match self.reader_for_close(blocking) {
-            Some(mut reader) => self
-                .receive(
+            Some(mut reader) => {
+                self.receive(
                     &mut reader,
                     Goal::Close,
                     deadline,
@@ -956,20 +1005,61 @@ impl Client {
                     blocking,
                     |_| (),
                     &mut NoLarge,
-                )
-                .map(drop),
-            // Another thread is in recv(): it will see the peer's close frame.
+                )?;
+                self.await_peer_end(&mut reader, deadline, signals, blocking)
+            }
+            // Another thread is in recv(): it will see the peer's close frame (and the TCP
+            // close is left to the I/O thread).
             None => blocking.run(|| self.wait_terminated(deadline, signals)),
         });
         blocking.run(|| {
             if result.is_err() {
+                // A deadline passed (or a signal handler raised): TCP closes now.
                 self.abort();
+                self.shutdown();
             }
             self.finish();
         });
         match result {
             Err(Error::Interrupted) => Err(Error::Interrupted),
             _ => Ok(()),
+        }
+    }
+
+    /// `close()` after the closing handshake: RFC 6455 §7.1.1, the client "SHOULD wait for a
+    /// TCP Close from the server"; reads (what arrives is discarded) until the server's end of
+    /// stream or `deadline`, so that TCP is closed when `close()` returns. After a failure,
+    /// the write side is shut down first (see `Protocol::tcp_close`).
+    fn await_peer_end<B: Blocking>(
+        &self,
+        reader: &mut Reader,
+        deadline: Option<Instant>,
+        signals: Signals<'_>,
+        blocking: &B,
+    ) -> Result<(), Error> {
+        let mut shut = false;
+        loop {
+            if self.shut.load(Ordering::Acquire) {
+                // The I/O thread has it in hand (see `close_tcp`).
+                return Ok(());
+            }
+            let Some(TcpClose::AfterPeer { shut_write }) = self.lock_engine(blocking).tcp_close()
+            else {
+                return Ok(());
+            };
+            blocking.run(|| {
+                if shut_write && !shut {
+                    shut = true;
+                    self.flush_last();
+                    let _ = self.stream.socket().shutdown(std::net::Shutdown::Write);
+                }
+                self.read_some(
+                    reader,
+                    deadline,
+                    "waiting for the server to close TCP",
+                    signals,
+                )
+            })?;
         }
     }
 
@@ -1220,18 +1310,32 @@ impl Served for Client {
             (failed, termination.is_some(), engine.next_deadline())
         };
         self.flush_now();
-        if ended {
+        // Whoever holds the reader (a recv() or close() in progress) ends the connection
+        // itself; else it ends here, so that TCP is closed without waiting for the
+        // application's next call (the peer's close was read and answered here, or the
+        // keepalive failed).
+        let held = ended && {
+            self.service_turns.fetch_add(1, Ordering::AcqRel);
+            let held = matches!(self.reader.try_lock(), Err(TryLockError::WouldBlock));
+            self.service_turns.fetch_add(1, Ordering::AcqRel);
+            held
+        };
+        if held {
             self.terminated.notify_all();
             if failed {
-                // Failed here (keepalive, or the peer vanished): wake a blocked thread.
+                // Failed here (keepalive, or the peer vanished) while the holder may be
+                // blocked reading the socket: wake it.
                 self.shutdown();
             }
+        } else if ended {
+            self.finish();
         }
         Visit {
             // Paused: nothing to do until recv() takes the parked messages (it nudges then).
             due: next.filter(|_| !ended && !paused).map(|d| self.instant(d)),
-            busy,
-            ended,
+            // Held: looked at again later, in case the holder leaves without ending it.
+            busy: busy || held,
+            ended: ended && !held,
             more: more && !ended && !paused,
         }
     }

@@ -14,14 +14,23 @@
 //! After `os.fork()` the child starts a thread of its own on its first connection; the
 //! connections it inherited are served by no thread in the child (their sockets are shared
 //! with the parent, whose thread keeps serving them there).
+//!
+//! The thread also closes the TCP connection of a connection that is over ([`linger`]): it
+//! writes what is left of the close frame, shuts the write side down after a failure, and
+//! reads and discards until the peer's end of stream or a deadline (RFC 6455 §7.1.1), on a
+//! duplicate of the socket that it owns, so that neither `recv()` nor dropping the connection
+//! waits for it.
 
 use std::collections::HashMap;
-use std::os::fd::RawFd;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use socket2::Socket;
 
 use super::sync::lock;
 
@@ -75,10 +84,98 @@ struct Entry {
     busy_visits: u32,
 }
 
+/// The TCP close of a connection that is over (see [`linger`]).
+struct Lingering {
+    /// A duplicate of the connection's socket: the TCP connection lives until it is closed,
+    /// whether or not the connection (and its descriptor) is still there.
+    socket: Socket,
+    /// What is left of the last frames (the close frame), written before the write side shuts.
+    pending: Vec<u8>,
+    /// Shut the write side down once `pending` is written.
+    shut_write: bool,
+    /// The peer's end of stream is awaited until then.
+    deadline: Instant,
+    /// The process that owns the close (a forked child shares the socket and leaves it be).
+    pid: u32,
+}
+
+/// Reads per visit of one lingering socket (64 KiB each): a peer that keeps sending does not
+/// keep the thread from the other connections (as [`Served::serve`] reads within a budget).
+const LINGER_BUDGET: usize = 16;
+
+/// What a step of a lingering socket's close left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Linger {
+    /// Over: close the socket.
+    Done,
+    /// Wait for the socket to be ready (or the deadline).
+    Wait,
+    /// The read budget ran out with bytes perhaps left (which the edge-triggered watch will
+    /// not report again): look again right after the others.
+    More,
+}
+
+impl Lingering {
+    /// Moves the close along without blocking.
+    fn step(&mut self) -> Linger {
+        if Instant::now() >= self.deadline {
+            return Linger::Done;
+        }
+        while !self.pending.is_empty() {
+            match self
+                .socket
+                .send_with_flags(&self.pending, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            {
+                Ok(n) => drop(self.pending.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Linger::Wait,
+                Err(_) => return Linger::Done,
+            }
+        }
+        if std::mem::take(&mut self.shut_write) {
+            // RFC 6455 §7.1.1: "call shutdown() with SHUT_WR on the socket, call recv() until
+            // obtaining a return value of 0 [...] and finally call close() on the socket". Only
+            // the write side: with the read side shut down too, the kernel resets the
+            // connection when the peer's next bytes come, and the reset can destroy our close
+            // frame before the peer reads it.
+            if self.socket.shutdown(Shutdown::Write).is_err() {
+                return Linger::Done;
+            }
+        }
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+        for _ in 0..LINGER_BUDGET {
+            match self.socket.recv_with_flags(&mut buf, libc::MSG_DONTWAIT) {
+                // The peer closed its side: so can we.
+                Ok(0) => return Linger::Done,
+                // RFC 6455 §7.1.1: "discarding any trailing bytes that may have been received".
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Linger::Wait,
+                Err(_) => return Linger::Done,
+            }
+        }
+        Linger::More
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        // Ends the TCP connection even while the connection still holds its descriptor. After
+        // the peer's end of stream no byte can come any more; after the deadline, the peer
+        // has had its time.
+        if self.pid == std::process::id() {
+            let _ = self.socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
 struct Service {
     registry: Registry,
     waker: Waker,
     entries: Mutex<HashMap<usize, Entry>>,
+    /// Sockets whose TCP close is under way, by token (tokens are shared with `entries`), with
+    /// when to look at them next.
+    lingering: Mutex<HashMap<usize, (Lingering, Instant)>>,
     next_token: Mutex<usize>,
     pid: u32,
 }
@@ -96,6 +193,7 @@ fn service() -> std::io::Result<Arc<Service>> {
         registry: poll.registry().try_clone()?,
         waker: Waker::new(poll.registry(), WAKER)?,
         entries: Mutex::new(HashMap::new()),
+        lingering: Mutex::new(HashMap::new()),
         next_token: Mutex::new(1),
         pid,
     });
@@ -126,12 +224,7 @@ impl std::fmt::Debug for Registration {
 /// Puts `conn` in the service's care until the returned registration is dropped.
 pub fn register<C: Served + 'static>(conn: &Arc<C>) -> std::io::Result<Registration> {
     let service = service()?;
-    let token = {
-        let mut next = lock(&service.next_token);
-        let token = *next;
-        *next += 1;
-        token
-    };
+    let token = service.token();
     let fd = conn.fd();
     // Visit at once: bytes that came with the upgrade response (a ping, a close) are in the
     // engine already, and the edge-triggered watch will not report them.
@@ -156,7 +249,48 @@ pub fn register<C: Served + 'static>(conn: &Arc<C>) -> std::io::Result<Registrat
     Ok(Registration { service, token })
 }
 
+/// Hands the TCP close of a connection that is over to the thread: `socket` (a duplicate of
+/// the connection's, owned by the thread from now on) gets `pending` written, its write side
+/// shut down when `shut_write`, and is read with what arrives discarded until the peer's end
+/// of stream or `deadline`; then it is shut down and closed (see [`Lingering`]).
+pub fn linger(
+    socket: Socket,
+    pending: Vec<u8>,
+    shut_write: bool,
+    deadline: Instant,
+) -> io::Result<()> {
+    let service = service()?;
+    let token = service.token();
+    let fd = socket.as_raw_fd();
+    // Writable too, for what is left of the close frame; the first look is at once (the
+    // edge-triggered watch reports only what changes from now on).
+    service.registry.register(
+        &mut SourceFd(&fd),
+        Token(token),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    let lingering = Lingering {
+        socket,
+        pending,
+        shut_write,
+        deadline,
+        pid: std::process::id(),
+    };
+    lock(&service.lingering).insert(token, (lingering, Instant::now()));
+    service.waker.wake()
+}
+
 impl Registration {
+    /// Takes the connection out of the thread's care before the registration is dropped
+    /// (its socket is lingering: the thread watches a duplicate of it).
+    pub fn retire(&self) {
+        if let Some(entry) = lock(&self.service.entries).remove(&self.token) {
+            if entry.armed {
+                let _ = self.service.registry.deregister(&mut SourceFd(&entry.fd));
+            }
+        }
+    }
+
     /// Asks the thread to look at the connection now (its reader stopped reading ahead
     /// because `max_queue` messages were parked, and the application took them).
     pub fn nudge(&self) {
@@ -182,6 +316,43 @@ impl Drop for Registration {
 }
 
 impl Service {
+    /// A token for a new connection or lingering socket.
+    fn token(&self) -> usize {
+        let mut next = lock(&self.next_token);
+        let token = *next;
+        *next += 1;
+        token
+    }
+
+    /// Moves the lingering sockets in `ready` along (and those whose look is due); closes
+    /// those that are done.
+    fn linger_step(&self, ready: &[usize], now: Instant) {
+        let mut lingering = lock(&self.lingering);
+        if lingering.is_empty() {
+            return;
+        }
+        lingering.retain(|token, (socket, look)| {
+            if *look > now && ready.binary_search(token).is_err() {
+                return true;
+            }
+            match socket.step() {
+                Linger::Done => {
+                    let fd = socket.socket.as_raw_fd();
+                    let _ = self.registry.deregister(&mut SourceFd(&fd));
+                    false
+                }
+                Linger::Wait => {
+                    *look = socket.deadline;
+                    true
+                }
+                Linger::More => {
+                    *look = Instant::now();
+                    true
+                }
+            }
+        });
+    }
+
     /// One visit: the socket is read only when the application has not received since the
     /// last visit (and is watched again then); while it receives, the thread stays away and
     /// looks again after [`BUSY_RETRY`], doubling up to [`BUSY_RETRY_MAX`].
@@ -238,9 +409,11 @@ impl Service {
         loop {
             let timeout = {
                 let entries = lock(&self.entries);
+                let lingering = lock(&self.lingering);
                 entries
                     .values()
                     .filter_map(|e| e.due)
+                    .chain(lingering.values().map(|(_, look)| *look))
                     .min()
                     .map(|due| due.saturating_duration_since(Instant::now()))
             };
@@ -260,6 +433,9 @@ impl Service {
                     .map(|t| t.0),
             );
             let now = Instant::now();
+            ready.sort_unstable();
+            ready.dedup();
+            self.linger_step(&ready, now);
             {
                 let mut entries = lock(&self.entries);
                 ready.extend(
