@@ -1159,8 +1159,8 @@ class Streamed:
 def streaming_server(raw_server: RawServer, attempts: dict[str, Streamed]) -> str:
     """A server that sends the first piece of a text message; on ``blast`` pings until
     ``collected``, then the rest of the message and a message "after"; on ``done`` a close
-    frame. It discards what the client sends (pongs, its close frame) until the client
-    closes."""
+    frame and closes TCP first (RFC 6455 §7.1.1: the client waits for that). It discards what
+    the client sends (pongs, its close frame) until the client closes."""
 
     def script(conn: RawConnection) -> None:
         attempt = attempts[conn.request.split(b" ")[1].decode().strip("/")]
@@ -1184,6 +1184,7 @@ def streaming_server(raw_server: RawServer, attempts: dict[str, Streamed]) -> st
                 conn.send(server_frame(0, b"rest") + server_frame(1, b"after"))
                 if attempt.done.wait(20):
                     conn.send(server_frame(8, struct.pack("!H", 1000)))
+                    conn.sock.shutdown(socket.SHUT_WR)
                     reader.join(10)  # until the client closes the connection
         finally:
             with contextlib.suppress(OSError):  # a client that broke the connection

@@ -78,6 +78,9 @@ _WRITE_PART = 256 * 2**10
 # mmap threshold is mapped, shrunk with mremap and unmapped on every read that returns less
 # than a full buffer.
 _READ_SIZE = 256 * 2**10
+# How long the TCP close waits for the peer's end of stream when close_timeout is None: the
+# connection may have been dropped, and its socket must not linger forever.
+_LINGER_DEFAULT: float = _core.DEFAULTS["close_timeout"]
 _read_buffers = threading.local()
 
 
@@ -95,6 +98,7 @@ class _Driver(asyncio.BufferedProtocol):
 
     # Slots: an idle connection should cost as little memory as possible.
     __slots__ = (
+        "close_timeout",
         "closed_logged",
         "drain_waiters",
         "engine",
@@ -103,6 +107,7 @@ class _Driver(asyncio.BufferedProtocol):
         "is_lost",
         "is_terminated",
         "journal",
+        "linger",
         "logger",
         "loop",
         "lost",
@@ -129,8 +134,10 @@ class _Driver(asyncio.BufferedProtocol):
         max_queue: int | None,
         write_limit: int,
         logger: _logging.Logger | None = None,
+        close_timeout: float | None = _LINGER_DEFAULT,
     ) -> None:
         self.engine = engine
+        self.close_timeout = close_timeout
         self.max_queue = max_queue
         self.write_limit = write_limit
         self.loop = asyncio.get_running_loop()
@@ -162,6 +169,9 @@ class _Driver(asyncio.BufferedProtocol):
         self.fragmenting: asyncio.Future[None] | None = None
         # The keepalive's next wake-up (engine.next_timer()), while the connection is open.
         self.timer: asyncio.TimerHandle | None = None
+        # The end of the wait for the peer's end of stream, once the TCP close is under way
+        # (see close_transport).
+        self.linger: asyncio.TimerHandle | None = None
         # Logging: the engine records notes (DEBUG or TRACE was on at connect time); the
         # connection was handed to the application; its end was logged.
         self.logger = logger if logger is not None else _logger
@@ -294,6 +304,8 @@ class _Driver(asyncio.BufferedProtocol):
         self.mark_terminated()
         self.release_drain_waiters()
         self.cancel_timer()
+        if self.linger is not None:
+            self.linger.cancel()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -360,11 +372,7 @@ class _Driver(asyncio.BufferedProtocol):
             self.arm_timer()
         if self.engine.state is State.CLOSED:
             self.mark_terminated()
-            if self.transport is not None:
-                # RFC 6455 §7.1.1: the server closes TCP first; give it close_timeout, then the
-                # Connection aborts. Closing our side now just flushes the close reply.
-                self.flush_all()
-                self.transport.close()
+            self.close_transport()
         elif self.transport is not None and not self.is_lost:
             queued = len(self.pieces) if self.streaming else len(self.messages)
             full = self.engine.failure_deferred or (
@@ -379,6 +387,42 @@ class _Driver(asyncio.BufferedProtocol):
                 self.reading_paused = False
                 self.transport.resume_reading()
                 self.arm_timer()
+
+    def close_transport(self) -> None:
+        """Closes TCP once the connection is over, as the engine says (``tcp_close``, RFC 6455
+        §7.1.1): at once, or once the peer's end of stream arrives (``eof_received`` lets the
+        transport close itself), reading and discarding until then, for ``close_timeout`` at
+        most. After a failure the write side is shut down first, once the close frame is
+        written (``write_eof`` waits for the buffer): closing a socket with unread bytes makes
+        the kernel reset the connection, which can destroy the close frame before the peer
+        reads it. Nothing awaits this: ``recv()`` raises at once."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.linger is not None:
+            return
+        how = self.engine.tcp_close
+        if how is None:  # not over yet
+            return
+        self.flush_all()
+        if how != "now" and not self.is_lost:
+            if how == "shut_write" and transport.can_write_eof():
+                transport.write_eof()
+            if self.reading_paused:
+                # Nothing is decoded any more (RFC 6455 §7.1.7: an endpoint that failed the
+                # connection "MUST NOT continue to attempt to process data"): read on to the
+                # end of stream.
+                self.reading_paused = False
+                transport.resume_reading()
+            wait = _LINGER_DEFAULT if self.close_timeout is None else self.close_timeout
+            self.linger = self.loop.call_later(wait, self.linger_expired)
+            return
+        transport.close()
+
+    def linger_expired(self) -> None:
+        """The peer did not close TCP within ``close_timeout``: RFC 6455 §7.1.1, "In abnormal
+        cases (such as not having received a TCP Close from the server after a reasonable
+        amount of time) a client MAY initiate the TCP Close"."""
+        if self.transport is not None:
+            self.transport.abort()
 
     # ---- keepalive ------------------------------------------------------------------------
 
@@ -662,7 +706,7 @@ class Connection:
                     return
             exc = self._engine.closed_exception()
             if exc is not None:
-                self._transport.close()
+                driver.close_transport()
                 raise exc
             # Waiting on an empty queue: let it go (see _NO_MESSAGES).
             driver.messages = _NO_MESSAGES
@@ -680,7 +724,7 @@ class Connection:
                 return
             exc = self._engine.closed_exception()
             if exc is not None:
-                self._transport.close()
+                driver.close_transport()
                 raise exc
             driver.message_waiter = driver.loop.create_future()
             try:
@@ -902,7 +946,8 @@ class Connection:
         try:
             async with asyncio.timeout(self._close_timeout):
                 await driver.wait_terminated()
-                self._transport.close()
+                # RFC 6455 §7.1.1: the client "SHOULD wait for a TCP Close from the server".
+                driver.close_transport()
                 await driver.wait_lost()
         except TimeoutError:
             driver.abort()
@@ -1132,7 +1177,9 @@ async def _open(
                     engine.set_journal(journal == 2)
                 transport, driver = await _route(
                     engine,
-                    functools.partial(_Driver, engine, max_queue, write_limit, logger),
+                    functools.partial(
+                        _Driver, engine, max_queue, write_limit, logger, close_timeout
+                    ),
                     proxy,
                     unix_socket,
                     sock,
