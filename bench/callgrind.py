@@ -15,9 +15,9 @@ message, start-up excluded. Paths:
     encode-64                sans-IO Protocol.send_binary + data_to_send
     deflate-encode-16k       the same with permessage-deflate: send_text of 16 KiB of
                              bench/clients.py's JSON-like market data (64 distinct messages
-                             in turn), compressed by our encoder
+                             in turn), compressed by zlib-rs (level 1, as sigil-ws sends)
     deflate-decode-16k       sans-IO receive_messages of those messages compressed by zlib
-                             (level 6, server_no_context_takeover), inflated by our decoder
+                             (level 6, server_no_context_takeover), inflated by zlib-rs
     deflate-decode-1k        the same for 1 KiB messages with context takeover, as the
                              deflate-push-1k bench scenario receives them (the 64 messages
                              compressed in turn, replayed in the same order: each refers only

@@ -9,9 +9,8 @@ Usage:
 The compression scenarios (deflate-*) run every client that can negotiate permessage-deflate
 against the native server's --deflate mode (context takeover, 15-bit windows, zlib level 6 for
 what it sends), with JSON-like market data (bench/native/src/deflate.rs and its twin in
-bench/clients.py); their floor is the same push inflated natively by sigil-ws's own decoder
-(``native-inflate``), beside a reference row that inflates it with flate2 over zlib-rs
-(``native-inflate-zlib``, left out of the ratios).
+bench/clients.py); their floor is the same push inflated natively by flate2 over zlib-rs, the
+codec sigil-ws inflates with (``native-inflate``).
 
 Every client runs against the same native servers (bench/native, tokio-tungstenite for
 WebSocket, plain tokio for raw TCP), each measurement in a fresh process (bench/clients.py),
@@ -104,8 +103,7 @@ class Scenario:
     args: list[str]  # after the URL, with {size} etc. already filled
     size: int = 0  # message size in bytes (for MB/s)
     secure: bool = False
-    # "native-pingpong", "native-tls-pingpong", "native-inflate" (and its reference
-    # "native-inflate-zlib", see REFERENCES), "raw", "pyobj", and the native
+    # "native-pingpong", "native-tls-pingpong", "native-inflate", "raw", "pyobj", and the native
     # WebSocket clients "native-ws-pingpong", "native-wss-pingpong" (NATIVE_CLIENTS)
     floors: list[str] = field(default_factory=list)
     threads: int = 0
@@ -151,7 +149,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             DEFLATE,
             [str(deflate_n), "1024"],
             1024,
-            floors=["native-inflate", "native-inflate-zlib"],
+            floors=["native-inflate"],
             deflate=True,
         )
     )
@@ -427,9 +425,6 @@ def run_client(
 # WebSocket server, the honest limit for a Python binding. Each row also gets its ratio to them
 # ("vs native"); "vs floor" stays the ratio to the raw floors.
 NATIVE_CLIENTS = ["native-ws-pingpong", "native-wss-pingpong"]
-# Floors shown for reference only, outside every ratio: the push inflated by flate2 over zlib-rs,
-# the library most Rust clients inflate with (the floor proper uses sigil-ws's own decoder).
-REFERENCES = ["native-inflate-zlib"]
 
 
 def run_floor(
@@ -442,11 +437,9 @@ def run_floor(
         command = ["ws-pingpong", str(server.port), size, seconds]
         if scenario.secure:
             command.append(ca_file)
-    elif floor in ("native-inflate", "native-inflate-zlib"):
+    elif floor == "native-inflate":
         server = servers["wsz"]
         command = ["inflate-push", str(server.port), *scenario.args]
-        if floor == "native-inflate-zlib":
-            command.append("zlib")
     elif floor.startswith("native-"):
         server = servers["raws" if floor.startswith("native-tls") else "raw"]
         size, seconds = scenario.args
@@ -719,7 +712,7 @@ def summarize(
         floor_rates = [
             medians[f]["rate"]
             for f in scenario.floors
-            if f in medians and f not in NATIVE_CLIENTS and f not in REFERENCES
+            if f in medians and f not in NATIVE_CLIENTS
         ]
         floor = min(floor_rates) if floor_rates else None
         natives = [medians[f]["rate"] for f in NATIVE_CLIENTS if f in medians]

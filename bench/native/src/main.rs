@@ -5,9 +5,9 @@
 //!                                    WebSocket server (tokio-tungstenite): /echo, /push?n=N&size=S;
 //!                                    with --deflate it accepts permessage-deflate, echoes
 //!                                    compressed messages and pushes compressed JSON-like text
-//! sigil-bench inflate-push PORT N SIZE [zlib]   native inflate floor: receives the --deflate
-//!                                    server's push and inflates each message (sigil-ws's
-//!                                    decoder; with zlib, flate2 over zlib-rs instead)
+//! sigil-bench inflate-push PORT N SIZE   native inflate floor: receives the --deflate server's
+//!                                    push and inflates each message with flate2 over zlib-rs,
+//!                                    the codec sigil-ws inflates with
 //! sigil-bench raw-server [CERT KEY]  raw TCP (or raw TLS): "echo S\n" then message echo;
 //!                                    "push N S\n" then the push stream
 //! sigil-bench pingpong PORT SIZE SECONDS [CA]   ping-pong floor client (TLS with a CA file)
@@ -62,7 +62,7 @@ fn main() {
 
 const USAGE: &str = "usage: sigil-bench ws-server [--deflate] [CERT KEY] | raw-server [CERT KEY] \
                      | pingpong PORT SIZE SECONDS [CA] | ws-pingpong PORT SIZE SECONDS [CA] \
-                     | inflate-push PORT N SIZE [zlib]";
+                     | inflate-push PORT N SIZE";
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -587,14 +587,11 @@ fn ws_pingpong(args: &[String]) -> Result<()> {
 }
 
 /// Native inflate floor: the --deflate server's push of N messages of SIZE bytes, each message
-/// inflated into one reused buffer and checked as UTF-8, as a client must. By sigil-ws's own
-/// decoder, or with `zlib` by flate2 over zlib-rs (a reference: the library most Rust clients
-/// inflate with).
+/// inflated into one reused buffer by flate2 over zlib-rs (the codec sigil-ws uses) and checked
+/// as UTF-8, as a client must.
 fn inflate_push(args: &[String]) -> Result<()> {
-    let (port, n, size, zlib) = match args {
-        [port, n, size] => (port, n, size, false),
-        [port, n, size, z] if z == "zlib" => (port, n, size, true),
-        _ => return Err(USAGE.into()),
+    let [port, n, size] = args else {
+        return Err(USAGE.into());
     };
     let n: u64 = n.parse()?;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))?;
@@ -620,9 +617,7 @@ fn inflate_push(args: &[String]) -> Result<()> {
     if !head.starts_with("http/1.1 101") || !head.contains("permessage-deflate") {
         return Err(format!("no permessage-deflate upgrade: {head:?}").into());
     }
-    // The decoder sigil-ws inflates with, as plain Rust; or zlib-rs.
-    let mut inflater = sigil_ws::deflate::Deflate::new(sigil_ws::deflate::Params::default());
-    let mut zlib_inflater = deflate::Inflater::new();
+    let mut inflater = deflate::Inflater::new();
     let (mut payload, mut message) = (Vec::new(), Vec::new());
     let start = Instant::now();
     let cpu_start = cpu_seconds();
@@ -649,11 +644,7 @@ fn inflate_push(args: &[String]) -> Result<()> {
             break;
         }
         message.clear();
-        if zlib {
-            zlib_inflater.inflate(&payload, &mut message)?;
-        } else {
-            inflater.decompress(&payload, &mut message, None)?;
-        }
+        inflater.inflate(&payload, &mut message)?;
         std::str::from_utf8(&message)?;
         count += 1;
     }
