@@ -10,6 +10,9 @@
 # extension must be a glibc 2.17 one, weak or Python's own (scripts/wheel-symbols.py: auditwheel
 # does not look at unversioned symbols), `twine check` must pass, the sdist
 # must hold what a build needs and none of the repository's bulk (bench/, target/, ...).
+# THIRD-PARTY-LICENSES must be what Cargo.lock gives before anything is built, and every wheel,
+# the sdist and the wheel built from it must hold it with every shipped crate's licence
+# (scripts/third_party_licenses.py).
 # Tools come from requirements-dist.txt into .venv-dist; Rust targets through rustup.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,6 +34,9 @@ if ! cmp -s requirements-dist.txt .venv-dist/.requirements 2>/dev/null; then
 fi
 # maturin finds zig as `python -m ziglang` with the python first on PATH.
 export PATH="$PWD/.venv-dist/bin:$PATH"
+
+echo "== THIRD-PARTY-LICENSES against Cargo.lock"
+python3 scripts/third_party_licenses.py --check
 
 installed_targets=$(rustup target list --installed)
 for target in "${TARGETS[@]}"; do
@@ -139,8 +145,8 @@ twine --no-color check --strict dist/*
 echo "== sdist contents"
 listing=$(tar -tzf "${sdists[0]}" | sed 's|^[^/]*/||')
 for required in Cargo.toml Cargo.lock pyproject.toml README.md LICENSE-MIT LICENSE-APACHE \
-    src/lib.rs python/sigil_ws/__init__.py python/sigil_ws/_core.pyi python/sigil_ws/py.typed \
-    PKG-INFO; do
+    THIRD-PARTY-LICENSES src/lib.rs python/sigil_ws/__init__.py python/sigil_ws/_core.pyi \
+    python/sigil_ws/py.typed PKG-INFO; do
     if ! grep -qx "$required" <<<"$listing"; then
         echo "build-dist: the sdist lacks $required" >&2
         exit 1
@@ -154,6 +160,9 @@ if [ -n "$junk" ]; then
     exit 1
 fi
 echo "    $(wc -l <<<"$listing") files, $(du -k "${sdists[0]}" | cut -f1) KiB"
+
+echo "== third-party licences in the wheels and the sdist"
+python3 scripts/third_party_licenses.py --dist "${wheels[@]}" "${sdists[0]}"
 
 echo "== wheel from the sdist (pip, a Rust toolchain and nothing else on PATH)"
 scratch=$(mktemp -d)
@@ -171,6 +180,7 @@ clean_path=$(tr ':' '\n' <<<"$PATH" | grep -v -e "/.venv" -e "/.pyenv/shims" | p
         CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         "$scratch/venv/bin/python" -m pip wheel -q --no-deps -w "$scratch/wheel" "$scratch"/sigil_ws-*/
 )
+python3 scripts/third_party_licenses.py --dist "$scratch"/wheel/*.whl
 "$scratch/venv/bin/python" -m pip install -q --no-index "$scratch"/wheel/*.whl
 (cd "$scratch" && "$scratch/venv/bin/python" -c "
 import pathlib, sigil_ws
