@@ -341,6 +341,132 @@ def inflate_seeds() -> None:
             write("inflate", f"{name}-{config:02x}", bytes([config, len(cuts)]) + cuts + p)
 
 
+# ---- engine_deflate: two config bytes, cuts, then ops (see fuzz/fuzz_targets/engine_deflate.rs) --
+
+
+def ed_config(
+    max_size: int = 5,
+    server_nct: bool = False,
+    client_nct: bool = False,
+    server_bits: int | None = None,
+    client_bits: int | None = None,
+    negotiated: bool = True,
+    level9: bool = False,
+) -> bytes:
+    """The two config bytes: max_size index (0, 1, 125, 1000, 4096, 65536, 1 MiB, None), the
+    parameters (server_bits 8..14, or None for 15), whether the server accepts the extension,
+    its compression level (1 or 9)."""
+    c0 = max_size | (8 if server_nct else 0) | (16 if client_nct else 0)
+    c0 |= 0 if server_bits is None else (server_bits - 7) << 5
+    c1 = 0 if client_bits is None else client_bits
+    c1 |= 0 if negotiated else 0x70
+    c1 |= 0x80 if level9 else 0
+    return bytes([c0, c1])
+
+
+def ed_flags(
+    binary: bool = False,
+    pieces: int = 1,
+    pings: bool = False,
+    bit4: bool = False,
+    reset: bool = False,
+    final: bool = False,
+) -> int:
+    f = int(binary) | (pieces - 1) << 1 | (8 if pings else 0) | (16 if bit4 else 0)
+    return f | (32 if reset else 0) | (64 if final else 0)
+
+
+def ed_message(data: bytes, repeat: int = 1, **flags: bool | int) -> bytes:
+    """Op 0: a message of the server's compressor, ``data`` repeated."""
+    return bytes([0, ed_flags(**flags)]) + chunk(data) + bytes([repeat - 1])
+
+
+def ed_mutated(data: bytes, how: int, at: int, extra: bytes = b"", **flags: bool | int) -> bytes:
+    """Op 2: a compressed message flipped (how 0, bit how>>5), cut (1), extended (2) or with
+    BFINAL forced (3)."""
+    out = bytes([2, ed_flags(**flags)]) + chunk(data) + bytes([how]) + struct.pack("!H", at)
+    return out + (chunk(extra) if how % 4 == 2 else b"")
+
+
+def engine_deflate_seeds() -> None:
+    hello = ed_message(b"Hello")
+    json_ = b'{"id": 12, "name": "sigil", "tags": ["a", "b"]}'
+    seeds = {
+        "hello": ed_config() + b"\x00" + hello,
+        "takeover": ed_config() + b"\x00" + ed_message(json_) * 3,
+        "no-takeover": ed_config(server_nct=True, client_nct=True)
+        + b"\x00"
+        + ed_message(json_) * 3,
+        "windows-8": ed_config(server_bits=8, client_bits=8) + b"\x00" + ed_message(json_, 40) * 2,
+        "windows-14": ed_config(server_bits=14, client_bits=15, level9=True)
+        + b"\x00"
+        + ed_message(json_, 20, final=True)
+        + ed_message(json_, 20),
+        "fragments-pings": ed_config() + b"\x00" + ed_message(json_, 10, pieces=4, pings=True),
+        "split": ed_config() + chunk(bytes([0, 5, 1, 200, 3])) + ed_message(json_, 30, pieces=3),
+        "bomb-4096": ed_config(max_size=4)
+        + b"\x00"
+        + bytes([4, 0, ord("a")])
+        + struct.pack("!H", 8000),
+        "bomb-none": ed_config(max_size=7)
+        + b"\x00"
+        + bytes([4, 2, ord("a")])
+        + struct.pack("!H", 4000),
+        "bomb-small": ed_config(max_size=2) + b"\x00" + bytes([4, 0, 0x20, 0, 1]),
+        "distance-takeover": ed_config()
+        + b"\x00"
+        + ed_message(json_)
+        + bytes([5, 0])
+        + struct.pack("!H", 30)
+        + b"\x02",
+        "distance-no-takeover": ed_config(server_nct=True)
+        + b"\x00"
+        + ed_message(json_)
+        + bytes([5, 0])
+        + struct.pack("!H", 30)
+        + b"\x02",
+        "distance-far": ed_config() + b"\x00" + bytes([5, 1]) + struct.pack("!H", 32767) + b"\x00",
+        "flip": ed_config() + b"\x00" + ed_mutated(json_, 0x40, 5) + hello,
+        "truncated": ed_config() + b"\x00" + ed_mutated(json_, 1, 7) + ed_message(json_),
+        "overlong": ed_config() + b"\x00" + ed_mutated(json_, 2, 0, b"\xff\x00garbage") + hello,
+        "bfinal": ed_config() + b"\x00" + ed_mutated(json_, 3, 0) + ed_message(json_),
+        "garbage": ed_config() + b"\x00" + bytes([3, 0]) + chunk(b"\xff\xff\xff\x00\x01"),
+        "bad-utf8": ed_config() + b"\x00" + ed_message(b"\xc3(", bit4=True),
+        "rsv1-ping": ed_config() + b"\x00" + bytes([7, 0x40, 4]) + b"ping" + hello,
+        "rsv1-pong": ed_config() + b"\x00" + bytes([7, 0x50, 0]) + hello,
+        "rsv2-data": ed_config() + b"\x00" + bytes([8, 16, 0xA1]) + chunk(b"x"),
+        "rsv1-continuation": ed_config()
+        + b"\x00"
+        + bytes([0, ed_flags(pieces=2)])
+        + chunk(json_)
+        + b"\x00"
+        + bytes([8, 0, 0x40])
+        + chunk(b"\x00"),
+        "rsv1-continuation-inside": ed_config()
+        + b"\x00"
+        + bytes([8, 0, 0x41])
+        + chunk(b"x")
+        + bytes([8, 16, 0x40])
+        + chunk(b"\x00"),
+        "bomb-65536": ed_config(max_size=5)
+        + b"\x00"
+        + bytes([4, 6, ord("a")])
+        + struct.pack("!H", 8000),
+        "not-negotiated": ed_config(negotiated=False) + b"\x00" + hello,
+        "uncompressed-between": ed_config()
+        + b"\x00"
+        + ed_message(json_)
+        + bytes([6, 0])
+        + chunk(b"plain")
+        + ed_message(json_),
+        "close": ed_config() + b"\x00" + hello + bytes([9, 16]),
+        "max-0": ed_config(max_size=0) + b"\x00" + ed_message(b""),
+        "max-125": ed_config(max_size=2) + b"\x00" + ed_message(b"x" * 100, 2),
+    }
+    for name, data in seeds.items():
+        write("engine_deflate", name, data)
+
+
 def main() -> None:
     if ROOT.exists():
         shutil.rmtree(ROOT)
@@ -350,6 +476,7 @@ def main() -> None:
     utf8_seeds()
     frame_seeds()
     inflate_seeds()
+    engine_deflate_seeds()
     count = sum(1 for _ in ROOT.rglob("*") if _.is_file())
     size = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file())
     print(f"{count} seed files, {size} bytes, in {ROOT}")

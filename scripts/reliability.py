@@ -47,6 +47,11 @@ FUZZ_TARGETS = {
     "utf8": "incremental UTF-8 validator against std::str::from_utf8",
     "frame": "frame header decode/encode round trip",
     "inflate": "permessage-deflate inflation with a max_size",
+    "engine_deflate": (
+        "hostile compressed frames through the engine (bombs, bad blocks, distances past the "
+        "window, cut and over-long streams, context takeover or not, RSV1 misuse) against a "
+        "zlib-rs reference"
+    ),
 }
 
 
