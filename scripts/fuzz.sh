@@ -22,11 +22,10 @@ if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list)
 fi
 # Release with debug assertions and overflow checks, under AddressSanitizer (with LeakSanitizer).
-# The crate is not free of `unsafe`: the lint denies it by default, but about 30 sites allow it
-# (`grep -rn 'allow(unsafe_code)' src/`), several on the engine's path that these targets drive
-# (src/mask.rs's word-at-a-time masking, src/buffer.rs's uninitialised input buffer,
-# src/protocol/message.rs's unchecked UTF-8 of proven text), and zlib-rs, which inflates every
-# compressed frame, is mostly `unsafe` code. ASan catches out-of-bounds accesses, use after
+# The crate is not free of `unsafe`: the lint denies it by default, but 14 sites allow it
+# (`grep -rn 'allow(unsafe_code)' src/`), one on the engine's path that these targets drive
+# (src/mask.rs's masking into the output buffer), and zlib-rs, which inflates every compressed
+# frame, is mostly `unsafe` code. ASan catches out-of-bounds accesses, use after
 # free and leaks there, which Rust's checks do not; it costs about half the executions a
 # second. The standard library itself is not instrumented (that would need -Zbuild-std and
 # nightly). The sockets and the Python bindings, the other `unsafe` sites, are not reachable
