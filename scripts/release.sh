@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
 bash scripts/deny.sh
+bash scripts/miri.sh
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-600}"
 for client in sync asyncio uvloop; do
     python conformance/run.py --profile full --client "$client"
