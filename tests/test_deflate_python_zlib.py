@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import struct
 import zlib
 
 import pytest
 
 from sigil_ws import Message, MessageType, Ping, Protocol, State, handshake
+from tests.test_protocol import client_frames
 
 from .conftest import server_frame
 
@@ -93,25 +93,6 @@ def frames(rng: random.Random, opcode: int, payload: bytes) -> bytes:
         out += server_frame(
             opcode if i == 0 else 0, part, fin=i == len(parts) - 1, rsv=4 if i == 0 else 0
         )
-    return out
-
-
-def client_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """The client's frames: (first byte, unmasked payload)."""
-    out = []
-    while data:
-        b0, b1 = data[0], data[1]
-        n, pos = b1 & 0x7F, 2
-        if n == 126:
-            (n,) = struct.unpack("!H", data[2:4])
-            pos = 4
-        elif n == 127:
-            (n,) = struct.unpack("!Q", data[2:10])
-            pos = 10
-        key = data[pos : pos + 4]
-        body = data[pos + 4 : pos + 4 + n]
-        out.append((b0, bytes(b ^ key[i % 4] for i, b in enumerate(body))))
-        data = data[pos + 4 + n :]
     return out
 
 

@@ -33,7 +33,8 @@ def response() -> bytes:
     ).encode()
 
 
-def unmask(data: bytes) -> list[tuple[int, bytes]]:
+def client_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The client's frames: (first byte, unmasked payload); every frame must be masked."""
     frames = []
     while data:
         b0, b1 = data[0], data[1]
@@ -47,9 +48,14 @@ def unmask(data: bytes) -> list[tuple[int, bytes]]:
             pos = 10
         key = data[pos : pos + 4]
         payload = bytes(b ^ key[i % 4] for i, b in enumerate(data[pos + 4 : pos + 4 + n]))
-        frames.append((b0 & 0x0F, payload))
+        frames.append((b0, payload))
         data = data[pos + 4 + n :]
     return frames
+
+
+def unmask(data: bytes) -> list[tuple[int, bytes]]:
+    """The client's frames: (opcode, unmasked payload)."""
+    return [(b0 & 0x0F, payload) for b0, payload in client_frames(data)]
 
 
 def opened(**options: object) -> Protocol:
