@@ -25,11 +25,10 @@ fi
 # The crate is not free of `unsafe`: the lint denies it by default, but 14 sites allow it
 # (`grep -rn 'allow(unsafe_code)' src/`), one on the engine's path that these targets drive
 # (src/mask.rs's masking into the output buffer), and zlib-rs, which inflates every compressed
-# frame, is mostly `unsafe` code. ASan catches out-of-bounds accesses, use after
-# free and leaks there, which Rust's checks do not; it costs about half the executions a
-# second. The standard library itself is not instrumented (that would need -Zbuild-std and
-# nightly). The sockets and the Python bindings, the other `unsafe` sites, are not reachable
-# from a fuzz target: scripts/miri.sh runs their unit tests where Miri can.
+# frame, is mostly `unsafe` code. ASan catches out-of-bounds accesses, use after free and
+# leaks there, which Rust's checks do not. The standard library is not instrumented (that
+# would need -Zbuild-std and nightly). The other `unsafe` sites (sockets, getaddrinfo, the
+# Python bindings) are not reachable from a fuzz target; see docs/reliability.md.
 # RUSTC_BOOTSTRAP (above) lets the stable toolchain take -Zsanitizer=address; it ships the
 # runtime (librustc-stable_rt.asan.a), so no nightly is needed.
 sanitizer=address
