@@ -710,9 +710,7 @@ def summarize(
                 here = interpreter(k)
                 best_peers[here] = max(best_peers.get(here, 0.0), v["rate"])
         floor_rates = [
-            medians[f]["rate"]
-            for f in scenario.floors
-            if f in medians and f not in NATIVE_CLIENTS
+            medians[f]["rate"] for f in scenario.floors if f in medians and f not in NATIVE_CLIENTS
         ]
         floor = min(floor_rates) if floor_rates else None
         natives = [medians[f]["rate"] for f in NATIVE_CLIENTS if f in medians]
