@@ -21,7 +21,7 @@ use rustix::event::PollFlags;
 use super::large::{self, Large, LargeSink, NoLarge};
 use super::net::{self, expired, Peer, ReadTimeout, Signals, Stream};
 use super::service::{self, Registration, Served, Visit};
-use super::sync::{lock, Blocking, Direct};
+use super::sync::{lock, try_lock, Blocking, Direct};
 use crate::buffer::KEEP_CAPACITY;
 use crate::error::{Error, Termination};
 use crate::options::{Options, CLOSE_TIMEOUT};
@@ -950,12 +950,7 @@ impl Client {
         // it. A sender blocked on such a peer holds the writer: it has them, and the write
         // side shut down wakes it (the close frame is lost then, as it is behind that write).
         let mut pending = Vec::new();
-        let outbox = match self.writer.try_lock() {
-            Ok(outbox) => Some(outbox),
-            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        };
-        if let Some(mut outbox) = outbox {
+        if let Some(mut outbox) = try_lock(&self.writer) {
             pending.extend_from_slice(outbox.buf.get(outbox.written..).unwrap_or_default());
             *outbox = Outbox::default();
             let mut engine = lock(&self.engine);
@@ -1281,11 +1276,7 @@ impl Served for Client {
             busy = true;
         } else if read || due_now {
             self.service_turns.fetch_add(1, Ordering::AcqRel);
-            let reader = match self.reader.try_lock() {
-                Ok(reader) => Some(reader),
-                Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-                Err(TryLockError::WouldBlock) => None,
-            };
+            let reader = try_lock(&self.reader);
             busy = reader.is_none();
             if let Some(mut reader) = reader {
                 // A pong in the socket is fed before the deadline runs.
@@ -1316,7 +1307,7 @@ impl Served for Client {
         // keepalive failed).
         let held = ended && {
             self.service_turns.fetch_add(1, Ordering::AcqRel);
-            let held = matches!(self.reader.try_lock(), Err(TryLockError::WouldBlock));
+            let held = try_lock(&self.reader).is_none();
             self.service_turns.fetch_add(1, Ordering::AcqRel);
             held
         };
